@@ -1,0 +1,302 @@
+//! Write [Runway](https://example.invalid/runway) workflows in Rust.
+//!
+//! A workflow is one function from a deserializable input to a serializable
+//! output. Register it with [`workflow!`], build the crate for
+//! `wasm32-wasip2`, and deploy the `.wasm` with a `runway.toml`.
+//!
+//! Everything outside the sandbox goes through the host, with typed helpers:
+//! [`secrets::get`], [`artifacts::write`], [`log`], [`emit`], [`info`].
+//! The host records each call in the run's journal, so a run that is
+//! resumed after a crash sees the same results and repeats no side effect.
+//!
+//! # Example
+//!
+//! `Cargo.toml`:
+//!
+//! ```toml
+//! [package]
+//! name = "report"
+//! edition = "2024"
+//!
+//! [lib]
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! runway-sdk = "0.1"
+//! serde = { version = "1", features = ["derive"] }
+//! ```
+//!
+//! `src/lib.rs`:
+//!
+//! ```no_run
+//! use runway_sdk::{artifacts, emit, log, secrets, Level, Result};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Deserialize)]
+//! struct Input {
+//!     title: String,
+//!     sections: Vec<String>,
+//! }
+//!
+//! #[derive(Serialize)]
+//! struct Output {
+//!     artifact: String,
+//!     bytes: u64,
+//! }
+//!
+//! fn report(input: Input) -> Result<Output> {
+//!     // Fails the run with SECRET_UNDECLARED unless runway.toml declares it.
+//!     let token = secrets::get("REPORT_TOKEN")?;
+//!     log(Level::Info, format!("token has {} characters", token.len()));
+//!     let mut body = format!("# {}\n", input.title);
+//!     for (i, s) in input.sections.iter().enumerate() {
+//!         body.push_str(&format!("\n## {s}\n"));
+//!         emit("progress", &serde_json::json!({ "done": i + 1 }))?;
+//!     }
+//!     let written = artifacts::write_with("report.md", "text/markdown", body, None)?;
+//!     Ok(Output { artifact: written.name, bytes: written.size })
+//! }
+//!
+//! runway_sdk::workflow!(report);
+//! ```
+//!
+//! `runway.toml`:
+//!
+//! ```toml
+//! slug = "report"
+//! secrets = ["REPORT_TOKEN"]
+//! [budget]
+//! max_duration = "30s"
+//! ```
+//!
+//! Build and run it:
+//!
+//! ```sh
+//! cargo build --release --target wasm32-wasip2
+//! runway exec target/wasm32-wasip2/release/report.wasm --manifest runway.toml \
+//!     --input '{"title":"Weekly","sections":["Wins","Risks"]}'
+//! ```
+
+use serde::{Serialize, de::DeserializeOwned};
+use std::fmt;
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "runway:workflow/workflow",
+        pub_export_macro: true,
+        default_bindings_module: "runway_sdk::bindings",
+    });
+}
+
+use bindings::runway::workflow as wit;
+
+/// A workflow's error: a machine-readable `code` and a message for people.
+///
+/// Returning one fails the run with `PROGRAM_ERROR` (or `INVALID_INPUT` when
+/// the code is `INVALID_INPUT`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    pub code: String,
+    pub message: String,
+}
+
+impl Error {
+    /// An error with a code of your own, e.g. `"UPSTREAM_DOWN"`.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Error {
+        Error {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// An error with the generic code `ERROR`.
+    pub fn msg(message: impl fmt::Display) -> Error {
+        Error::new("ERROR", message.to_string())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Error {
+        Error::new("JSON_ERROR", e.to_string())
+    }
+}
+
+impl From<wit::types::Failure> for Error {
+    fn from(f: wit::types::Failure) -> Error {
+        Error::new(f.code, f.message)
+    }
+}
+
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Facts about the current run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunInfo {
+    pub run_id: String,
+    pub slug: String,
+    pub version: u32,
+    pub parent_run_id: Option<String>,
+}
+
+/// The current run's id, workflow and version.
+pub fn info() -> RunInfo {
+    let i = wit::runtime::info();
+    RunInfo {
+        run_id: i.run_id,
+        slug: i.slug,
+        version: i.version,
+        parent_run_id: i.parent_run_id,
+    }
+}
+
+/// Log levels for [`log`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Appends a `log` event to the run's event log. Secret values the run has
+/// read are masked by the host.
+pub fn log(level: Level, message: impl AsRef<str>) {
+    use wit::runtime::LogLevel as L;
+    let level = match level {
+        Level::Trace => L::Trace,
+        Level::Debug => L::Debug,
+        Level::Info => L::Info,
+        Level::Warn => L::Warn,
+        Level::Error => L::Error,
+    };
+    wit::runtime::log(level, message.as_ref());
+}
+
+/// Appends a custom event named `kind` with a JSON `payload`.
+pub fn emit<T: Serialize + ?Sized>(kind: &str, payload: &T) -> Result<()> {
+    let json = serde_json::to_string(payload)?;
+    wit::runtime::emit(kind, &json);
+    Ok(())
+}
+
+/// Secrets the manifest declares.
+pub mod secrets {
+    use super::{Result, wit};
+
+    /// The value of secret `name`. Reading a name the manifest does not
+    /// declare ends the run with `SECRET_UNDECLARED`; a declared secret the
+    /// host has no value for ends it with `SECRET_MISSING`.
+    pub fn get(name: &str) -> Result<String> {
+        Ok(wit::secrets::get(name)?)
+    }
+}
+
+/// Files the run produces.
+pub mod artifacts {
+    use super::{Result, wit};
+    use serde::Serialize;
+
+    /// A stored artifact.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct ArtifactRef {
+        pub name: String,
+        /// sha256 of the body, lower-case hex.
+        pub digest: String,
+        pub size: u64,
+    }
+
+    /// Writes artifact `name` (a plain file name: no `/`, `\`, `..`) as
+    /// `application/octet-stream`. Writing a name again replaces it.
+    pub fn write(name: &str, body: impl AsRef<[u8]>) -> Result<ArtifactRef> {
+        write_with(name, "application/octet-stream", body, None)
+    }
+
+    /// Writes artifact `name` with a content type and optional JSON metadata.
+    pub fn write_with(
+        name: &str,
+        content_type: &str,
+        body: impl AsRef<[u8]>,
+        metadata: Option<&serde_json::Value>,
+    ) -> Result<ArtifactRef> {
+        let metadata = metadata.map(|m| m.to_string());
+        let r = wit::artifacts::write(name, content_type, body.as_ref(), metadata.as_deref())?;
+        Ok(ArtifactRef {
+            name: r.name,
+            digest: r.digest,
+            size: r.size,
+        })
+    }
+
+    /// Writes `value` as a JSON artifact.
+    pub fn write_json<T: Serialize + ?Sized>(name: &str, value: &T) -> Result<ArtifactRef> {
+        let body = serde_json::to_vec_pretty(value)?;
+        write_with(name, "application/json", body, None)
+    }
+
+    /// Reads back an artifact this run wrote.
+    pub fn read(name: &str) -> Result<Vec<u8>> {
+        Ok(wit::artifacts::read(name)?)
+    }
+}
+
+#[doc(hidden)]
+pub mod __private {
+    use super::*;
+
+    pub use crate::bindings::runway::workflow::types::Failure;
+
+    /// Decodes the input, calls the workflow, encodes its result.
+    pub fn dispatch<I, O>(input: &str, f: impl FnOnce(I) -> Result<O>) -> Result<String, Failure>
+    where
+        I: DeserializeOwned,
+        O: Serialize,
+    {
+        let input: I = serde_json::from_str(input).map_err(|e| Failure {
+            code: "INVALID_INPUT".into(),
+            message: format!("the input does not match what this workflow accepts: {e}"),
+        })?;
+        let output = f(input).map_err(|e| Failure {
+            code: e.code,
+            message: e.message,
+        })?;
+        serde_json::to_string(&output).map_err(|e| Failure {
+            code: "OUTPUT_NOT_SERIALIZABLE".into(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Registers `handler` as the workflow's entry point.
+///
+/// `handler` is any `fn(I) -> runway_sdk::Result<O>` where `I` is
+/// `serde::Deserialize` and `O` is `serde::Serialize`. Input that does not
+/// decode as `I` fails the run with `INVALID_INPUT`.
+#[macro_export]
+macro_rules! workflow {
+    ($handler:path) => {
+        #[doc(hidden)]
+        struct __RunwayWorkflow;
+
+        impl $crate::bindings::Guest for __RunwayWorkflow {
+            fn run(
+                input: ::std::string::String,
+            ) -> ::std::result::Result<::std::string::String, $crate::__private::Failure> {
+                $crate::__private::dispatch(&input, $handler)
+            }
+        }
+
+        $crate::bindings::export!(__RunwayWorkflow with_types_in $crate::bindings);
+    };
+}

@@ -1,0 +1,11 @@
+//! Host bindings of the `runway:workflow` world. Generation only; the
+//! host side of each interface lives in `imports/`.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "runway:workflow/workflow",
+    imports: { default: async | trappable },
+    exports: { default: async },
+});
+
+pub use runway::workflow::{artifacts, runtime, secrets, types};

@@ -1,0 +1,79 @@
+//! Per-run budgets: the manifest's values over the host's defaults.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Fuel may be unlimited (then `max_duration` is what stops a busy guest).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FuelLimit {
+    Limited(u64),
+    Unlimited,
+}
+
+/// The limits one run is held to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    pub max_fuel: FuelLimit,
+    pub max_duration: Duration,
+    pub max_memory: u64,
+    pub max_events: u64,
+    pub max_output_bytes: u64,
+    pub max_artifact_bytes: u64,
+}
+
+impl Default for Budget {
+    /// Generous for real work, small enough that a hostile guest is stopped
+    /// before it hurts the host.
+    fn default() -> Self {
+        Budget {
+            max_fuel: FuelLimit::Limited(20_000_000_000),
+            max_duration: Duration::from_secs(300),
+            max_memory: 256 << 20,
+            max_events: 10_000,
+            max_output_bytes: 1 << 20,
+            max_artifact_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Values a manifest sets; `None` keeps the host default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BudgetOverrides {
+    pub max_fuel: Option<FuelLimit>,
+    pub max_duration: Option<Duration>,
+    pub max_memory: Option<u64>,
+    pub max_events: Option<u64>,
+    pub max_output_bytes: Option<u64>,
+    pub max_artifact_bytes: Option<u64>,
+}
+
+impl Budget {
+    /// The defaults with the manifest's overrides applied.
+    pub fn with(self, o: BudgetOverrides) -> Budget {
+        Budget {
+            max_fuel: o.max_fuel.unwrap_or(self.max_fuel),
+            max_duration: o.max_duration.unwrap_or(self.max_duration),
+            max_memory: o.max_memory.unwrap_or(self.max_memory),
+            max_events: o.max_events.unwrap_or(self.max_events),
+            max_output_bytes: o.max_output_bytes.unwrap_or(self.max_output_bytes),
+            max_artifact_bytes: o.max_artifact_bytes.unwrap_or(self.max_artifact_bytes),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_replace_only_what_they_set() {
+        let b = Budget::default().with(BudgetOverrides {
+            max_events: Some(5),
+            max_fuel: Some(FuelLimit::Unlimited),
+            ..Default::default()
+        });
+        assert_eq!(b.max_events, 5);
+        assert_eq!(b.max_fuel, FuelLimit::Unlimited);
+        assert_eq!(b.max_memory, Budget::default().max_memory);
+    }
+}

@@ -1,0 +1,422 @@
+//! The `runway` command line. In embedded mode the CLI process is the host,
+//! on the data directory.
+//!
+//! Exit codes: 0 when the command (and the run) succeeded, 1 when a run
+//! ended other than `completed`, 2 when the command itself failed.
+
+use crate::host::{Host, parse_input};
+use crate::types::{Event, EventBody, RunId, RunRecord, RunStatus, WorkflowVersion};
+use crate::{HostConfig, HostError};
+use clap::{Args, Parser, Subcommand};
+use owo_colors::{OwoColorize, Stream};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "runway",
+    version,
+    about = "Run durable, sandboxed WebAssembly workflows",
+    after_help = "Data lives in --data-dir (default ./.runway). Secrets come from RUNWAY_SECRET_<NAME> or <data-dir>/secrets.toml."
+)]
+struct Cli {
+    /// Data directory (created if missing).
+    #[arg(long, env = "RUNWAY_DATA_DIR", default_value = ".runway", global = true)]
+    data_dir: PathBuf,
+    /// Host configuration file (runway-host.toml).
+    #[arg(long, env = "RUNWAY_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Deploy a component as the next version of its manifest's slug.
+    Deploy {
+        /// The workflow component (.wasm).
+        wasm: PathBuf,
+        #[command(flatten)]
+        manifest: ManifestArg,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a deployed workflow and print its output.
+    Run {
+        slug: String,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Run this version instead of the newest.
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Deploy and run a component in one step.
+    Exec {
+        wasm: PathBuf,
+        #[command(flatten)]
+        manifest: ManifestArg,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// List runs, newest first.
+    Runs {
+        /// Only runs with this status.
+        #[arg(long)]
+        status: Option<RunStatus>,
+        /// Only runs of this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a run's event log.
+    Events {
+        run_id: RunId,
+        /// Print the events as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List deployed workflows (newest version of each).
+    Workflows {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct ManifestArg {
+    /// The manifest (default: runway.toml beside the .wasm).
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Input JSON, or @FILE to read it from a file (default: {}).
+    #[arg(long)]
+    input: Option<String>,
+    /// Print exactly one JSON object: {"run_id","status","output","error"}.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUNWAY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("starting the runtime: {e}")),
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => fail(&format!("{e:#}")),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!(
+        "{} {message}",
+        "error:".if_supports_color(Stream::Stderr, |t| t.red())
+    );
+    ExitCode::from(2)
+}
+
+async fn open(cli: &Cli) -> anyhow::Result<Host> {
+    let mut config = HostConfig::new(&cli.data_dir);
+    if let Some(path) = &cli.config {
+        config = config.apply_file(path)?;
+    }
+    Ok(Host::open(config).await?)
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let host = open(&cli).await?;
+    let code = match &cli.command {
+        Command::Deploy {
+            wasm,
+            manifest,
+            json,
+        } => {
+            let d = deploy(&host, wasm, manifest.manifest.as_deref()).await?;
+            if *json {
+                println!("{}", serde_json::to_string(&d)?);
+            } else {
+                println!("deployed {} v{} (sha256:{})", d.slug, d.version, &d.digest[..12]);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Run { slug, run, version } => {
+            let input = read_input(run.input.as_deref())?;
+            let id = host.start_version(slug, *version, input).await?;
+            let record = host.wait(id).await?;
+            print_run(&record, run.json)?
+        }
+        Command::Exec {
+            wasm,
+            manifest,
+            run,
+        } => {
+            let input = read_input(run.input.as_deref())?;
+            let d = deploy(&host, wasm, manifest.manifest.as_deref()).await?;
+            let id = host.start_version(&d.slug, Some(d.version), input).await?;
+            let record = host.wait(id).await?;
+            print_run(&record, run.json)?
+        }
+        Command::Runs {
+            status,
+            workflow,
+            limit,
+            json,
+        } => {
+            let runs = host.store().runs(*status, workflow.as_deref(), *limit)?;
+            if *json {
+                let list: Vec<_> = runs.iter().map(run_json).collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print_runs(&runs);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Events { run_id, json } => {
+            if host.store().run(*run_id)?.is_none() {
+                return Err(HostError::RunNotFound(*run_id).into());
+            }
+            let events = host.store().events(*run_id, 0, usize::MAX)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&events)?);
+            } else {
+                print_events(&events);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Workflows { json } => {
+            let wfs = host.store().workflows()?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&wfs)?);
+            } else {
+                print_workflows(&wfs);
+            }
+            ExitCode::SUCCESS
+        }
+    };
+    host.flush().await?;
+    Ok(code)
+}
+
+async fn deploy(
+    host: &Host,
+    wasm: &Path,
+    manifest: Option<&Path>,
+) -> anyhow::Result<crate::Deployment> {
+    let bytes = std::fs::read(wasm).map_err(|e| anyhow::anyhow!("{}: {e}", wasm.display()))?;
+    let manifest_path = match manifest {
+        Some(p) => p.to_path_buf(),
+        None => wasm.with_file_name("runway.toml"),
+    };
+    let toml = std::fs::read_to_string(&manifest_path).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e} (pass --manifest, or put runway.toml beside the .wasm)",
+            manifest_path.display()
+        )
+    })?;
+    Ok(host.deploy(bytes, &toml).await?)
+}
+
+fn read_input(arg: Option<&str>) -> anyhow::Result<serde_json::Value> {
+    let text = match arg {
+        None => return Ok(json!({})),
+        Some(a) => match a.strip_prefix('@') {
+            Some(path) => {
+                std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?
+            }
+            None => a.to_owned(),
+        },
+    };
+    Ok(parse_input(&text)?)
+}
+
+/// The `--json` shape of a finished run.
+fn run_json(r: &RunRecord) -> serde_json::Value {
+    json!({
+        "run_id": r.id,
+        "status": r.status,
+        "output": r.output,
+        "error": r.error.as_ref().map(|e| json!({ "code": e.code, "message": e.message })),
+    })
+}
+
+fn print_run(r: &RunRecord, as_json: bool) -> anyhow::Result<ExitCode> {
+    if as_json {
+        println!("{}", serde_json::to_string(&run_json(r))?);
+    } else {
+        match (&r.status, &r.output, &r.error) {
+            (RunStatus::Completed, Some(out), _) => {
+                println!("{}", serde_json::to_string_pretty(out)?);
+                eprintln!(
+                    "{} {} {} in {} ms",
+                    r.id,
+                    r.status.if_supports_color(Stream::Stderr, |t| t.green()),
+                    r.workflow,
+                    r.usage.duration_ms
+                );
+            }
+            (_, _, Some(e)) => eprintln!(
+                "{} {}: {}: {}",
+                r.id,
+                r.status.if_supports_color(Stream::Stderr, |t| t.red()),
+                e.code,
+                e.message
+            ),
+            _ => eprintln!("{} {}", r.id, r.status),
+        }
+    }
+    Ok(if r.status == RunStatus::Completed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Prints rows as aligned columns; the header is dimmed on a terminal.
+fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let last = cells.len().saturating_sub(1);
+        cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == last {
+                    c
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let head = line(header.iter().map(|s| s.to_string()).collect());
+    println!("{}", head.if_supports_color(Stream::Stdout, |t| t.bold()));
+    for row in rows {
+        println!("{}", line(row));
+    }
+}
+
+fn short_time(t: &crate::types::Timestamp) -> String {
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]"
+    );
+    t.format(&f).unwrap_or_default()
+}
+
+fn print_runs(runs: &[RunRecord]) {
+    let rows = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                format!("{} v{}", r.workflow, r.version),
+                r.status.to_string(),
+                short_time(&r.created_at),
+                format!("{} ms", r.usage.duration_ms),
+                r.error
+                    .as_ref()
+                    .map(|e| format!("{}: {}", e.code, first_line(&e.message, 60)))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &["RUN", "WORKFLOW", "STATUS", "CREATED", "DURATION", "ERROR"],
+        rows,
+    );
+}
+
+fn print_events(events: &[Event]) {
+    let rows = events
+        .iter()
+        .map(|e| {
+            vec![
+                e.seq.to_string(),
+                short_time(&e.at),
+                e.body.kind().to_string(),
+                event_detail(&e.body),
+            ]
+        })
+        .collect();
+    table(&["SEQ", "TIME", "KIND", "DETAIL"], rows);
+}
+
+fn print_workflows(wfs: &[WorkflowVersion]) {
+    let rows = wfs
+        .iter()
+        .map(|w| {
+            vec![
+                w.slug.clone(),
+                format!("v{}", w.version),
+                w.digest[..12].to_string(),
+                short_time(&w.deployed_at),
+                first_line(w.description.as_deref().unwrap_or(""), 60),
+            ]
+        })
+        .collect();
+    table(
+        &["SLUG", "VERSION", "DIGEST", "DEPLOYED", "DESCRIPTION"],
+        rows,
+    );
+}
+
+fn first_line(s: &str, max: usize) -> String {
+    let line = s.lines().next().unwrap_or("");
+    if line.chars().count() > max {
+        format!("{}…", line.chars().take(max).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
+
+fn event_detail(body: &EventBody) -> String {
+    let s = match body {
+        EventBody::Queued { workflow, version } => format!("{workflow} v{version}"),
+        EventBody::Running | EventBody::Completed | EventBody::Cancelled => String::new(),
+        EventBody::Log { level, message } => {
+            format!("[{}] {message}", serde_json::to_value(level).unwrap_or_default().as_str().unwrap_or(""))
+        }
+        EventBody::Custom { name, payload } => format!("{name} {payload}"),
+        EventBody::ProgramOutput { stream, text } => format!(
+            "{}: {text}",
+            serde_json::to_value(stream).unwrap_or_default().as_str().unwrap_or("")
+        ),
+        EventBody::SecretRead { name } => name.clone(),
+        EventBody::ArtifactWritten {
+            name,
+            size,
+            content_type,
+            ..
+        } => format!("{name} ({size} bytes, {content_type})"),
+        EventBody::BudgetExceeded {
+            budget,
+            limit,
+            used,
+            unit,
+        } => format!("{budget}: used {used} of {limit} {unit}"),
+        EventBody::Failed { code, message } => format!("{code}: {message}"),
+    };
+    first_line(&s, 120)
+}

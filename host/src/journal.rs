@@ -1,0 +1,211 @@
+//! Record and replay of the calls that cross the sandbox.
+//!
+//! Every call whose result is not a pure function of the run's past (each
+//! WIT import with an outside effect, the WASI clocks) goes through
+//! [`Journal`]: on a first execution the result is recorded; on a replay the
+//! call is answered from the record, and a call that differs from the record
+//! (another function, or other arguments) is a determinism fault.
+//!
+//! Random needs no entries: the run's random streams are seeded from the
+//! run record, so replay draws the same values.
+//!
+//! Entries are written with the run's next commit (see the commit rule in
+//! DESIGN.md); the journal only collects them.
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use sha2::{Digest, Sha256};
+
+/// One recorded call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// 1-based position among the run's journaled calls.
+    pub seq: u64,
+    /// `interface.function`, e.g. `runway:workflow/artifacts.write`.
+    pub call: String,
+    /// Hex digest of the arguments (first 16 bytes of sha256).
+    pub args: String,
+    /// The result the guest saw; never a secret value.
+    pub result: serde_json::Value,
+}
+
+/// Identifies a call: which function, with which arguments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    pub name: &'static str,
+    pub args: String,
+}
+
+impl Call {
+    /// A call whose arguments are `parts`, digested in order.
+    pub fn new(name: &'static str, parts: &[&[u8]]) -> Call {
+        let mut h = Sha256::new();
+        for p in parts {
+            h.update((p.len() as u64).to_le_bytes());
+            h.update(p);
+        }
+        Call {
+            name,
+            args: hex::encode(&h.finalize()[..16]),
+        }
+    }
+}
+
+/// The guest made a different call than the journal recorded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "call #{seq}: the journal has {expected} but the guest called {actual}; the workflow is not deterministic"
+)]
+pub struct Nondeterminism {
+    pub seq: u64,
+    pub expected: String,
+    pub actual: String,
+}
+
+/// A run's journal: the recorded history (when replaying) and new entries.
+#[derive(Debug, Default)]
+pub struct Journal {
+    history: Vec<JournalEntry>,
+    /// Entries recorded since the last [`Journal::take_new`].
+    new: Vec<JournalEntry>,
+    /// Calls made so far in this execution.
+    calls: u64,
+}
+
+impl Journal {
+    /// A journal that replays `history` before recording.
+    pub fn replaying(history: Vec<JournalEntry>) -> Journal {
+        Journal {
+            history,
+            ..Journal::default()
+        }
+    }
+
+    /// Whether the next call will be answered from the history.
+    pub fn is_replaying(&self) -> bool {
+        (self.calls as usize) < self.history.len()
+    }
+
+    /// Starts `call`: returns the recorded result when replaying it, `None`
+    /// when it must be executed (then [`Journal::record`] its result).
+    pub fn replay<T: DeserializeOwned>(&mut self, call: &Call) -> Result<Option<T>, Nondeterminism> {
+        let seq = self.calls + 1;
+        let Some(entry) = self.history.get(self.calls as usize) else {
+            return Ok(None);
+        };
+        if entry.call != call.name || entry.args != call.args {
+            return Err(Nondeterminism {
+                seq,
+                expected: format!("{}({})", entry.call, entry.args),
+                actual: format!("{}({})", call.name, call.args),
+            });
+        }
+        let value = serde_json::from_value(entry.result.clone()).map_err(|e| Nondeterminism {
+            seq,
+            expected: format!("{} returning a recorded value", entry.call),
+            actual: format!("a value of another shape ({e})"),
+        })?;
+        self.calls = seq;
+        Ok(Some(value))
+    }
+
+    /// Records the result of a call that [`Journal::replay`] said to execute.
+    pub fn record<T: Serialize>(&mut self, call: Call, result: &T) {
+        self.calls += 1;
+        self.new.push(JournalEntry {
+            seq: self.calls,
+            call: call.name.to_owned(),
+            args: call.args,
+            result: serde_json::to_value(result).unwrap_or(serde_json::Value::Null),
+        });
+    }
+
+    /// Replays or executes `call` with a synchronous `compute`.
+    pub fn call<T: Serialize + DeserializeOwned>(
+        &mut self,
+        call: Call,
+        compute: impl FnOnce() -> T,
+    ) -> Result<T, Nondeterminism> {
+        if let Some(v) = self.replay(&call)? {
+            return Ok(v);
+        }
+        let v = compute();
+        self.record(call, &v);
+        Ok(v)
+    }
+
+    /// The last recorded result of `name` in the history, if any (e.g. the
+    /// last monotonic clock reading, so time never runs backwards on resume).
+    pub fn last_in_history<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
+        self.history
+            .iter()
+            .rev()
+            .find(|e| e.call == name)
+            .and_then(|e| serde_json::from_value(e.result.clone()).ok())
+    }
+
+    /// Entries recorded since the last call, to be committed.
+    pub fn take_new(&mut self) -> Vec<JournalEntry> {
+        std::mem::take(&mut self.new)
+    }
+
+    /// How many calls this execution has made.
+    pub fn calls(&self) -> u64 {
+        self.calls
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_answers_from_history_then_records() {
+        let mut first = Journal::default();
+        let a = first.call(Call::new("clock.now", &[]), || 10u64).unwrap();
+        let b = first.call(Call::new("kv.put", &[b"k"]), || "ok".to_string()).unwrap();
+        assert_eq!((a, b.as_str()), (10, "ok"));
+        let history = first.take_new();
+        assert_eq!(history.len(), 2);
+
+        let mut again = Journal::replaying(history);
+        assert!(again.is_replaying());
+        let a2 = again
+            .call(Call::new("clock.now", &[]), || panic!("must not run"))
+            .unwrap();
+        let b2: String = again
+            .call(Call::new("kv.put", &[b"k"]), || panic!("must not run"))
+            .unwrap();
+        assert_eq!((a2, b2.as_str()), (10u64, "ok"));
+        assert!(!again.is_replaying());
+        let c = again.call(Call::new("clock.now", &[]), || 11u64).unwrap();
+        assert_eq!(c, 11);
+        let new = again.take_new();
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0].seq, 3);
+    }
+
+    #[test]
+    fn a_different_call_on_replay_is_nondeterminism() {
+        let mut first = Journal::default();
+        first.call(Call::new("kv.put", &[b"a"]), || 1u8).unwrap();
+        let mut again = Journal::replaying(first.take_new());
+        let err = again.call(Call::new("kv.put", &[b"b"]), || 1u8).unwrap_err();
+        assert_eq!(err.seq, 1);
+        let mut again2 = Journal::replaying(vec![JournalEntry {
+            seq: 1,
+            call: "kv.put".into(),
+            args: Call::new("kv.put", &[b"a"]).args,
+            result: serde_json::json!(1),
+        }]);
+        let err = again2.call(Call::new("kv.get", &[b"a"]), || 1u8).unwrap_err();
+        assert!(err.to_string().contains("kv.get"));
+    }
+
+    #[test]
+    fn argument_digests_separate_parts() {
+        assert_ne!(
+            Call::new("f", &[b"ab", b"c"]).args,
+            Call::new("f", &[b"a", b"bc"]).args
+        );
+    }
+}

@@ -1,0 +1,30 @@
+//! Runway: a host for durable, sandboxed workflows that run as WebAssembly
+//! components.
+//!
+//! Data flows one way: a trigger (CLI, later HTTP) asks the [`Host`] to
+//! start a run; the run executes in its own wasmtime store
+//! ([`run`](crate::run)), every call across the sandbox goes through the
+//! [`journal`], and everything is written through the [`store`]'s single
+//! group-committing writer.
+
+pub mod artifact_store;
+mod bindings;
+pub mod budget;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod host;
+mod imports;
+pub mod journal;
+pub mod manifest;
+mod run;
+pub mod secrets;
+mod services;
+pub mod store;
+pub mod types;
+
+pub use config::HostConfig;
+pub use error::HostError;
+pub use host::{Deployment, Host};
+pub use manifest::Manifest;

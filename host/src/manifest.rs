@@ -1,0 +1,268 @@
+//! `runway.toml`: what a workflow declares about itself.
+//!
+//! Parsing is strict: an unknown key or a bad value is an error that names the
+//! key path (`budget.max_memory: ...`), so a typo never silently falls back to
+//! a default.
+
+use crate::budget::{BudgetOverrides, FuelLimit};
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A parsed, validated manifest.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub slug: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Names of host secrets this workflow may read.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    #[serde(default)]
+    pub budget: BudgetSection,
+    /// The guest's whole environment (WASI `environ`); never secrets.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// `[budget]`: every key optional; the host's defaults fill the rest.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSection {
+    #[serde(default, deserialize_with = "fuel")]
+    pub max_fuel: Option<FuelLimit>,
+    #[serde(default, deserialize_with = "duration")]
+    pub max_duration: Option<Duration>,
+    #[serde(default, deserialize_with = "bytes")]
+    pub max_memory: Option<u64>,
+    #[serde(default)]
+    pub max_events: Option<u64>,
+    #[serde(default, deserialize_with = "bytes")]
+    pub max_output_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "bytes")]
+    pub max_artifact_bytes: Option<u64>,
+}
+
+impl BudgetSection {
+    pub fn overrides(&self) -> BudgetOverrides {
+        BudgetOverrides {
+            max_fuel: self.max_fuel,
+            max_duration: self.max_duration,
+            max_memory: self.max_memory,
+            max_events: self.max_events,
+            max_output_bytes: self.max_output_bytes,
+            max_artifact_bytes: self.max_artifact_bytes,
+        }
+    }
+}
+
+/// A manifest was rejected. The message names the key path.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("manifest: {0}")]
+pub struct ManifestError(pub String);
+
+impl Manifest {
+    /// Parses and validates manifest TOML.
+    pub fn parse(text: &str) -> Result<Self, ManifestError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| ManifestError(one_line(&e)))?;
+        let manifest: Manifest = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = one_line(e.inner());
+            if path == "." || path.is_empty() {
+                ManifestError(inner)
+            } else {
+                ManifestError(format!("{path}: {inner}"))
+            }
+        })?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    fn validate(&self) -> Result<(), ManifestError> {
+        validate_slug(&self.slug).map_err(|m| ManifestError(format!("slug: {m}")))?;
+        if let Some(d) = &self.description
+            && d.len() > 1024
+        {
+            return Err(ManifestError("description: longer than 1024 bytes".into()));
+        }
+        for (i, name) in self.secrets.iter().enumerate() {
+            if !is_identifier(name) {
+                return Err(ManifestError(format!(
+                    "secrets[{i}]: {name:?} is not a valid secret name (letters, digits and _, not starting with a digit, at most 128)"
+                )));
+            }
+        }
+        for (k, v) in &self.env {
+            if !is_identifier(k) {
+                return Err(ManifestError(format!(
+                    "env.{k}: not a valid variable name (letters, digits and _, not starting with a digit)"
+                )));
+            }
+            if v.len() > 32 * 1024 || v.contains('\0') {
+                return Err(ManifestError(format!(
+                    "env.{k}: value must be at most 32 KiB without NUL"
+                )));
+            }
+        }
+        let b = &self.budget;
+        for (key, v) in [
+            ("max_memory", b.max_memory),
+            ("max_events", b.max_events),
+            ("max_output_bytes", b.max_output_bytes),
+        ] {
+            if v == Some(0) {
+                return Err(ManifestError(format!("budget.{key}: must be greater than 0")));
+            }
+        }
+        if b.max_duration == Some(Duration::ZERO) {
+            return Err(ManifestError("budget.max_duration: must be greater than 0".into()));
+        }
+        if b.max_fuel == Some(FuelLimit::Limited(0)) {
+            return Err(ManifestError(
+                "budget.max_fuel: must be greater than 0 (or \"unlimited\")".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Slugs are URL- and file-safe: `[a-z0-9][a-z0-9-]*`, at most 63 bytes.
+pub fn validate_slug(slug: &str) -> Result<(), String> {
+    let ok = !slug.is_empty()
+        && slug.len() <= 63
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{slug:?} is not a valid slug (lower-case letters, digits and '-', not starting with '-', at most 63)"
+        ))
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.as_bytes()[0].is_ascii_digit()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn one_line(e: &impl std::fmt::Display) -> String {
+    e.to_string()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IntOrString {
+    Int(i64),
+    Str(String),
+}
+
+fn fuel<'de, D: Deserializer<'de>>(d: D) -> Result<Option<FuelLimit>, D::Error> {
+    use serde::de::Error;
+    match IntOrString::deserialize(d)? {
+        IntOrString::Int(n) if n >= 0 => Ok(Some(FuelLimit::Limited(n as u64))),
+        IntOrString::Str(s) if s == "unlimited" => Ok(Some(FuelLimit::Unlimited)),
+        _ => Err(D::Error::custom(
+            "expected a non-negative integer or \"unlimited\"",
+        )),
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    use serde::de::Error;
+    match IntOrString::deserialize(d)? {
+        IntOrString::Str(s) => humantime::parse_duration(&s).map(Some).map_err(|e| {
+            D::Error::custom(format!(
+                "{s:?} is not a duration ({e}); write e.g. \"500ms\", \"30s\", \"5m\""
+            ))
+        }),
+        IntOrString::Int(_) => Err(D::Error::custom(
+            "expected a duration string such as \"30s\" or \"500ms\"",
+        )),
+    }
+}
+
+fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error;
+    match IntOrString::deserialize(d)? {
+        IntOrString::Int(n) if n >= 0 => Ok(Some(n as u64)),
+        IntOrString::Int(_) => Err(D::Error::custom("expected a non-negative size")),
+        IntOrString::Str(s) => s
+            .parse::<bytesize::ByteSize>()
+            .map(|b| Some(b.as_u64()))
+            .map_err(|e| {
+                D::Error::custom(format!(
+                    "{s:?} is not a size ({e}); write e.g. \"64 MiB\" or a number of bytes"
+                ))
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_manifest_parses() {
+        let m = Manifest::parse(
+            r#"
+            slug = "report"
+            description = "Weekly report"
+            secrets = ["REPORT_TOKEN"]
+            [budget]
+            max_fuel = "unlimited"
+            max_duration = "1500ms"
+            max_memory = "64 MiB"
+            max_events = 100
+            max_output_bytes = 4096
+            max_artifact_bytes = "1 MiB"
+            [env]
+            MODE = "fast"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(m.slug, "report");
+        assert_eq!(m.budget.max_fuel, Some(FuelLimit::Unlimited));
+        assert_eq!(m.budget.max_duration, Some(Duration::from_millis(1500)));
+        assert_eq!(m.budget.max_memory, Some(64 << 20));
+        assert_eq!(m.budget.max_artifact_bytes, Some(1 << 20));
+        assert_eq!(m.env["MODE"], "fast");
+    }
+
+    #[test]
+    fn unknown_keys_name_their_path() {
+        let e = Manifest::parse("slug = \"a\"\ncolour = 1").unwrap_err();
+        assert!(e.0.contains("colour"), "{e}");
+        let e = Manifest::parse("slug = \"a\"\n[budget]\nmax_fuell = 1").unwrap_err();
+        assert!(e.0.starts_with("budget"), "{e}");
+        assert!(e.0.contains("max_fuell"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_path() {
+        let e = Manifest::parse("slug = \"a\"\n[budget]\nmax_memory = \"lots\"").unwrap_err();
+        assert!(e.0.starts_with("budget.max_memory:"), "{e}");
+        let e = Manifest::parse("slug = \"a\"\n[budget]\nmax_duration = 5").unwrap_err();
+        assert!(e.0.starts_with("budget.max_duration:"), "{e}");
+        let e = Manifest::parse("slug = \"a\"\n[budget]\nmax_events = -1").unwrap_err();
+        assert!(e.0.starts_with("budget.max_events:"), "{e}");
+        let e = Manifest::parse("slug = \"Bad Slug\"").unwrap_err();
+        assert!(e.0.starts_with("slug:"), "{e}");
+        let e = Manifest::parse("slug = \"a\"\nsecrets = [\"a-b\"]").unwrap_err();
+        assert!(e.0.starts_with("secrets[0]:"), "{e}");
+        let e = Manifest::parse("description = \"x\"").unwrap_err();
+        assert!(e.0.contains("slug"), "{e}");
+        let e = Manifest::parse("slug = ").unwrap_err();
+        assert!(!e.0.is_empty());
+    }
+}

@@ -1,0 +1,40 @@
+//! Faults that end a run at once, raised by the host (not returned by the guest).
+
+use crate::journal::Nondeterminism;
+use crate::types::{BudgetKind, ErrorCode};
+
+/// Why the host stopped a run. Raised as a trap so the guest cannot catch it;
+/// also recorded in the run's shared state so the outcome never depends on
+/// how the trap travelled.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RunFault {
+    #[error("budget {budget} exceeded: limit {limit} {unit}, used {used} {unit}", unit = budget.unit())]
+    Budget {
+        budget: BudgetKind,
+        limit: u64,
+        used: u64,
+    },
+    #[error("secret {0:?} is not declared in the workflow's manifest")]
+    SecretUndeclared(String),
+    #[error("secret {0:?} is declared but this host has no value for it")]
+    SecretMissing(String),
+    #[error(transparent)]
+    Nondeterminism(#[from] Nondeterminism),
+    #[error("the run was cancelled")]
+    Cancelled,
+    #[error("host error: {0}")]
+    Internal(String),
+}
+
+impl RunFault {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Budget { .. } => ErrorCode::BudgetExceeded,
+            Self::SecretUndeclared(_) => ErrorCode::SecretUndeclared,
+            Self::SecretMissing(_) => ErrorCode::SecretMissing,
+            Self::Nondeterminism(_) => ErrorCode::Nondeterminism,
+            Self::Cancelled => ErrorCode::Cancelled,
+            Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! One run: its sandbox (a wasmtime `Store`), its budgets, and the mapping of
+//! however it ended to a status and a typed error.
+//!
+//! The store is the unit of abandonment: one per run, dropped after the run
+//! whatever happened, so a trapped or timed-out guest can affect nothing else.
+
+pub(crate) mod fault;
+mod limiter;
+pub(crate) mod output;
+mod recorder;
+
+use crate::bindings::WorkflowPre;
+use crate::budget::{Budget, FuelLimit};
+use crate::imports;
+use crate::journal::{Call, Journal, JournalEntry};
+use crate::manifest::Manifest;
+use crate::services::HostServices;
+use crate::store::{StoreError, Write};
+use crate::types::{
+    BudgetKind, ErrorCode, EventBody, RunError, RunId, RunRecord, RunStatus, Usage, now,
+};
+use fault::RunFault;
+use limiter::MemoryLimiter;
+use parking_lot::Mutex;
+use recorder::Recorder;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Trap, UpdateDeadline, WasmBacktrace};
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
+
+/// A busy guest yields to the scheduler after this much fuel (well under a
+/// millisecond), so it never holds a tokio worker.
+const FUEL_YIELD_INTERVAL: u64 = 100_000;
+/// Slack for the wall-clock timeout around the whole run, over the epoch
+/// deadline that normally stops it first (the timeout catches host calls).
+const TIMEOUT_GRACE: Duration = Duration::from_millis(50);
+/// Pending events are handed to the store writer in chunks this size, so a
+/// long run's log is visible while it runs.
+const FLUSH_EVENTS: usize = 256;
+
+/// What the host knows about a run while it executes.
+pub(crate) struct RunContext {
+    pub id: RunId,
+    pub slug: String,
+    pub version: u32,
+    pub parent: Option<RunId>,
+    pub manifest: Arc<Manifest>,
+    pub budget: Budget,
+}
+
+/// State shared between the store data and the WASI pieces that cannot
+/// reach it (clocks, stdio): the journal and the event recorder.
+pub(crate) struct RunShared {
+    pub run: RunId,
+    services: Arc<HostServices>,
+    pub journal: Mutex<Journal>,
+    pub recorder: Mutex<Recorder>,
+}
+
+impl RunShared {
+    /// Everything recorded since the last take: journal entries, then
+    /// artifact metadata, then events.
+    fn take_writes(&self) -> Vec<Write> {
+        let entries = self.journal.lock().take_new();
+        let (events, artifacts) = {
+            let mut rec = self.recorder.lock();
+            (rec.take_pending(), std::mem::take(&mut rec.new_artifacts))
+        };
+        let mut writes = Vec::with_capacity(2 + artifacts.len());
+        if !entries.is_empty() {
+            writes.push(Write::AppendJournal(self.run, entries));
+        }
+        writes.extend(artifacts.into_iter().map(|a| Write::PutArtifact(Box::new(a))));
+        if !events.is_empty() {
+            writes.push(Write::AppendEvents(self.run, events));
+        }
+        writes
+    }
+
+    /// Hands what is recorded to the writer (ordered, durable with the next
+    /// durable commit).
+    pub(crate) fn flush(&self) {
+        self.services.store.enqueue(self.take_writes());
+    }
+
+    /// Flushes once enough events are pending.
+    pub(crate) fn maybe_flush(&self) {
+        if self.recorder.lock().pending_len() >= FLUSH_EVENTS {
+            self.flush();
+        }
+    }
+}
+
+/// The data of a run's wasmtime store: what every host function sees.
+pub struct RunState {
+    pub(crate) run: Arc<RunContext>,
+    pub(crate) host: Arc<HostServices>,
+    pub(crate) shared: Arc<RunShared>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    pub(crate) artifact_bytes: u64,
+    /// name -> digest of the artifacts this run wrote.
+    pub(crate) artifact_digests: HashMap<String, String>,
+    started: Instant,
+    deadline: Instant,
+    cancel: Arc<AtomicBool>,
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl RunState {
+    /// Records `fault` as the run's end and returns the trap to raise.
+    pub(crate) fn fail(&self, fault: RunFault) -> wasmtime::Error {
+        self.shared.recorder.lock().fail(fault)
+    }
+
+    /// Journals a call whose effect is recorded on first execution only.
+    /// Returns whether this is the first execution (the effect must happen).
+    pub(crate) fn journal_effect<T: serde::Serialize>(
+        &self,
+        call: Call,
+        result: &T,
+    ) -> wasmtime::Result<bool> {
+        let mut journal = self.shared.journal.lock();
+        match journal.replay::<serde_json::Value>(&call) {
+            Ok(Some(_)) => Ok(false),
+            Ok(None) => {
+                journal.record(call, result);
+                drop(journal);
+                self.shared.maybe_flush();
+                Ok(true)
+            }
+            Err(e) => {
+                drop(journal);
+                Err(self.fail(e.into()))
+            }
+        }
+    }
+
+    /// Hands recorded effects to the writer now.
+    pub(crate) fn flush_effects(&self) {
+        self.shared.flush();
+    }
+}
+
+/// Everything needed to execute one run.
+pub(crate) struct RunRequest {
+    pub record: RunRecord,
+    pub pre: WorkflowPre<RunState>,
+    pub manifest: Arc<Manifest>,
+    pub budget: Budget,
+    /// The journal so far (empty for a first execution).
+    pub history: Vec<JournalEntry>,
+    /// The next event sequence number.
+    pub next_seq: u64,
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// How a run ended, before it is written down.
+enum Outcome {
+    Completed(serde_json::Value),
+    Failed(RunError),
+    Fault(RunFault),
+}
+
+/// Executes a run to its end and commits the result durably.
+pub(crate) async fn execute(
+    engine: &wasmtime::Engine,
+    services: Arc<HostServices>,
+    req: RunRequest,
+) -> Result<RunRecord, StoreError> {
+    let RunRequest {
+        mut record,
+        pre,
+        manifest,
+        budget,
+        history,
+        next_seq,
+        cancel,
+    } = req;
+    let started = Instant::now();
+    let deadline = started + budget.max_duration;
+    let shared = Arc::new(RunShared {
+        run: record.id,
+        services: services.clone(),
+        journal: Mutex::new(Journal::replaying(history)),
+        recorder: Mutex::new(Recorder::new(
+            next_seq,
+            budget.max_events,
+            budget.max_output_bytes,
+        )),
+    });
+
+    record.status = RunStatus::Running;
+    record.started_at.get_or_insert_with(now);
+    shared.recorder.lock().system(EventBody::Running);
+    let mut writes = shared.take_writes();
+    writes.push(Write::PutRun(Box::new(record.clone())));
+    services.store.enqueue(writes);
+
+    let env: Vec<(String, String)> = manifest
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let state = RunState {
+        run: Arc::new(RunContext {
+            id: record.id,
+            slug: record.workflow.clone(),
+            version: record.version,
+            parent: record.parent,
+            manifest,
+            budget,
+        }),
+        host: services.clone(),
+        wasi: imports::wasi::context(&shared, &env, record.seed),
+        shared: shared.clone(),
+        table: ResourceTable::new(),
+        limiter: MemoryLimiter::new(budget.max_memory),
+        artifact_bytes: 0,
+        artifact_digests: HashMap::new(),
+        started,
+        deadline,
+        cancel,
+    };
+
+    let fuel_limit = match budget.max_fuel {
+        FuelLimit::Limited(n) => n,
+        FuelLimit::Unlimited => u64::MAX,
+    };
+    let mut store = wasmtime::Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    let setup = store
+        .set_fuel(fuel_limit)
+        .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)));
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut ctx| {
+        let s = ctx.data_mut();
+        if s.cancel.load(Ordering::Relaxed) {
+            return Err(s.fail(RunFault::Cancelled));
+        }
+        if Instant::now() >= s.deadline {
+            let fault = RunFault::Budget {
+                budget: BudgetKind::MaxDuration,
+                limit: s.run.budget.max_duration.as_millis() as u64,
+                used: s.started.elapsed().as_millis() as u64,
+            };
+            return Err(s.fail(fault));
+        }
+        Ok(UpdateDeadline::Continue(1))
+    });
+
+    let input = record.input.to_string();
+    let result = match setup {
+        Err(e) => Ok(Err(e)),
+        Ok(()) => {
+            let call = async {
+                let workflow = pre.instantiate_async(&mut store).await?;
+                workflow.call_run(&mut store, &input).await
+            };
+            tokio::time::timeout_at((deadline + TIMEOUT_GRACE).into(), call).await
+        }
+    };
+
+    let fuel_used = fuel_limit.saturating_sub(store.get_fuel().unwrap_or(0));
+    let state = store.into_data();
+    let outcome = match result {
+        Err(_elapsed) => Outcome::Fault(state.shared.recorder.lock().fault.clone().unwrap_or(
+            RunFault::Budget {
+                budget: BudgetKind::MaxDuration,
+                limit: budget.max_duration.as_millis() as u64,
+                used: started.elapsed().as_millis() as u64,
+            },
+        )),
+        Ok(Ok(returned)) => returned_outcome(&state, returned),
+        Ok(Err(e)) => error_outcome(&state, &e, fuel_limit, fuel_used),
+    };
+
+    let duration = started.elapsed();
+    finish(&shared, &mut record, &state, outcome, fuel_used, duration);
+    let mut writes = shared.take_writes();
+    writes.push(Write::PutRun(Box::new(record.clone())));
+    services.store.commit(writes).await?;
+    Ok(record)
+}
+
+/// Writes the run's end into `record` and its terminal events.
+fn finish(
+    shared: &RunShared,
+    record: &mut RunRecord,
+    state: &RunState,
+    outcome: Outcome,
+    fuel_used: u64,
+    duration: Duration,
+) {
+    let mut rec = shared.recorder.lock();
+    rec.finish_output();
+    let (events, output_bytes) = rec.usage();
+    record.usage = Usage {
+        fuel: fuel_used,
+        duration_ms: duration.as_millis() as u64,
+        peak_memory_bytes: state.limiter.peak,
+        events,
+        output_bytes,
+        artifact_bytes: state.artifact_bytes,
+    };
+    record.finished_at = Some(now());
+    match outcome {
+        Outcome::Completed(output) => {
+            record.status = RunStatus::Completed;
+            record.output = Some(output);
+            rec.system(EventBody::Completed);
+        }
+        Outcome::Failed(error) => {
+            record.status = RunStatus::Failed;
+            rec.system(EventBody::Failed {
+                code: error.code,
+                message: error.message.clone(),
+            });
+            record.error = Some(error);
+        }
+        Outcome::Fault(RunFault::Cancelled) => {
+            record.status = RunStatus::Cancelled;
+            record.error = Some(RunError {
+                code: ErrorCode::Cancelled,
+                message: RunFault::Cancelled.to_string(),
+            });
+            rec.system(EventBody::Cancelled);
+        }
+        Outcome::Fault(fault) => {
+            if let RunFault::Budget {
+                budget,
+                limit,
+                used,
+            } = &fault
+            {
+                rec.system(EventBody::BudgetExceeded {
+                    budget: *budget,
+                    limit: *limit,
+                    used: *used,
+                    unit: budget.unit().to_owned(),
+                });
+            }
+            let error = RunError {
+                code: fault.code(),
+                message: rec.masker.mask(&fault.to_string()),
+            };
+            record.status = RunStatus::Failed;
+            rec.system(EventBody::Failed {
+                code: error.code,
+                message: error.message.clone(),
+            });
+            record.error = Some(error);
+        }
+    }
+}
+
+/// The guest returned: a result, or its own failure.
+fn returned_outcome(
+    state: &RunState,
+    returned: Result<String, crate::bindings::types::Failure>,
+) -> Outcome {
+    let mut rec = state.shared.recorder.lock();
+    if let Some(f) = rec.fault.clone() {
+        // E.g. a determinism fault seen by a clock: it stands even though
+        // the guest went on to return.
+        return Outcome::Fault(f);
+    }
+    match returned {
+        Ok(text) => {
+            if let Err(f) = rec.charge_output(text.len()) {
+                return Outcome::Fault(f);
+            }
+            match serde_json::from_str(&text) {
+                Ok(v) => Outcome::Completed(v),
+                Err(e) => Outcome::Failed(RunError {
+                    code: ErrorCode::ProgramError,
+                    message: format!("the workflow returned output that is not JSON: {e}"),
+                }),
+            }
+        }
+        Err(failure) => {
+            let message = rec.masker.mask(&failure.message);
+            Outcome::Failed(if failure.code == ErrorCode::InvalidInput.as_str() {
+                RunError {
+                    code: ErrorCode::InvalidInput,
+                    message,
+                }
+            } else {
+                RunError {
+                    code: ErrorCode::ProgramError,
+                    message: format!("{}: {}", rec.masker.mask(&failure.code), message),
+                }
+            })
+        }
+    }
+}
+
+/// The call failed: a host fault, a budget, or a trap.
+fn error_outcome(
+    state: &RunState,
+    e: &wasmtime::Error,
+    fuel_limit: u64,
+    fuel_used: u64,
+) -> Outcome {
+    let rec = state.shared.recorder.lock();
+    if let Some(f) = rec.fault.clone().or_else(|| state.limiter.fault.clone()) {
+        return Outcome::Fault(f);
+    }
+    if let Some(f) = e.downcast_ref::<RunFault>() {
+        return Outcome::Fault(f.clone());
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => {
+            return Outcome::Fault(RunFault::Budget {
+                budget: BudgetKind::MaxFuel,
+                limit: fuel_limit,
+                used: fuel_used,
+            });
+        }
+        Some(Trap::Interrupt) if state.cancel.load(Ordering::Relaxed) => {
+            return Outcome::Fault(RunFault::Cancelled);
+        }
+        _ => {}
+    }
+    if let Some(exit) = e.downcast_ref::<I32Exit>() {
+        return Outcome::Failed(RunError {
+            code: ErrorCode::ProgramError,
+            message: format!(
+                "the workflow exited with status {} instead of returning a result",
+                exit.0
+            ),
+        });
+    }
+    let cause = match e.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => e.root_cause().to_string(),
+    };
+    let mut message = format!("wasm trap: {cause}");
+    if let Some(line) = &rec.last_stderr {
+        message.push_str(&format!("\nguest stderr: {line}"));
+    }
+    if let Some(bt) = e.downcast_ref::<WasmBacktrace>() {
+        message.push_str(&format!("\n{bt}"));
+    }
+    Outcome::Failed(RunError {
+        code: ErrorCode::Trap,
+        message: rec.masker.mask(&message),
+    })
+}

@@ -1,0 +1,307 @@
+//! The run store: one redb file in the data directory.
+//!
+//! Reads open their own read transaction (redb is MVCC: readers never wait
+//! for the writer). Every write goes through one writer thread that batches
+//! the writes of all runs into one transaction (group commit, see
+//! [`writer`]), so durability costs one fsync per batch, not per event.
+
+mod tables;
+mod writer;
+
+pub use writer::{Write, WriteOutcome};
+
+use crate::journal::JournalEntry;
+use crate::types::{ArtifactMeta, Event, RunId, RunRecord, RunStatus, WorkflowVersion};
+use redb::{Database, ReadableDatabase, ReadableTable};
+use std::path::Path;
+use std::sync::Arc;
+use tables::*;
+
+/// Something went wrong reading or writing the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the data directory is in use by another runway process ({0}); stop it or use --data-dir"
+    )]
+    Locked(String),
+    #[error("store: {0}")]
+    Db(#[from] redb::Error),
+    #[error("store: corrupt record: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("store: commit failed: {0}")]
+    CommitFailed(String),
+    #[error("store: the writer has stopped")]
+    Closed,
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Db(e.into()) }
+        }
+    )*};
+}
+db_err!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    writer: writer::WriterHandle,
+}
+
+impl Store {
+    /// Opens (or creates) `runway.redb` in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let path = dir.join("runway.redb");
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::Locked(path.display().to_string()));
+            }
+            Err(e) => return Err(StoreError::Db(e.into())),
+        };
+        let db = Arc::new(db);
+        tables::create_all(&db)?;
+        let writer = writer::spawn(db.clone());
+        Ok(Store { db, writer })
+    }
+
+    /// Applies `writes` in one transaction of the next batch and waits until
+    /// it is durable (fsynced).
+    pub async fn commit(&self, writes: Vec<Write>) -> Result<Vec<WriteOutcome>, StoreError> {
+        self.writer.commit(writes).await
+    }
+
+    /// Queues `writes` behind everything queued before; they become durable
+    /// with the next durable commit. Never blocks.
+    pub fn enqueue(&self, writes: Vec<Write>) {
+        self.writer.enqueue(writes);
+    }
+
+    /// Waits until the writer has applied everything queued so far, durably.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.writer.commit(Vec::new()).await.map(|_| ())
+    }
+
+    pub fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(RUNS)?;
+        let key = id.to_string();
+        Ok(match t.get(key.as_str())? {
+            Some(v) => Some(serde_json::from_slice(v.value())?),
+            None => None,
+        })
+    }
+
+    /// Runs newest first, optionally filtered by status and workflow.
+    pub fn runs(
+        &self,
+        status: Option<RunStatus>,
+        workflow: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(RUNS)?;
+        let mut out = Vec::new();
+        for row in t.iter()?.rev() {
+            let (_, v) = row?;
+            let run: RunRecord = serde_json::from_slice(v.value())?;
+            if status.is_some_and(|s| s != run.status)
+                || workflow.is_some_and(|w| w != run.workflow)
+            {
+                continue;
+            }
+            out.push(run);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ids of runs that are not terminal (for recovery).
+    pub fn active_runs(&self) -> Result<Vec<RunId>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(ACTIVE_RUNS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, _) = row?;
+            if let Ok(id) = k.value().parse() {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Events with `seq > after`, in order, at most `limit`.
+    pub fn events(&self, run: RunId, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(EVENTS)?;
+        let key = run.to_string();
+        let mut out = Vec::new();
+        for row in t.range((key.as_str(), after.saturating_add(1))..=(key.as_str(), u64::MAX))? {
+            let (_, v) = row?;
+            out.push(serde_json::from_slice(v.value())?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The run's journal, in call order.
+    pub fn journal(&self, run: RunId) -> Result<Vec<JournalEntry>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(JOURNAL)?;
+        let key = run.to_string();
+        let mut out = Vec::new();
+        for row in t.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))? {
+            let (_, v) = row?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The newest version of every workflow, by slug.
+    pub fn workflows(&self) -> Result<Vec<WorkflowVersion>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let latest = tx.open_table(WORKFLOWS)?;
+        let versions = tx.open_table(VERSIONS)?;
+        let mut out = Vec::new();
+        for row in latest.iter()? {
+            let (slug, v) = row?;
+            if let Some(rec) = versions.get((slug.value(), v.value()))? {
+                out.push(serde_json::from_slice(rec.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A workflow's newest version, or a given one.
+    pub fn workflow(
+        &self,
+        slug: &str,
+        version: Option<u32>,
+    ) -> Result<Option<WorkflowVersion>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let version = match version {
+            Some(v) => v,
+            None => match tx.open_table(WORKFLOWS)?.get(slug)? {
+                Some(v) => v.value(),
+                None => return Ok(None),
+            },
+        };
+        let versions = tx.open_table(VERSIONS)?;
+        Ok(match versions.get((slug, version))? {
+            Some(rec) => Some(serde_json::from_slice(rec.value())?),
+            None => None,
+        })
+    }
+
+    /// A component's `.wasm` bytes by sha256.
+    pub fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(COMPONENTS)?;
+        Ok(t.get(digest)?.map(|v| v.value().to_vec()))
+    }
+
+    pub fn artifacts(&self, run: RunId) -> Result<Vec<ArtifactMeta>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(ARTIFACTS)?;
+        let key = run.to_string();
+        let mut out = Vec::new();
+        for row in t.range((key.as_str(), "")..)? {
+            let (k, v) = row?;
+            if k.value().0 != key {
+                break;
+            }
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn artifact(&self, run: RunId, name: &str) -> Result<Option<ArtifactMeta>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(ARTIFACTS)?;
+        let key = run.to_string();
+        Ok(match t.get((key.as_str(), name))? {
+            Some(v) => Some(serde_json::from_slice(v.value())?),
+            None => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{EventBody, now};
+
+    fn event(seq: u64) -> Event {
+        Event {
+            seq,
+            at: now(),
+            body: EventBody::Running,
+        }
+    }
+
+    #[tokio::test]
+    async fn events_page_in_order_per_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = RunId::generate();
+        let b = RunId::generate();
+        store.enqueue(vec![Write::AppendEvents(a, (1..=5).map(event).collect())]);
+        store
+            .commit(vec![Write::AppendEvents(b, (1..=2).map(event).collect())])
+            .await
+            .unwrap();
+        let seqs: Vec<u64> = store.events(a, 2, 2).unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![3, 4]);
+        assert_eq!(store.events(a, 0, 100).unwrap().len(), 5);
+        assert_eq!(store.events(b, 0, 100).unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_second_open_of_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _store = Store::open(dir.path()).unwrap();
+        match Store::open(dir.path()) {
+            Err(StoreError::Locked(_)) => {}
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("opened twice"),
+        }
+    }
+
+    #[tokio::test]
+    async fn deploys_number_versions_per_slug() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let deploy = |slug: &str| Write::Deploy {
+            slug: slug.into(),
+            digest: "d".into(),
+            component: Some(b"\0asm".to_vec()),
+            manifest_toml: String::new(),
+            description: None,
+        };
+        let out = store
+            .commit(vec![deploy("a"), deploy("a"), deploy("b")])
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                WriteOutcome::Version(1),
+                WriteOutcome::Version(2),
+                WriteOutcome::Version(1)
+            ]
+        );
+        assert_eq!(store.workflow("a", None).unwrap().unwrap().version, 2);
+        assert_eq!(store.workflows().unwrap().len(), 2);
+    }
+}

@@ -1,0 +1,36 @@
+//! redb table definitions. Values are JSON: easy to inspect, and the
+//! records are small next to the cost of a commit.
+
+use redb::{Database, TableDefinition};
+
+/// sha256 hex -> `.wasm` bytes.
+pub const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("components");
+/// slug -> newest version.
+pub const WORKFLOWS: TableDefinition<&str, u32> = TableDefinition::new("workflows");
+/// (slug, version) -> `WorkflowVersion`.
+pub const VERSIONS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("workflow_versions");
+/// run id -> `RunRecord`.
+pub const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
+/// run id -> 0, for every run that is not terminal (recovery scans this).
+pub const ACTIVE_RUNS: TableDefinition<&str, u8> = TableDefinition::new("active_runs");
+/// (run id, seq) -> `Event`.
+pub const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
+/// (run id, call seq) -> `JournalEntry`.
+pub const JOURNAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("journal");
+/// (run id, artifact name) -> `ArtifactMeta`.
+pub const ARTIFACTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("artifacts");
+
+/// Creates every table so read transactions never meet a missing one.
+pub fn create_all(db: &Database) -> Result<(), redb::Error> {
+    let tx = db.begin_write()?;
+    tx.open_table(COMPONENTS)?;
+    tx.open_table(WORKFLOWS)?;
+    tx.open_table(VERSIONS)?;
+    tx.open_table(RUNS)?;
+    tx.open_table(ACTIVE_RUNS)?;
+    tx.open_table(EVENTS)?;
+    tx.open_table(JOURNAL)?;
+    tx.open_table(ARTIFACTS)?;
+    tx.commit()?;
+    Ok(())
+}

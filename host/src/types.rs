@@ -1,0 +1,430 @@
+//! Plain shared types: ids, statuses, events, failure codes.
+//!
+//! Everything else (store, engine, CLI, later the HTTP API) depends on this
+//! module; it depends on nothing of ours.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use time::OffsetDateTime;
+
+/// A run's id: a ULID, so ids sort by creation time.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct RunId(ulid::Ulid);
+
+impl RunId {
+    /// A fresh id, later than every id made before it in this process.
+    pub fn generate() -> Self {
+        use std::sync::Mutex;
+        static LAST: Mutex<Option<ulid::Generator>> = Mutex::new(None);
+        let mut gen_guard = LAST.lock().unwrap_or_else(|p| p.into_inner());
+        let generator = gen_guard.get_or_insert_with(ulid::Generator::new);
+        // Monotonic within a millisecond; on the (2^80 per ms) overflow fall back to random.
+        RunId(generator.generate().unwrap_or_else(|_| ulid::Ulid::new()))
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "run_{}", self.0.to_string().to_lowercase())
+    }
+}
+impl fmt::Debug for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// The text could not be read as a run id.
+#[derive(Debug, thiserror::Error)]
+#[error("not a run id: {0:?} (expected run_ followed by 26 characters)")]
+pub struct BadRunId(String);
+
+impl FromStr for RunId {
+    type Err = BadRunId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let body = s.strip_prefix("run_").ok_or_else(|| BadRunId(s.to_owned()))?;
+        ulid::Ulid::from_string(body)
+            .map(RunId)
+            .map_err(|_| BadRunId(s.to_owned()))
+    }
+}
+impl From<RunId> for String {
+    fn from(id: RunId) -> String {
+        id.to_string()
+    }
+}
+impl TryFrom<String> for RunId {
+    type Error = BadRunId;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// Where a run is in its lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    /// Terminal statuses never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "queued" => Self::Queued,
+            "running" => Self::Running,
+            "completed" => Self::Completed,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            other => {
+                return Err(format!(
+                    "unknown status {other:?} (expected queued, running, completed, failed or cancelled)"
+                ));
+            }
+        })
+    }
+}
+
+/// Why a run failed. Each code says who is to blame (see [`ErrorCode::blame`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// The guest returned an error.
+    ProgramError,
+    /// The guest trapped (panic, stack overflow, ...).
+    Trap,
+    /// A budget was exceeded.
+    BudgetExceeded,
+    /// The input was rejected (not JSON, or not what the workflow accepts).
+    InvalidInput,
+    /// The guest read a secret its manifest does not declare.
+    SecretUndeclared,
+    /// A declared secret has no value on this host.
+    SecretMissing,
+    /// Replay saw a different sequence of calls than the journal holds.
+    Nondeterminism,
+    /// The run was cancelled.
+    Cancelled,
+    /// The host failed; not the guest's fault.
+    Internal,
+}
+
+/// Who has to act to fix a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Blame {
+    /// The workflow's author (or its input).
+    Guest,
+    /// The host's operator.
+    Host,
+    /// Nobody: it was asked for.
+    User,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ProgramError => "PROGRAM_ERROR",
+            Self::Trap => "TRAP",
+            Self::BudgetExceeded => "BUDGET_EXCEEDED",
+            Self::InvalidInput => "INVALID_INPUT",
+            Self::SecretUndeclared => "SECRET_UNDECLARED",
+            Self::SecretMissing => "SECRET_MISSING",
+            Self::Nondeterminism => "NONDETERMINISM",
+            Self::Cancelled => "CANCELLED",
+            Self::Internal => "INTERNAL",
+        }
+    }
+
+    pub fn blame(self) -> Blame {
+        match self {
+            Self::ProgramError
+            | Self::Trap
+            | Self::BudgetExceeded
+            | Self::InvalidInput
+            | Self::SecretUndeclared
+            | Self::Nondeterminism => Blame::Guest,
+            Self::SecretMissing | Self::Internal => Blame::Host,
+            Self::Cancelled => Blame::User,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed run's error.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// The budgets a run is held to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetKind {
+    MaxFuel,
+    MaxDuration,
+    MaxMemory,
+    MaxEvents,
+    MaxOutputBytes,
+    MaxArtifactBytes,
+}
+
+impl BudgetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxFuel => "max_fuel",
+            Self::MaxDuration => "max_duration",
+            Self::MaxMemory => "max_memory",
+            Self::MaxEvents => "max_events",
+            Self::MaxOutputBytes => "max_output_bytes",
+            Self::MaxArtifactBytes => "max_artifact_bytes",
+        }
+    }
+    /// The unit of `limit` and `used` in a budget event.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Self::MaxFuel => "fuel",
+            Self::MaxDuration => "ms",
+            Self::MaxMemory | Self::MaxOutputBytes | Self::MaxArtifactBytes => "bytes",
+            Self::MaxEvents => "events",
+        }
+    }
+}
+
+impl fmt::Display for BudgetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a run consumed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub fuel: u64,
+    pub duration_ms: u64,
+    pub peak_memory_bytes: u64,
+    pub events: u64,
+    pub output_bytes: u64,
+    pub artifact_bytes: u64,
+}
+
+/// Timestamps are UTC, serialized as RFC 3339.
+pub type Timestamp = OffsetDateTime;
+
+pub fn now() -> Timestamp {
+    OffsetDateTime::now_utc()
+}
+
+/// One run, as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub workflow: String,
+    pub version: u32,
+    /// sha256 of the component this run is pinned to.
+    pub digest: String,
+    pub status: RunStatus,
+    pub input: serde_json::Value,
+    pub output: Option<serde_json::Value>,
+    pub error: Option<RunError>,
+    pub parent: Option<RunId>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub started_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<Timestamp>,
+    pub usage: Usage,
+    /// Seeds the run's WASI random streams; replay reuses it.
+    #[serde(with = "hex::serde")]
+    pub seed: [u8; 32],
+}
+
+/// A log level, as the guest passes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Which output stream program output came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// What happened, in one entry of a run's event log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventBody {
+    Queued {
+        workflow: String,
+        version: u32,
+    },
+    Running,
+    Log {
+        level: LogLevel,
+        message: String,
+    },
+    /// A custom event the guest emitted.
+    Custom {
+        name: String,
+        payload: serde_json::Value,
+    },
+    ProgramOutput {
+        stream: OutputStream,
+        text: String,
+    },
+    /// A secret was read; its value is never recorded.
+    SecretRead {
+        name: String,
+    },
+    ArtifactWritten {
+        name: String,
+        digest: String,
+        size: u64,
+        content_type: String,
+    },
+    BudgetExceeded {
+        budget: BudgetKind,
+        limit: u64,
+        used: u64,
+        unit: String,
+    },
+    Completed,
+    Failed {
+        code: ErrorCode,
+        message: String,
+    },
+    Cancelled,
+}
+
+impl EventBody {
+    /// The `kind` tag, for tables and filters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Queued { .. } => "queued",
+            Self::Running => "running",
+            Self::Log { .. } => "log",
+            Self::Custom { .. } => "custom",
+            Self::ProgramOutput { .. } => "program_output",
+            Self::SecretRead { .. } => "secret_read",
+            Self::ArtifactWritten { .. } => "artifact_written",
+            Self::BudgetExceeded { .. } => "budget_exceeded",
+            Self::Completed => "completed",
+            Self::Failed { .. } => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One entry of a run's append-only event log. `seq` starts at 1, gap-free.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: Timestamp,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+/// Metadata of an artifact a run wrote.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactMeta {
+    pub run_id: RunId,
+    pub name: String,
+    pub content_type: String,
+    pub digest: String,
+    pub size: u64,
+    pub metadata: Option<serde_json::Value>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+}
+
+/// One deployed version of a workflow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowVersion {
+    pub slug: String,
+    pub version: u32,
+    pub digest: String,
+    /// The manifest as deployed (TOML text), so it can be shown as written.
+    pub manifest_toml: String,
+    pub description: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub deployed_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_round_trip_and_sort_by_creation() {
+        let a = RunId::generate();
+        let b = RunId::generate();
+        assert!(a < b);
+        assert!(a.to_string() < b.to_string());
+        let parsed: RunId = a.to_string().parse().unwrap();
+        assert_eq!(parsed, a);
+        assert!("nope".parse::<RunId>().is_err());
+        assert!("run_xyz".parse::<RunId>().is_err());
+    }
+
+    #[test]
+    fn events_serialize_flat_with_kind_tag() {
+        let e = Event {
+            seq: 3,
+            at: now(),
+            body: EventBody::Failed {
+                code: ErrorCode::BudgetExceeded,
+                message: "x".into(),
+            },
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["kind"], "failed");
+        assert_eq!(v["code"], "BUDGET_EXCEEDED");
+        assert_eq!(v["seq"], 3);
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+    }
+}
