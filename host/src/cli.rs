@@ -22,7 +22,12 @@ use std::process::ExitCode;
 )]
 struct Cli {
     /// Data directory (created if missing).
-    #[arg(long, env = "RUNWAY_DATA_DIR", default_value = ".runway", global = true)]
+    #[arg(
+        long,
+        env = "RUNWAY_DATA_DIR",
+        default_value = ".runway",
+        global = true
+    )]
     data_dir: PathBuf,
     /// Host configuration file (runway-host.toml).
     #[arg(long, env = "RUNWAY_CONFIG", global = true)]
@@ -114,7 +119,10 @@ pub fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("starting the runtime: {e}")),
     };
@@ -152,7 +160,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             if *json {
                 println!("{}", serde_json::to_string(&d)?);
             } else {
-                println!("deployed {} v{} (sha256:{})", d.slug, d.version, &d.digest[..12]);
+                println!(
+                    "deployed {} v{} (sha256:{})",
+                    d.slug,
+                    d.version,
+                    &d.digest[..12]
+                );
             }
             ExitCode::SUCCESS
         }
@@ -246,14 +259,22 @@ fn read_input(arg: Option<&str>) -> anyhow::Result<serde_json::Value> {
     Ok(parse_input(&text)?)
 }
 
-/// The `--json` shape of a finished run.
-fn run_json(r: &RunRecord) -> serde_json::Value {
-    json!({
-        "run_id": r.id,
-        "status": r.status,
-        "output": r.output,
-        "error": r.error.as_ref().map(|e| json!({ "code": e.code, "message": e.message })),
-    })
+/// The `--json` shape of a finished run, fields in this order.
+#[derive(serde::Serialize)]
+struct RunJson<'a> {
+    run_id: RunId,
+    status: RunStatus,
+    output: &'a Option<serde_json::Value>,
+    error: Option<&'a crate::types::RunError>,
+}
+
+fn run_json(r: &RunRecord) -> RunJson<'_> {
+    RunJson {
+        run_id: r.id,
+        status: r.status,
+        output: &r.output,
+        error: r.error.as_ref(),
+    }
 }
 
 fn print_run(r: &RunRecord, as_json: bool) -> anyhow::Result<ExitCode> {
@@ -396,12 +417,21 @@ fn event_detail(body: &EventBody) -> String {
         EventBody::Queued { workflow, version } => format!("{workflow} v{version}"),
         EventBody::Running | EventBody::Completed | EventBody::Cancelled => String::new(),
         EventBody::Log { level, message } => {
-            format!("[{}] {message}", serde_json::to_value(level).unwrap_or_default().as_str().unwrap_or(""))
+            format!(
+                "[{}] {message}",
+                serde_json::to_value(level)
+                    .unwrap_or_default()
+                    .as_str()
+                    .unwrap_or("")
+            )
         }
         EventBody::Custom { name, payload } => format!("{name} {payload}"),
         EventBody::ProgramOutput { stream, text } => format!(
             "{}: {text}",
-            serde_json::to_value(stream).unwrap_or_default().as_str().unwrap_or("")
+            serde_json::to_value(stream)
+                .unwrap_or_default()
+                .as_str()
+                .unwrap_or("")
         ),
         EventBody::SecretRead { name } => name.clone(),
         EventBody::ArtifactWritten {

@@ -12,8 +12,7 @@ use crate::secrets::SecretSource;
 use crate::services::HostServices;
 use crate::store::{Store, Write, WriteOutcome};
 use crate::types::{
-    ErrorCode, Event, EventBody, RunError, RunId, RunRecord, RunStatus, Usage, WorkflowVersion,
-    now,
+    ErrorCode, Event, EventBody, RunError, RunId, RunRecord, RunStatus, Usage, WorkflowVersion, now,
 };
 use parking_lot::Mutex;
 use rand::Rng;
@@ -102,7 +101,11 @@ impl Host {
 
     /// Deploys a component with its manifest as the next version of the
     /// manifest's slug. Nothing is stored unless both are valid.
-    pub async fn deploy(&self, wasm: Vec<u8>, manifest_toml: &str) -> Result<Deployment, HostError> {
+    pub async fn deploy(
+        &self,
+        wasm: Vec<u8>,
+        manifest_toml: &str,
+    ) -> Result<Deployment, HostError> {
         let manifest = Manifest::parse(manifest_toml)?;
         let digest = hex::encode(Sha256::digest(&wasm));
         let engine = self.inner.engine.clone();
@@ -131,10 +134,10 @@ impl Host {
         let Some(WriteOutcome::Version(version)) = out.first() else {
             return Err(HostError::Internal("deploy produced no version".into()));
         };
-        self.inner
-            .manifests
-            .lock()
-            .insert((manifest.slug.clone(), *version), Arc::new(manifest.clone()));
+        self.inner.manifests.lock().insert(
+            (manifest.slug.clone(), *version),
+            Arc::new(manifest.clone()),
+        );
         Ok(Deployment {
             slug: manifest.slug,
             version: *version,
@@ -165,10 +168,13 @@ impl Host {
         version: Option<u32>,
         input: serde_json::Value,
     ) -> Result<RunId, HostError> {
-        let wf = self.store().workflow(slug, version)?.ok_or_else(|| match version {
-            Some(v) => HostError::VersionNotFound(slug.to_owned(), v),
-            None => HostError::WorkflowNotFound(slug.to_owned()),
-        })?;
+        let wf = self
+            .store()
+            .workflow(slug, version)?
+            .ok_or_else(|| match version {
+                Some(v) => HostError::VersionNotFound(slug.to_owned(), v),
+                None => HostError::WorkflowNotFound(slug.to_owned()),
+            })?;
         let manifest = self.manifest(&wf)?;
         let mut seed = [0u8; 32];
         rand::rng().fill_bytes(&mut seed);
@@ -246,7 +252,12 @@ impl Host {
             next_seq: 2,
             cancel,
         };
-        match run::execute(self.inner.engine.wasmtime(), self.inner.services.clone(), request).await
+        match run::execute(
+            self.inner.engine.wasmtime(),
+            self.inner.services.clone(),
+            request,
+        )
+        .await
         {
             Ok(done) => done,
             Err(e) => {

@@ -87,7 +87,10 @@ impl Journal {
 
     /// Starts `call`: returns the recorded result when replaying it, `None`
     /// when it must be executed (then [`Journal::record`] its result).
-    pub fn replay<T: DeserializeOwned>(&mut self, call: &Call) -> Result<Option<T>, Nondeterminism> {
+    pub fn replay<T: DeserializeOwned>(
+        &mut self,
+        call: &Call,
+    ) -> Result<Option<T>, Nondeterminism> {
         let seq = self.calls + 1;
         let Some(entry) = self.history.get(self.calls as usize) else {
             return Ok(None);
@@ -162,7 +165,9 @@ mod tests {
     fn replay_answers_from_history_then_records() {
         let mut first = Journal::default();
         let a = first.call(Call::new("clock.now", &[]), || 10u64).unwrap();
-        let b = first.call(Call::new("kv.put", &[b"k"]), || "ok".to_string()).unwrap();
+        let b = first
+            .call(Call::new("kv.put", &[b"k"]), || "ok".to_string())
+            .unwrap();
         assert_eq!((a, b.as_str()), (10, "ok"));
         let history = first.take_new();
         assert_eq!(history.len(), 2);
@@ -189,7 +194,9 @@ mod tests {
         let mut first = Journal::default();
         first.call(Call::new("kv.put", &[b"a"]), || 1u8).unwrap();
         let mut again = Journal::replaying(first.take_new());
-        let err = again.call(Call::new("kv.put", &[b"b"]), || 1u8).unwrap_err();
+        let err = again
+            .call(Call::new("kv.put", &[b"b"]), || 1u8)
+            .unwrap_err();
         assert_eq!(err.seq, 1);
         let mut again2 = Journal::replaying(vec![JournalEntry {
             seq: 1,
@@ -197,7 +204,9 @@ mod tests {
             args: Call::new("kv.put", &[b"a"]).args,
             result: serde_json::json!(1),
         }]);
-        let err = again2.call(Call::new("kv.get", &[b"a"]), || 1u8).unwrap_err();
+        let err = again2
+            .call(Call::new("kv.get", &[b"a"]), || 1u8)
+            .unwrap_err();
         assert!(err.to_string().contains("kv.get"));
     }
 

@@ -112,11 +112,15 @@ impl Manifest {
             ("max_output_bytes", b.max_output_bytes),
         ] {
             if v == Some(0) {
-                return Err(ManifestError(format!("budget.{key}: must be greater than 0")));
+                return Err(ManifestError(format!(
+                    "budget.{key}: must be greater than 0"
+                )));
             }
         }
         if b.max_duration == Some(Duration::ZERO) {
-            return Err(ManifestError("budget.max_duration: must be greater than 0".into()));
+            return Err(ManifestError(
+                "budget.max_duration: must be greater than 0".into(),
+            ));
         }
         if b.max_fuel == Some(FuelLimit::Limited(0)) {
             return Err(ManifestError(

@@ -44,7 +44,9 @@ pub struct BadRunId(String);
 impl FromStr for RunId {
     type Err = BadRunId;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let body = s.strip_prefix("run_").ok_or_else(|| BadRunId(s.to_owned()))?;
+        let body = s
+            .strip_prefix("run_")
+            .ok_or_else(|| BadRunId(s.to_owned()))?;
         ulid::Ulid::from_string(body)
             .map(RunId)
             .map_err(|_| BadRunId(s.to_owned()))

@@ -44,7 +44,10 @@ fn hostile(input: Input) -> Result<Value> {
             Ok(json!({ "connected": tcp.is_ok() }))
         }
         "env" => Ok(json!(std::env::vars().collect::<Vec<_>>())),
-        other => Err(Error::new("UNKNOWN_ATTACK", format!("no attack named {other:?}"))),
+        other => Err(Error::new(
+            "UNKNOWN_ATTACK",
+            format!("no attack named {other:?}"),
+        )),
     }
 }
 
@@ -75,7 +78,12 @@ fn artifact_escape() -> Result<Value> {
     let mut refused = Vec::new();
     for name in ["../x", "a/b", "", "x\0y", "..\\x", "/etc/passwd"] {
         match artifacts::write(name, b"escaped") {
-            Ok(r) => return Err(Error::new("ESCAPED", format!("{name:?} was accepted as {}", r.digest))),
+            Ok(r) => {
+                return Err(Error::new(
+                    "ESCAPED",
+                    format!("{name:?} was accepted as {}", r.digest),
+                ));
+            }
             Err(e) => refused.push(json!({ "name": name, "code": e.code })),
         }
     }
@@ -89,7 +97,10 @@ fn leak_secret() -> Result<Value> {
     eprintln!("stderr: the secret is {value}");
     log(Level::Warn, format!("log: the secret is {value}"));
     runway_sdk::emit("leak", &json!({ "secret": value }))?;
-    Err(Error::new("LEAKED", format!("error: the secret is {value}")))
+    Err(Error::new(
+        "LEAKED",
+        format!("error: the secret is {value}"),
+    ))
 }
 
 runway_sdk::workflow!(hostile);

@@ -41,7 +41,10 @@ fn report(input: Input) -> Result<Output> {
         format!("building {:?} for run {}", input.title, run.run_id),
     );
 
-    let mut doc = format!("# {}\n\n_{} v{}, run {}_\n", input.title, run.slug, run.version, run.run_id);
+    let mut doc = format!(
+        "# {}\n\n_{} v{}, run {}_\n",
+        input.title, run.slug, run.version, run.run_id
+    );
     for (i, s) in input.sections.iter().enumerate() {
         doc.push_str(&format!("\n## {}\n\n{}\n", s.heading, s.body));
         emit(
@@ -49,7 +52,10 @@ fn report(input: Input) -> Result<Output> {
             &serde_json::json!({ "section": i + 1, "of": input.sections.len(), "heading": s.heading }),
         )?;
     }
-    doc.push_str(&format!("\n---\nsigned with a {}-character token\n", token.chars().count()));
+    doc.push_str(&format!(
+        "\n---\nsigned with a {}-character token\n",
+        token.chars().count()
+    ));
 
     let written = artifacts::write_with(
         "report.md",
@@ -60,7 +66,10 @@ fn report(input: Input) -> Result<Output> {
     // Read it back: artifacts are addressable within the run.
     let back = artifacts::read("report.md")?;
     if back.len() as u64 != written.size {
-        return Err(runway_sdk::Error::new("REPORT_CORRUPT", "read back a different size"));
+        return Err(runway_sdk::Error::new(
+            "REPORT_CORRUPT",
+            "read back a different size",
+        ));
     }
     Ok(Output {
         artifact: written.name,

@@ -35,7 +35,10 @@ impl Host for RunState {
         let message = rec.masker.mask(&message);
         rec.charge_output(message.len())
             .and_then(|()| rec.guest(EventBody::Log { level, message }))
-            .map_err(|f| rec.fail(f))
+            .map_err(|f| rec.fail(f))?;
+        drop(rec);
+        self.shared.maybe_flush();
+        Ok(())
     }
 
     async fn emit(&mut self, kind: String, payload: String) -> wasmtime::Result<()> {
@@ -53,7 +56,10 @@ impl Host for RunState {
         let payload = serde_json::from_str(&masked).unwrap_or(serde_json::Value::String(masked));
         rec.charge_output(name.len() + payload_len(&payload))
             .and_then(|()| rec.guest(EventBody::Custom { name, payload }))
-            .map_err(|f| rec.fail(f))
+            .map_err(|f| rec.fail(f))?;
+        drop(rec);
+        self.shared.maybe_flush();
+        Ok(())
     }
 }
 

@@ -23,7 +23,11 @@ const WALL_NOW: &str = "wasi:clocks/wall-clock.now";
 const MONOTONIC_NOW: &str = "wasi:clocks/monotonic-clock.now";
 
 /// Builds the run's WASI context.
-pub(crate) fn context(shared: &Arc<RunShared>, env: &[(String, String)], seed: [u8; 32]) -> WasiCtx {
+pub(crate) fn context(
+    shared: &Arc<RunShared>,
+    env: &[(String, String)],
+    seed: [u8; 32],
+) -> WasiCtx {
     let monotonic_base = shared
         .journal
         .lock()
@@ -43,7 +47,9 @@ pub(crate) fn context(shared: &Arc<RunShared>, env: &[(String, String)], seed: [
         })
         .secure_random(StdRng::from_seed(seed))
         .insecure_random(StdRng::from_seed(insecure_seed))
-        .insecure_random_seed(u128::from_le_bytes(seed[..16].try_into().unwrap_or_default()))
+        .insecure_random_seed(u128::from_le_bytes(
+            seed[..16].try_into().unwrap_or_default(),
+        ))
         .allow_blocking_current_thread(false);
     b.build()
 }

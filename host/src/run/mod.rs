@@ -73,7 +73,11 @@ impl RunShared {
         if !entries.is_empty() {
             writes.push(Write::AppendJournal(self.run, entries));
         }
-        writes.extend(artifacts.into_iter().map(|a| Write::PutArtifact(Box::new(a))));
+        writes.extend(
+            artifacts
+                .into_iter()
+                .map(|a| Write::PutArtifact(Box::new(a))),
+        );
         if !events.is_empty() {
             writes.push(Write::AppendEvents(self.run, events));
         }
@@ -447,9 +451,13 @@ fn error_outcome(
         Some(trap) => trap.to_string(),
         None => e.root_cause().to_string(),
     };
-    let mut message = format!("wasm trap: {cause}");
-    if let Some(line) = &rec.last_stderr {
-        message.push_str(&format!("\nguest stderr: {line}"));
+    let mut message = if cause.starts_with("wasm trap") {
+        cause
+    } else {
+        format!("wasm trap: {cause}")
+    };
+    if !rec.stderr_tail.is_empty() {
+        message.push_str(&format!("\nguest stderr:\n{}", rec.stderr_tail.trim_end()));
     }
     if let Some(bt) = e.downcast_ref::<WasmBacktrace>() {
         message.push_str(&format!("\n{bt}"));

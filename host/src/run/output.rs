@@ -26,9 +26,13 @@ impl CapturedOutput {
     }
 
     fn write_bytes(&self, bytes: &[u8]) -> Result<(), StreamError> {
-        let mut rec = self.shared.recorder.lock();
-        rec.output(self.which, bytes)
-            .map_err(|fault| StreamError::Trap(rec.fail(fault)))
+        {
+            let mut rec = self.shared.recorder.lock();
+            rec.output(self.which, bytes)
+                .map_err(|fault| StreamError::Trap(rec.fail(fault)))?;
+        }
+        self.shared.maybe_flush();
+        Ok(())
     }
 }
 

@@ -6,6 +6,8 @@ use crate::types::{ArtifactMeta, BudgetKind, Event, EventBody, OutputStream, now
 /// Program output is split into events at newlines, or at this many bytes.
 const MAX_LINE: usize = 8 * 1024;
 const MASK: &str = "********";
+/// How much of the end of stderr a trap message quotes.
+const STDERR_TAIL: usize = 2048;
 
 /// Replaces every secret value the run has read with `********`.
 #[derive(Default)]
@@ -51,8 +53,8 @@ pub(crate) struct Recorder {
     max_output_bytes: u64,
     pub(crate) masker: Masker,
     line: [Vec<u8>; 2],
-    /// The last stderr line, to explain a trap (a Rust panic prints there).
-    pub(crate) last_stderr: Option<String>,
+    /// The end of stderr, to explain a trap (a Rust panic prints there).
+    pub(crate) stderr_tail: String,
     /// The first fault raised in this run.
     pub(crate) fault: Option<RunFault>,
 }
@@ -69,7 +71,7 @@ impl Recorder {
             max_output_bytes,
             masker: Masker::default(),
             line: [Vec::new(), Vec::new()],
-            last_stderr: None,
+            stderr_tail: String::new(),
             fault: None,
         }
     }
@@ -163,8 +165,16 @@ impl Recorder {
     fn output_event(&mut self, stream: OutputStream, chunk: &[u8]) -> Result<(), RunFault> {
         let text = String::from_utf8_lossy(chunk);
         let text = self.masker.mask(text.trim_end_matches('\n'));
-        if stream == OutputStream::Stderr && !text.trim().is_empty() {
-            self.last_stderr = Some(text.clone());
+        if stream == OutputStream::Stderr {
+            self.stderr_tail.push_str(&text);
+            self.stderr_tail.push('\n');
+            if self.stderr_tail.len() > STDERR_TAIL {
+                let mut cut = self.stderr_tail.len() - STDERR_TAIL;
+                while !self.stderr_tail.is_char_boundary(cut) {
+                    cut += 1;
+                }
+                self.stderr_tail.drain(..cut);
+            }
         }
         self.guest(EventBody::ProgramOutput { stream, text })
     }

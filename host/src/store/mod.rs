@@ -261,7 +261,12 @@ mod tests {
             .commit(vec![Write::AppendEvents(b, (1..=2).map(event).collect())])
             .await
             .unwrap();
-        let seqs: Vec<u64> = store.events(a, 2, 2).unwrap().iter().map(|e| e.seq).collect();
+        let seqs: Vec<u64> = store
+            .events(a, 2, 2)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
         assert_eq!(seqs, vec![3, 4]);
         assert_eq!(store.events(a, 0, 100).unwrap().len(), 5);
         assert_eq!(store.events(b, 0, 100).unwrap().len(), 2);
@@ -282,21 +287,27 @@ mod tests {
     async fn deploys_number_versions_per_slug() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let deploy = |slug: &str| Write::Deploy {
+        let deploy = |slug: &str, digest: &str| Write::Deploy {
             slug: slug.into(),
-            digest: "d".into(),
+            digest: digest.into(),
             component: Some(b"\0asm".to_vec()),
             manifest_toml: String::new(),
             description: None,
         };
         let out = store
-            .commit(vec![deploy("a"), deploy("a"), deploy("b")])
+            .commit(vec![
+                deploy("a", "d1"),
+                deploy("a", "d2"),
+                deploy("a", "d2"),
+                deploy("b", "d1"),
+            ])
             .await
             .unwrap();
         assert_eq!(
             out,
             vec![
                 WriteOutcome::Version(1),
+                WriteOutcome::Version(2),
                 WriteOutcome::Version(2),
                 WriteOutcome::Version(1)
             ]

@@ -55,10 +55,7 @@ pub(super) struct WriterHandle {
 }
 
 impl WriterHandle {
-    pub(super) async fn commit(
-        &self,
-        writes: Vec<Write>,
-    ) -> Result<Vec<WriteOutcome>, StoreError> {
+    pub(super) async fn commit(&self, writes: Vec<Write>) -> Result<Vec<WriteOutcome>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request {
@@ -160,7 +157,18 @@ fn apply(tx: &WriteTransaction, w: Write) -> Result<WriteOutcome, StoreError> {
                 }
             }
             let mut latest = tx.open_table(WORKFLOWS)?;
-            let version = latest.get(slug.as_str())?.map(|v| v.value()).unwrap_or(0) + 1;
+            let current = latest.get(slug.as_str())?.map(|v| v.value()).unwrap_or(0);
+            if current > 0 {
+                // Deploying what is already the newest version is a no-op.
+                let versions = tx.open_table(VERSIONS)?;
+                if let Some(v) = versions.get((slug.as_str(), current))? {
+                    let newest: WorkflowVersion = serde_json::from_slice(v.value())?;
+                    if newest.digest == digest && newest.manifest_toml == manifest_toml {
+                        return Ok(WriteOutcome::Version(current));
+                    }
+                }
+            }
+            let version = current + 1;
             latest.insert(slug.as_str(), version)?;
             let rec = WorkflowVersion {
                 slug: slug.clone(),
@@ -170,8 +178,10 @@ fn apply(tx: &WriteTransaction, w: Write) -> Result<WriteOutcome, StoreError> {
                 description,
                 deployed_at: now(),
             };
-            tx.open_table(VERSIONS)?
-                .insert((slug.as_str(), version), serde_json::to_vec(&rec)?.as_slice())?;
+            tx.open_table(VERSIONS)?.insert(
+                (slug.as_str(), version),
+                serde_json::to_vec(&rec)?.as_slice(),
+            )?;
             Ok(WriteOutcome::Version(version))
         }
         Write::PutRun(run) => {
