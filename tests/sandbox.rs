@@ -301,3 +301,57 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_run_can_be_cancelled_at_once() {
+    support::guest_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let host = host(dir.path()).await;
+    deploy_examples(&host, "max_fuel = \"unlimited\"\nmax_duration = \"60s\"").await;
+    let id = host
+        .start("hostile", json!({"attack": "loop"}))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let asked = Instant::now();
+    assert!(host.cancel(id));
+    let r = host.wait(id).await.unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(r.status, RunStatus::Cancelled);
+    assert_eq!(r.error.unwrap().code, ErrorCode::Cancelled);
+    let events = host.store().events(id, 0, usize::MAX).unwrap();
+    assert_eq!(events.last().unwrap().body.kind(), "cancelled");
+    assert!(!host.cancel(id), "a finished run is not cancellable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_readings_are_journaled_before_the_run_commits() {
+    support::guest_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let host = host(dir.path()).await;
+    deploy_examples(&host, "").await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let r = host
+        .run("hostile", json!({"attack": "clock"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, RunStatus::Completed, "{r:?}");
+    let wall = r.output.unwrap()["wall_ms"].as_u64().unwrap();
+    assert!(
+        wall >= before && wall < before + 5_000,
+        "{wall} vs {before}"
+    );
+    let journal = host.store().journal(r.id).unwrap();
+    let clock = journal
+        .iter()
+        .find(|e| e.call == "wasi:clocks/wall-clock.now")
+        .expect("the wall clock reading is journaled");
+    assert_eq!(clock.result.as_u64().unwrap() / 1_000_000, wall);
+}

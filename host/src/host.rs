@@ -7,7 +7,7 @@ use crate::config::HostConfig;
 use crate::engine::Engine;
 use crate::error::HostError;
 use crate::manifest::Manifest;
-use crate::run::{self, RunRequest};
+use crate::run::{self, RunRequest, SandboxSetup};
 use crate::secrets::SecretSource;
 use crate::services::HostServices;
 use crate::store::{Store, Write, WriteOutcome};
@@ -176,24 +176,7 @@ impl Host {
                 None => HostError::WorkflowNotFound(slug.to_owned()),
             })?;
         let manifest = self.manifest(&wf)?;
-        let mut seed = [0u8; 32];
-        rand::rng().fill_bytes(&mut seed);
-        let record = RunRecord {
-            id: RunId::generate(),
-            workflow: wf.slug.clone(),
-            version: wf.version,
-            digest: wf.digest.clone(),
-            status: RunStatus::Queued,
-            input,
-            output: None,
-            error: None,
-            parent: None,
-            created_at: now(),
-            started_at: None,
-            finished_at: None,
-            usage: Usage::default(),
-            seed,
-        };
+        let record = new_record(&wf, input);
         let queued = Event {
             seq: 1,
             at: record.created_at,
@@ -246,11 +229,13 @@ impl Host {
         let request = RunRequest {
             record: record.clone(),
             pre,
-            manifest,
-            budget,
-            history: Vec::new(),
-            next_seq: 2,
-            cancel,
+            setup: SandboxSetup {
+                manifest,
+                budget,
+                history: Vec::new(),
+                next_seq: 2,
+                cancel,
+            },
         };
         match run::execute(
             self.inner.engine.wasmtime(),
@@ -279,8 +264,9 @@ impl Host {
     ) -> Result<crate::bindings::WorkflowPre<run::RunState>, HostError> {
         let engine = self.inner.engine.clone();
         if engine.is_warm(digest) {
+            // Warm entries are never evicted, so nothing needs loading.
             return engine
-                .prepare(digest, || unreachable!("warm"))
+                .prepare(digest, || anyhow::bail!("component {digest} is not warm"))
                 .map_err(|e| HostError::Internal(format!("{e:#}")));
         }
         let store = self.store().clone();
@@ -357,9 +343,63 @@ impl Host {
         }
     }
 
+    /// Times building a run's sandbox for the newest `slug` and
+    /// instantiating the component: everything before the guest's first
+    /// instruction. Nothing is stored. For benchmarks.
+    #[doc(hidden)]
+    pub async fn time_instantiate(&self, slug: &str) -> Result<std::time::Duration, HostError> {
+        let wf = self
+            .store()
+            .workflow(slug, None)?
+            .ok_or_else(|| HostError::WorkflowNotFound(slug.to_owned()))?;
+        let manifest = self.manifest(&wf)?;
+        let budget = Budget::with(self.inner.config.budget, manifest.budget.overrides());
+        let record = new_record(&wf, serde_json::Value::Null);
+        let pre = self.prepare(&wf.digest).await?;
+        let _permit = self.inner.permits.acquire().await;
+        let t0 = std::time::Instant::now();
+        let mut sandbox = run::sandbox(
+            self.inner.engine.wasmtime(),
+            &self.inner.services,
+            &record,
+            SandboxSetup {
+                manifest,
+                budget,
+                history: Vec::new(),
+                next_seq: 2,
+                cancel: Arc::new(AtomicBool::new(false)),
+            },
+        );
+        pre.instantiate_async(&mut sandbox.store)
+            .await
+            .map_err(|e| HostError::Internal(format!("{e:#}")))?;
+        Ok(t0.elapsed())
+    }
+
     /// Waits until everything written so far is durable.
     pub async fn flush(&self) -> Result<(), HostError> {
         Ok(self.store().flush().await?)
+    }
+}
+
+fn new_record(wf: &WorkflowVersion, input: serde_json::Value) -> RunRecord {
+    let mut seed = [0u8; 32];
+    rand::rng().fill_bytes(&mut seed);
+    RunRecord {
+        id: RunId::generate(),
+        workflow: wf.slug.clone(),
+        version: wf.version,
+        digest: wf.digest.clone(),
+        status: RunStatus::Queued,
+        input,
+        output: None,
+        error: None,
+        parent: None,
+        created_at: now(),
+        started_at: None,
+        finished_at: None,
+        usage: Usage::default(),
+        seed,
     }
 }
 

@@ -158,10 +158,8 @@ impl RunState {
     }
 }
 
-/// Everything needed to execute one run.
-pub(crate) struct RunRequest {
-    pub record: RunRecord,
-    pub pre: WorkflowPre<RunState>,
+/// What a run's sandbox is built from, besides the run record.
+pub(crate) struct SandboxSetup {
     pub manifest: Arc<Manifest>,
     pub budget: Budget,
     /// The journal so far (empty for a first execution).
@@ -171,6 +169,13 @@ pub(crate) struct RunRequest {
     pub cancel: Arc<AtomicBool>,
 }
 
+/// Everything needed to execute one run.
+pub(crate) struct RunRequest {
+    pub record: RunRecord,
+    pub pre: WorkflowPre<RunState>,
+    pub setup: SandboxSetup,
+}
+
 /// How a run ended, before it is written down.
 enum Outcome {
     Completed(serde_json::Value),
@@ -178,23 +183,31 @@ enum Outcome {
     Fault(RunFault),
 }
 
-/// Executes a run to its end and commits the result durably.
-pub(crate) async fn execute(
+/// A run's sandbox, ready to instantiate.
+pub(crate) struct Sandbox {
+    pub store: wasmtime::Store<RunState>,
+    pub shared: Arc<RunShared>,
+    pub fuel_limit: u64,
+    /// Fuel could not be configured (only with a broken engine config).
+    pub setup: wasmtime::Result<()>,
+}
+
+/// Builds the store for one run: WASI context, budgets, limiter, epoch
+/// deadline. No guest code runs yet.
+pub(crate) fn sandbox(
     engine: &wasmtime::Engine,
-    services: Arc<HostServices>,
-    req: RunRequest,
-) -> Result<RunRecord, StoreError> {
-    let RunRequest {
-        mut record,
-        pre,
+    services: &Arc<HostServices>,
+    record: &RunRecord,
+    setup: SandboxSetup,
+) -> Sandbox {
+    let SandboxSetup {
         manifest,
         budget,
         history,
         next_seq,
         cancel,
-    } = req;
+    } = setup;
     let started = Instant::now();
-    let deadline = started + budget.max_duration;
     let shared = Arc::new(RunShared {
         run: record.id,
         services: services.clone(),
@@ -205,14 +218,6 @@ pub(crate) async fn execute(
             budget.max_output_bytes,
         )),
     });
-
-    record.status = RunStatus::Running;
-    record.started_at.get_or_insert_with(now);
-    shared.recorder.lock().system(EventBody::Running);
-    let mut writes = shared.take_writes();
-    writes.push(Write::PutRun(Box::new(record.clone())));
-    services.store.enqueue(writes);
-
     let env: Vec<(String, String)> = manifest
         .env
         .iter()
@@ -235,7 +240,7 @@ pub(crate) async fn execute(
         artifact_bytes: 0,
         artifact_digests: HashMap::new(),
         started,
-        deadline,
+        deadline: started + budget.max_duration,
         cancel,
     };
 
@@ -264,6 +269,41 @@ pub(crate) async fn execute(
         }
         Ok(UpdateDeadline::Continue(1))
     });
+    Sandbox {
+        store,
+        shared,
+        fuel_limit,
+        setup,
+    }
+}
+
+/// Executes a run to its end and commits the result durably.
+pub(crate) async fn execute(
+    engine: &wasmtime::Engine,
+    services: Arc<HostServices>,
+    req: RunRequest,
+) -> Result<RunRecord, StoreError> {
+    let RunRequest {
+        mut record,
+        pre,
+        setup,
+    } = req;
+    let budget = setup.budget;
+    let started = Instant::now();
+    let deadline = started + budget.max_duration;
+    let Sandbox {
+        mut store,
+        shared,
+        fuel_limit,
+        setup,
+    } = sandbox(engine, &services, &record, setup);
+
+    record.status = RunStatus::Running;
+    record.started_at.get_or_insert_with(now);
+    shared.recorder.lock().system(EventBody::Running);
+    let mut writes = shared.take_writes();
+    writes.push(Write::PutRun(Box::new(record.clone())));
+    services.store.enqueue(writes);
 
     let input = record.input.to_string();
     let result = match setup {
