@@ -38,6 +38,29 @@ impl Cli {
         cmd.output().expect("running runway")
     }
 
+    /// `runway exec` of an example with its manifest and `input`, then `extra`.
+    fn exec(&self, example: &str, input: &str, extra: &[&str]) -> Output {
+        let wasm = support::wasm(example);
+        let manifest = support::manifest_path(example);
+        let mut args = vec![
+            "exec",
+            s(&wasm),
+            "--manifest",
+            s(&manifest),
+            "--input",
+            input,
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    /// `exec ... --json`, parsed.
+    fn exec_json(&self, example: &str, input: &str) -> Value {
+        let out = self.exec(example, input, &["--json"]);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("exec {example} printed no JSON ({e}): {}", text(&out)))
+    }
+
     fn json(&self, args: &[&str]) -> Value {
         let out = self.run(args);
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -65,29 +88,12 @@ fn text(out: &Output) -> String {
 #[test]
 fn exec_hello_prints_the_greeting_and_logs_queued_running_completed() {
     let cli = Cli::new();
-    let wasm = support::wasm("hello");
-    let manifest = support::manifest_path("hello");
-    let out = cli.run(&[
-        "exec",
-        s(&wasm),
-        "--manifest",
-        s(&manifest),
-        "--input",
-        r#"{"name":"Ada"}"#,
-    ]);
+    let out = cli.exec("hello", r#"{"name":"Ada"}"#, &[]);
     assert!(out.status.success(), "{}", text(&out));
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed, json!({"greeting": "Hello, Ada!"}));
 
-    let out = cli.run(&[
-        "exec",
-        s(&wasm),
-        "--manifest",
-        s(&manifest),
-        "--input",
-        r#"{"name":"Ada"}"#,
-        "--json",
-    ]);
+    let out = cli.exec("hello", r#"{"name":"Ada"}"#, &["--json"]);
     let printed = String::from_utf8(out.stdout).unwrap();
     assert_eq!(printed.lines().count(), 1, "{printed}");
     let at: Vec<usize> = ["\"run_id\"", "\"status\"", "\"output\"", "\"error\""]
@@ -241,20 +247,6 @@ fn deploy_rejects_bad_components_and_manifests_and_stores_nothing() {
     assert_nothing_stored(cli.dir(), &rejected);
 }
 
-/// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -268,15 +260,7 @@ fn a_secret_value_never_reaches_the_store_or_the_cli_output() {
     cli.env
         .push(("RUNWAY_SECRET_REPORT_TOKEN".into(), secret.clone()));
 
-    let out = cli.run(&[
-        "exec",
-        s(&support::wasm("hostile")),
-        "--manifest",
-        s(&support::manifest_path("hostile")),
-        "--input",
-        r#"{"attack":"leak_secret"}"#,
-        "--json",
-    ]);
+    let out = cli.exec("hostile", r#"{"attack":"leak_secret"}"#, &["--json"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         !text(&out).contains(&secret),
@@ -292,14 +276,11 @@ fn a_secret_value_never_reaches_the_store_or_the_cli_output() {
             .contains("********")
     );
 
-    let report = cli.run(&[
-        "exec",
-        s(&support::wasm("report")),
-        "--manifest",
-        s(&support::manifest_path("report")),
-        "--input",
+    let report = cli.exec(
+        "report",
         r#"{"title":"T","sections":[{"heading":"A"},{"heading":"B"}]}"#,
-    ]);
+        &[],
+    );
     assert!(report.status.success(), "{}", text(&report));
     assert!(!text(&report).contains(&secret));
 
@@ -328,7 +309,7 @@ fn a_secret_value_never_reaches_the_store_or_the_cli_output() {
     }
     drop(store);
     // ...and no byte of any file in the data directory holds it.
-    for f in files(cli.dir()) {
+    for f in support::files(cli.dir()) {
         let bytes = std::fs::read(&f).unwrap();
         assert!(
             !contains(&bytes, secret.as_bytes()),
@@ -350,15 +331,7 @@ fn ulid_like() -> String {
 #[test]
 fn artifact_names_that_could_escape_are_refused_and_nothing_lands_outside() {
     let cli = Cli::new();
-    let run = cli.json(&[
-        "exec",
-        s(&support::wasm("hostile")),
-        "--manifest",
-        s(&support::manifest_path("hostile")),
-        "--input",
-        r#"{"attack":"artifact_escape"}"#,
-        "--json",
-    ]);
+    let run = cli.exec_json("hostile", r#"{"attack":"artifact_escape"}"#);
     assert_eq!(run["status"], "completed", "{run}");
     let refused = run["output"]["refused"].as_array().unwrap();
     let names: Vec<&str> = refused
@@ -372,10 +345,10 @@ fn artifact_names_that_could_escape_are_refused_and_nothing_lands_outside() {
 
     // The only artifact body is the accepted one, inside artifacts/.
     let artifacts = cli.dir().join("artifacts");
-    let blobs: Vec<PathBuf> = files(&artifacts);
+    let blobs: Vec<PathBuf> = support::files(&artifacts);
     assert_eq!(blobs.len(), 1, "{blobs:?}");
     assert_eq!(std::fs::read(&blobs[0]).unwrap(), b"safe");
-    for f in files(cli.dir()) {
+    for f in support::files(cli.dir()) {
         let rel = f.strip_prefix(cli.dir()).unwrap();
         let top = rel
             .components()
@@ -405,15 +378,10 @@ fn report_writes_its_artifact_and_emits_progress() {
     let mut cli = Cli::new();
     cli.env
         .push(("RUNWAY_SECRET_REPORT_TOKEN".into(), "tok".into()));
-    let run = cli.json(&[
-        "exec",
-        s(&support::wasm("report")),
-        "--input",
+    let run = cli.exec_json(
+        "report",
         r#"{"title":"Weekly","sections":[{"heading":"Wins","body":"many"},{"heading":"Risks"}]}"#,
-        "--manifest",
-        s(&support::manifest_path("report")),
-        "--json",
-    ]);
+    );
     assert_eq!(run["status"], "completed", "{run}");
     assert_eq!(run["output"]["artifact"], "report.md");
     assert_eq!(run["output"]["sections"], 2);

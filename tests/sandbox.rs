@@ -270,7 +270,7 @@ async fn a_restarted_host_runs_from_the_compile_cache_on_disk() {
         deploy_examples(&host, "").await;
         host.flush().await.unwrap();
     }
-    let cached: Vec<_> = walk(&dir.path().join("cache"))
+    let cached: Vec<_> = support::files(&dir.path().join("cache"))
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
         .collect();
@@ -285,21 +285,6 @@ async fn a_restarted_host_runs_from_the_compile_cache_on_disk() {
     let r = host.run("hello", json!({"name": "again"})).await.unwrap();
     assert_eq!(r.status, RunStatus::Completed);
     assert_eq!(r.version, 1);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,3 +69,19 @@ pub fn manifest_path(name: &str) -> PathBuf {
 pub fn manifest(name: &str) -> String {
     std::fs::read_to_string(manifest_path(name)).expect("reading an example manifest")
 }
+
+/// Every file under `dir`, recursively (none if `dir` does not exist).
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
