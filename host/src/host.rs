@@ -314,12 +314,11 @@ impl Host {
     /// executing in this process is returned as stored.
     pub async fn wait(&self, id: RunId) -> Result<RunRecord, HostError> {
         let rx = self.inner.live.lock().get(&id).map(|l| l.done.clone());
-        if let Some(mut rx) = rx {
-            if let Ok(done) = rx.wait_for(Option::is_some).await
-                && let Some(record) = done.clone()
-            {
-                return Ok(record);
-            }
+        if let Some(mut rx) = rx
+            && let Ok(done) = rx.wait_for(Option::is_some).await
+            && let Some(record) = done.clone()
+        {
+            return Ok(record);
         }
         self.store().run(id)?.ok_or(HostError::RunNotFound(id))
     }

@@ -11,7 +11,7 @@ use crate::types::EventBody;
 
 impl Host for RunState {
     async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, Failure>> {
-        if !self.run.manifest.secrets.iter().any(|s| *s == name) {
+        if !self.run.manifest.secrets.contains(&name) {
             return Err(self.fail(RunFault::SecretUndeclared(name)));
         }
         let Some(value) = self.host.secrets.get(&name) else {

@@ -11,7 +11,7 @@ use super::StoreError;
 use super::tables::*;
 use crate::journal::JournalEntry;
 use crate::types::{ArtifactMeta, Event, RunId, RunRecord, WorkflowVersion, now};
-use redb::{Database, Durability, ReadableTable, WriteTransaction};
+use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -111,12 +111,15 @@ fn apply_batch(db: &Database, batch: &mut Vec<Request>) {
             let _ = tx.set_durability(Durability::None);
         }
         let mut outcomes = Vec::with_capacity(batch.len());
-        for req in batch.iter_mut() {
-            let mut out = Vec::with_capacity(req.writes.len());
-            for w in req.writes.drain(..) {
-                out.push(apply(&tx, w)?);
+        {
+            let mut tables = Tables::open(&tx)?;
+            for req in batch.iter_mut() {
+                let mut out = Vec::with_capacity(req.writes.len());
+                for w in req.writes.drain(..) {
+                    out.push(tables.apply(w)?);
+                }
+                outcomes.push(out);
             }
-            outcomes.push(out);
         }
         tx.commit()?;
         Ok(outcomes)
@@ -141,84 +144,111 @@ fn apply_batch(db: &Database, batch: &mut Vec<Request>) {
     }
 }
 
-fn apply(tx: &WriteTransaction, w: Write) -> Result<WriteOutcome, StoreError> {
-    match w {
-        Write::Deploy {
-            slug,
-            digest,
-            component,
-            manifest_toml,
-            description,
-        } => {
-            if let Some(bytes) = component {
-                let mut t = tx.open_table(COMPONENTS)?;
-                if t.get(digest.as_str())?.is_none() {
-                    t.insert(digest.as_str(), bytes.as_slice())?;
-                }
-            }
-            let mut latest = tx.open_table(WORKFLOWS)?;
-            let current = latest.get(slug.as_str())?.map(|v| v.value()).unwrap_or(0);
-            if current > 0 {
-                // Deploying what is already the newest version is a no-op.
-                let versions = tx.open_table(VERSIONS)?;
-                if let Some(v) = versions.get((slug.as_str(), current))? {
-                    let newest: WorkflowVersion = serde_json::from_slice(v.value())?;
-                    if newest.digest == digest && newest.manifest_toml == manifest_toml {
-                        return Ok(WriteOutcome::Version(current));
-                    }
-                }
-            }
-            let version = current + 1;
-            latest.insert(slug.as_str(), version)?;
-            let rec = WorkflowVersion {
-                slug: slug.clone(),
-                version,
+/// Every table, opened once per transaction.
+struct Tables<'t> {
+    components: Table<'t, &'static str, &'static [u8]>,
+    workflows: Table<'t, &'static str, u32>,
+    versions: Table<'t, (&'static str, u32), &'static [u8]>,
+    runs: Table<'t, &'static str, &'static [u8]>,
+    active: Table<'t, &'static str, u8>,
+    events: Table<'t, (&'static str, u64), &'static [u8]>,
+    journal: Table<'t, (&'static str, u64), &'static [u8]>,
+    artifacts: Table<'t, (&'static str, &'static str), &'static [u8]>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(tx: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Tables {
+            components: tx.open_table(COMPONENTS)?,
+            workflows: tx.open_table(WORKFLOWS)?,
+            versions: tx.open_table(VERSIONS)?,
+            runs: tx.open_table(RUNS)?,
+            active: tx.open_table(ACTIVE_RUNS)?,
+            events: tx.open_table(EVENTS)?,
+            journal: tx.open_table(JOURNAL)?,
+            artifacts: tx.open_table(ARTIFACTS)?,
+        })
+    }
+
+    fn apply(&mut self, w: Write) -> Result<WriteOutcome, StoreError> {
+        match w {
+            Write::Deploy {
+                slug,
                 digest,
+                component,
                 manifest_toml,
                 description,
-                deployed_at: now(),
-            };
-            tx.open_table(VERSIONS)?.insert(
-                (slug.as_str(), version),
-                serde_json::to_vec(&rec)?.as_slice(),
-            )?;
-            Ok(WriteOutcome::Version(version))
-        }
-        Write::PutRun(run) => {
-            let key = run.id.to_string();
-            tx.open_table(RUNS)?
-                .insert(key.as_str(), serde_json::to_vec(&run)?.as_slice())?;
-            let mut active = tx.open_table(ACTIVE_RUNS)?;
-            if run.status.is_terminal() {
-                active.remove(key.as_str())?;
-            } else {
-                active.insert(key.as_str(), 0)?;
+            } => {
+                if let Some(bytes) = component
+                    && self.components.get(digest.as_str())?.is_none()
+                {
+                    self.components.insert(digest.as_str(), bytes.as_slice())?;
+                }
+                let current = self
+                    .workflows
+                    .get(slug.as_str())?
+                    .map(|v| v.value())
+                    .unwrap_or(0);
+                if current > 0 {
+                    // Deploying what is already the newest version is a no-op.
+                    if let Some(v) = self.versions.get((slug.as_str(), current))? {
+                        let newest: WorkflowVersion = serde_json::from_slice(v.value())?;
+                        if newest.digest == digest && newest.manifest_toml == manifest_toml {
+                            return Ok(WriteOutcome::Version(current));
+                        }
+                    }
+                }
+                let version = current + 1;
+                self.workflows.insert(slug.as_str(), version)?;
+                let rec = WorkflowVersion {
+                    slug: slug.clone(),
+                    version,
+                    digest,
+                    manifest_toml,
+                    description,
+                    deployed_at: now(),
+                };
+                self.versions.insert(
+                    (slug.as_str(), version),
+                    serde_json::to_vec(&rec)?.as_slice(),
+                )?;
+                Ok(WriteOutcome::Version(version))
             }
-            Ok(WriteOutcome::Done)
-        }
-        Write::AppendEvents(run, events) => {
-            let key = run.to_string();
-            let mut t = tx.open_table(EVENTS)?;
-            for e in events {
-                t.insert((key.as_str(), e.seq), serde_json::to_vec(&e)?.as_slice())?;
+            Write::PutRun(run) => {
+                let key = run.id.to_string();
+                self.runs
+                    .insert(key.as_str(), serde_json::to_vec(&run)?.as_slice())?;
+                if run.status.is_terminal() {
+                    self.active.remove(key.as_str())?;
+                } else {
+                    self.active.insert(key.as_str(), 0)?;
+                }
+                Ok(WriteOutcome::Done)
             }
-            Ok(WriteOutcome::Done)
-        }
-        Write::AppendJournal(run, entries) => {
-            let key = run.to_string();
-            let mut t = tx.open_table(JOURNAL)?;
-            for e in entries {
-                t.insert((key.as_str(), e.seq), serde_json::to_vec(&e)?.as_slice())?;
+            Write::AppendEvents(run, events) => {
+                let key = run.to_string();
+                for e in events {
+                    self.events
+                        .insert((key.as_str(), e.seq), serde_json::to_vec(&e)?.as_slice())?;
+                }
+                Ok(WriteOutcome::Done)
             }
-            Ok(WriteOutcome::Done)
-        }
-        Write::PutArtifact(meta) => {
-            let key = meta.run_id.to_string();
-            tx.open_table(ARTIFACTS)?.insert(
-                (key.as_str(), meta.name.as_str()),
-                serde_json::to_vec(&meta)?.as_slice(),
-            )?;
-            Ok(WriteOutcome::Done)
+            Write::AppendJournal(run, entries) => {
+                let key = run.to_string();
+                for e in entries {
+                    self.journal
+                        .insert((key.as_str(), e.seq), serde_json::to_vec(&e)?.as_slice())?;
+                }
+                Ok(WriteOutcome::Done)
+            }
+            Write::PutArtifact(meta) => {
+                let key = meta.run_id.to_string();
+                self.artifacts.insert(
+                    (key.as_str(), meta.name.as_str()),
+                    serde_json::to_vec(&meta)?.as_slice(),
+                )?;
+                Ok(WriteOutcome::Done)
+            }
         }
     }
 }
