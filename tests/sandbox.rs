@@ -340,3 +340,17 @@ async fn clock_readings_are_journaled_before_the_run_commits() {
         .expect("the wall clock reading is journaled");
     assert_eq!(clock.result.as_u64().unwrap() / 1_000_000, wall);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_refuses_an_oversized_component_before_compiling_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host(dir.path()).await;
+    let mut huge = b"\0asm\x0d\0\x01\0".to_vec();
+    huge.resize(runway::engine::MAX_COMPONENT_BYTES + 1, 0);
+    let err = host
+        .deploy(huge, "slug = \"huge\"\n")
+        .await
+        .expect_err("a 64 MiB + 1 component must be refused");
+    assert_eq!(err.code(), "COMPONENT_TOO_LARGE");
+    assert!(host.store().workflows().unwrap().is_empty());
+}

@@ -277,6 +277,21 @@ fn run_json(r: &RunRecord) -> RunJson<'_> {
     }
 }
 
+/// How long a run took, from its timestamps (sub-millisecond precision).
+fn took(r: &RunRecord) -> String {
+    match (r.started_at, r.finished_at) {
+        (Some(a), Some(b)) => {
+            let ms = (b - a).as_seconds_f64() * 1e3;
+            if ms < 10.0 {
+                format!("{ms:.2} ms")
+            } else {
+                format!("{ms:.0} ms")
+            }
+        }
+        _ => format!("{} ms", r.usage.duration_ms),
+    }
+}
+
 fn print_run(r: &RunRecord, as_json: bool) -> anyhow::Result<ExitCode> {
     if as_json {
         println!("{}", serde_json::to_string(&run_json(r))?);
@@ -285,11 +300,11 @@ fn print_run(r: &RunRecord, as_json: bool) -> anyhow::Result<ExitCode> {
             (RunStatus::Completed, Some(out), _) => {
                 println!("{}", serde_json::to_string_pretty(out)?);
                 eprintln!(
-                    "{} {} {} in {} ms",
+                    "{} {} {} in {}",
                     r.id,
                     r.status.if_supports_color(Stream::Stderr, |t| t.green()),
                     r.workflow,
-                    r.usage.duration_ms
+                    took(r)
                 );
             }
             (_, _, Some(e)) => eprintln!(
@@ -355,7 +370,7 @@ fn print_runs(runs: &[RunRecord]) {
                 format!("{} v{}", r.workflow, r.version),
                 r.status.to_string(),
                 short_time(&r.created_at),
-                format!("{} ms", r.usage.duration_ms),
+                took(r),
                 r.error
                     .as_ref()
                     .map(|e| format!("{}: {}", e.code, first_line(&e.message, 60)))

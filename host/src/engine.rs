@@ -53,9 +53,14 @@ impl Default for EngineOptions {
     }
 }
 
+/// Largest component deploy accepts.
+pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
+
 /// Why a component was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ComponentError {
+    #[error("the component is {0} bytes; the limit is {MAX_COMPONENT_BYTES}")]
+    TooLarge(usize),
     #[error("not a WebAssembly binary (it does not start with \\0asm)")]
     NotWasm,
     #[error(
@@ -133,6 +138,9 @@ impl Engine {
     /// Checks that `bytes` is a component of the `runway:workflow` world,
     /// compiles it and caches the result. CPU-heavy: call off the runtime.
     pub fn check_and_compile(&self, digest: &str, bytes: &[u8]) -> Result<(), ComponentError> {
+        if bytes.len() > MAX_COMPONENT_BYTES {
+            return Err(ComponentError::TooLarge(bytes.len()));
+        }
         if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
             return Err(ComponentError::NotWasm);
         }

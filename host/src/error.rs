@@ -37,6 +37,7 @@ impl HostError {
     /// A stable, machine-readable code for the error envelope.
     pub fn code(&self) -> &'static str {
         match self {
+            Self::Component(ComponentError::TooLarge(_)) => "COMPONENT_TOO_LARGE",
             Self::Component(ComponentError::NotWasm) => "NOT_WASM",
             Self::Component(ComponentError::CoreModule) => "NOT_A_COMPONENT",
             Self::Component(ComponentError::Invalid(_)) => "INVALID_COMPONENT",

@@ -107,6 +107,9 @@ impl Host {
         manifest_toml: &str,
     ) -> Result<Deployment, HostError> {
         let manifest = Manifest::parse(manifest_toml)?;
+        if wasm.len() > crate::engine::MAX_COMPONENT_BYTES {
+            return Err(crate::engine::ComponentError::TooLarge(wasm.len()).into());
+        }
         let digest = hex::encode(Sha256::digest(&wasm));
         let engine = self.inner.engine.clone();
         let stored = self.store().component(&digest)?.is_some();

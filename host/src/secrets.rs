@@ -44,6 +44,7 @@ impl SecretSource {
         };
         let file = match std::fs::read_to_string(&path) {
             Ok(text) => {
+                warn_if_shared(&path);
                 // Don't echo the parser's message: it quotes the offending line.
                 let table: toml::Table = toml::from_str(&text).map_err(|e| {
                     let at = e
@@ -81,6 +82,22 @@ impl SecretSource {
         std::env::var(env_name(name))
             .ok()
             .or_else(|| self.file.get(name).cloned())
+    }
+}
+
+/// Secrets readable by other users are still used, but said loudly.
+fn warn_if_shared(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                "the secrets file is readable by other users; chmod 600 it"
+            );
+        }
     }
 }
 
