@@ -26,6 +26,14 @@ fn quick() -> bool {
     std::env::var_os("RUNWAY_BENCH_QUICK").is_some()
 }
 
+/// `RUNWAY_BENCH_ONLY=2` (or `1,3`) runs only those figures.
+fn wanted(figure: u32) -> bool {
+    match std::env::var("RUNWAY_BENCH_ONLY") {
+        Ok(list) => list.split(',').any(|f| f.trim() == figure.to_string()),
+        Err(_) => true,
+    }
+}
+
 fn scale(n: usize) -> usize {
     if quick() { (n / 10).max(1) } else { n }
 }
@@ -287,29 +295,34 @@ fn main() {
         if quick() { ", QUICK sample counts" } else { "" }
     );
     runtime.block_on(async {
-        println!("\n1. instantiate (sandbox + InstancePre::instantiate_async)");
-        let pooled = instantiate(Allocator::Pooling).await;
-        let on_demand = instantiate(Allocator::OnDemand).await;
-        println!(
-            "  pooling vs on-demand: {:.2}x",
-            on_demand.as_secs_f64() / pooled.as_secs_f64()
-        );
-
-        println!("\n2. hello throughput");
-        let p = throughput(Allocator::Pooling, 256).await;
-        let o = throughput(Allocator::OnDemand, 256).await;
-        println!("  pooling vs on-demand: {:.2}x", p / o);
-
-        println!("\n3. event appends with group commit");
-        let one = single_commit_latency().await;
-        let rate = appends(256).await;
-        println!(
-            "  group commit vs one fsync per append: {:.0}x",
-            rate * one.as_secs_f64()
-        );
-        appends_riding_along(256, scale(2_000)).await;
-
-        println!("\n4. restart");
-        first_run_after_restart().await;
+        if wanted(1) {
+            println!("\n1. instantiate (sandbox + InstancePre::instantiate_async)");
+            let pooled = instantiate(Allocator::Pooling).await;
+            let on_demand = instantiate(Allocator::OnDemand).await;
+            println!(
+                "  pooling vs on-demand: {:.2}x",
+                on_demand.as_secs_f64() / pooled.as_secs_f64()
+            );
+        }
+        if wanted(2) {
+            println!("\n2. hello throughput");
+            let p = throughput(Allocator::Pooling, 256).await;
+            let o = throughput(Allocator::OnDemand, 256).await;
+            println!("  pooling vs on-demand: {:.2}x", p / o);
+        }
+        if wanted(3) {
+            println!("\n3. event appends with group commit");
+            let one = single_commit_latency().await;
+            let rate = appends(256).await;
+            println!(
+                "  group commit vs one fsync per append: {:.0}x",
+                rate * one.as_secs_f64()
+            );
+            appends_riding_along(256, scale(2_000)).await;
+        }
+        if wanted(4) {
+            println!("\n4. restart");
+            first_run_after_restart().await;
+        }
     });
 }

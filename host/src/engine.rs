@@ -41,6 +41,10 @@ pub struct EngineOptions {
     pub pool_size: u32,
     /// Largest linear memory one instance may have; pooling only.
     pub max_memory_per_instance: u64,
+    /// Bytes of a freed slot's memory reset in place rather than returned
+    /// to the kernel; pooling only. Bounds idle resident memory at this
+    /// times the warm slots kept (wasmtime's default: 100).
+    pub keep_resident: u64,
 }
 
 impl Default for EngineOptions {
@@ -49,6 +53,7 @@ impl Default for EngineOptions {
             allocator: Allocator::Pooling,
             pool_size: 256,
             max_memory_per_instance: 4 << 30,
+            keep_resident: 4 << 20,
         }
     }
 }
@@ -105,6 +110,16 @@ impl Engine {
                 .max_memory_size(options.max_memory_per_instance as usize)
                 .max_component_instance_size(1 << 20)
                 .max_core_instance_size(1 << 20);
+            // Reusing a slot is the hot path of a short run. Reset it with
+            // memset over the pages the guest touched (found with the
+            // PAGEMAP_SCAN ioctl where the kernel has it) instead of
+            // madvise, and batch the decommits that remain: each madvise
+            // costs a TLB shootdown on every core. Measured on `hello`:
+            // 6.5k -> 17-19k durable runs/s (see the benchmark).
+            pool.decommit_batch_size(32)
+                .linear_memory_keep_resident(options.keep_resident as usize)
+                .table_keep_resident(64 << 10)
+                .pagemap_scan(wasmtime::Enabled::Auto);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = wasmtime::Engine::new(&config).map_err(anyhow::Error::from)?;
