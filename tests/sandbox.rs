@@ -354,3 +354,27 @@ async fn deploy_refuses_an_oversized_component_before_compiling_it() {
     assert_eq!(err.code(), "COMPONENT_TOO_LARGE");
     assert!(host.store().workflows().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_a_run_leaves_in_memory_is_seen_by_the_next_run_in_its_slot() {
+    support::guest_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = HostConfig::new(dir.path());
+    // One slot: every run reuses the memory the previous one dirtied.
+    config.max_concurrent_runs = 1;
+    config.engine.pool_size = 1;
+    let host = Host::open(config).await.unwrap();
+    deploy_examples(&host, "").await;
+    for i in 0..10 {
+        let r = host
+            .run("hostile", json!({"attack": "residue"}))
+            .await
+            .unwrap();
+        assert_eq!(r.status, RunStatus::Completed, "{r:?}");
+        assert_eq!(
+            r.output.unwrap(),
+            json!({"mark_was": 0, "dirty_bytes": 0}),
+            "run {i} saw what an earlier run left"
+        );
+    }
+}

@@ -44,11 +44,45 @@ fn hostile(input: Input) -> Result<Value> {
             Ok(json!({ "connected": tcp.is_ok() }))
         }
         "env" => Ok(json!(std::env::vars().collect::<Vec<_>>())),
+        "residue" => residue(),
         other => Err(Error::new(
             "UNKNOWN_ATTACK",
             format!("no attack named {other:?}"),
         )),
     }
+}
+
+/// Looks for anything an earlier run left behind, then leaves some itself:
+/// a static that must start at its initial value, and freshly grown
+/// linear memory that must read as zero.
+fn residue() -> Result<Value> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static MARK: AtomicU64 = AtomicU64::new(0);
+    let mark_was = MARK.swap(0xdead, Ordering::SeqCst);
+    let dirty_bytes = dirty_fresh_pages(32)?;
+    Ok(json!({ "mark_was": mark_was, "dirty_bytes": dirty_bytes }))
+}
+
+/// Grows memory by `pages` (outside the allocator), counts non-zero bytes
+/// in them, then fills them with 0xAB.
+#[cfg(target_arch = "wasm32")]
+fn dirty_fresh_pages(pages: usize) -> Result<usize> {
+    let old = core::arch::wasm32::memory_grow(0, pages);
+    if old == usize::MAX {
+        return Err(Error::new("GROW_FAILED", "memory.grow failed"));
+    }
+    let len = pages * 65536;
+    // SAFETY: the pages were just added by memory.grow; nothing else
+    // (the allocator included) knows of them.
+    let fresh = unsafe { std::slice::from_raw_parts_mut((old * 65536) as *mut u8, len) };
+    let dirty = fresh.iter().filter(|b| **b != 0).count();
+    fresh.fill(0xAB);
+    Ok(dirty)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn dirty_fresh_pages(_pages: usize) -> Result<usize> {
+    Err(Error::new("WASM_ONLY", "only meaningful in wasm"))
 }
 
 fn endless_loop() -> Result<Value> {
