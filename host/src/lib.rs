@@ -3,7 +3,7 @@
 //!
 //! Data flows one way: a trigger (CLI, later HTTP) asks the [`Host`] to
 //! start a run; the run executes in its own wasmtime store
-//! ([`run`](crate::run)), every call across the sandbox goes through the
+//! (the `run` module), every call across the sandbox goes through the
 //! [`journal`], and everything is written through the [`store`]'s single
 //! group-committing writer.
 

@@ -3,7 +3,7 @@
 //! Reads open their own read transaction (redb is MVCC: readers never wait
 //! for the writer). Every write goes through one writer thread that batches
 //! the writes of all runs into one transaction (group commit, see
-//! [`writer`]), so durability costs one fsync per batch, not per event.
+//! `writer`), so durability costs one fsync per batch, not per event.
 
 mod tables;
 mod writer;
