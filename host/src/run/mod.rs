@@ -131,6 +131,7 @@ impl RunState {
 
     /// Journals a call whose effect is recorded on first execution only.
     /// Returns whether this is the first execution (the effect must happen).
+    /// The caller records the effect's event and then flushes.
     pub(crate) fn journal_effect<T: serde::Serialize>(
         &self,
         call: Call,
@@ -141,8 +142,6 @@ impl RunState {
             Ok(Some(_)) => Ok(false),
             Ok(None) => {
                 journal.record(call, result);
-                drop(journal);
-                self.shared.maybe_flush();
                 Ok(true)
             }
             Err(e) => {

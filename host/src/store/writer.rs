@@ -226,20 +226,10 @@ impl<'t> Tables<'t> {
                 Ok(WriteOutcome::Done)
             }
             Write::AppendEvents(run, events) => {
-                let key = run.to_string();
-                for e in events {
-                    self.events
-                        .insert((key.as_str(), e.seq), serde_json::to_vec(&e)?.as_slice())?;
-                }
-                Ok(WriteOutcome::Done)
+                append(&mut self.events, run, events.iter().map(|e| (e.seq, e)))
             }
             Write::AppendJournal(run, entries) => {
-                let key = run.to_string();
-                for e in entries {
-                    self.journal
-                        .insert((key.as_str(), e.seq), serde_json::to_vec(&e)?.as_slice())?;
-                }
-                Ok(WriteOutcome::Done)
+                append(&mut self.journal, run, entries.iter().map(|e| (e.seq, e)))
             }
             Write::PutArtifact(meta) => {
                 let key = meta.run_id.to_string();
@@ -251,4 +241,17 @@ impl<'t> Tables<'t> {
             }
         }
     }
+}
+
+/// Inserts `(run, seq) -> item` rows into a per-run log table.
+fn append<'a, T: serde::Serialize + 'a>(
+    table: &mut Table<'_, (&'static str, u64), &'static [u8]>,
+    run: RunId,
+    items: impl Iterator<Item = (u64, &'a T)>,
+) -> Result<WriteOutcome, StoreError> {
+    let key = run.to_string();
+    for (seq, item) in items {
+        table.insert((key.as_str(), seq), serde_json::to_vec(item)?.as_slice())?;
+    }
+    Ok(WriteOutcome::Done)
 }
