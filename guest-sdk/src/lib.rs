@@ -9,6 +9,12 @@
 //! The host records each call in the run's journal, so a run that is
 //! resumed after a crash sees the same results and repeats no side effect.
 //!
+//! A run can also wait, durably: [`sleep`] on a timer, [`wait_signal`] for
+//! data sent to the run, and [`call`] (or [`start`] then [`join`]) for child
+//! runs of other workflows; a wait survives a host restart. A child that
+//! fails or is cancelled comes back as an [`Error`] with code
+//! `CHILD_FAILED` or `CHILD_CANCELLED`.
+//!
 //! # Example
 //!
 //! `Cargo.toml`:
@@ -79,6 +85,7 @@
 
 use serde::{Serialize, de::DeserializeOwned};
 use std::fmt;
+use std::time::Duration;
 
 #[doc(hidden)]
 pub mod bindings {
@@ -189,6 +196,109 @@ pub fn emit<T: Serialize + ?Sized>(kind: &str, payload: &T) -> Result<()> {
     let json = serde_json::to_string(payload)?;
     wit::runtime::emit(kind, &json);
     Ok(())
+}
+
+/// Whole milliseconds, rounded up (so only zero is zero), saturating.
+fn millis(d: Duration) -> u64 {
+    let ms = d.as_millis() + u128::from(!d.subsec_nanos().is_multiple_of(1_000_000));
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+/// Sleeps for `duration` (rounded up to whole milliseconds) on a durable
+/// timer: the run's status is `sleeping` meanwhile, and it wakes on time
+/// even if the host restarts.
+pub fn sleep(duration: Duration) {
+    wit::runtime::sleep(millis(duration));
+}
+
+/// Takes the oldest unconsumed signal called `name` sent to this run,
+/// waiting for one if there is none yet (status `waiting-signal`).
+///
+/// Returns `Ok(None)` once `timeout` has passed without one; `None` waits
+/// for ever. Signal data that does not decode as `T` is an error with code
+/// `SIGNAL_INVALID` (the signal is consumed all the same).
+pub fn wait_signal<T: DeserializeOwned>(
+    name: &str,
+    timeout: Option<Duration>,
+) -> Result<Option<T>> {
+    let Some(data) = wit::runtime::wait_signal(name, timeout.map(millis)) else {
+        return Ok(None);
+    };
+    serde_json::from_str(&data).map(Some).map_err(|e| {
+        Error::new(
+            "SIGNAL_INVALID",
+            format!("signal {name:?} carries data this workflow cannot read: {e}"),
+        )
+    })
+}
+
+/// Runs the newest version of workflow `slug` as a child of this run and
+/// waits for its output (status `waiting-child` meanwhile).
+///
+/// The start is recorded under a key derived from this run and the call's
+/// position, so a resumed run re-attaches to the same child. A child that
+/// fails or is cancelled is an error with code `CHILD_FAILED` or
+/// `CHILD_CANCELLED`; output that does not decode as `O` is `JSON_ERROR`.
+pub fn call<I: Serialize + ?Sized, O: DeserializeOwned>(slug: &str, input: &I) -> Result<O> {
+    call_inner(slug, input, None)
+}
+
+/// [`call`] with an idempotency key of your own: calls with the same key
+/// get the same child run.
+pub fn call_with_key<I: Serialize + ?Sized, O: DeserializeOwned>(
+    slug: &str,
+    input: &I,
+    key: &str,
+) -> Result<O> {
+    call_inner(slug, input, Some(key))
+}
+
+fn call_inner<I: Serialize + ?Sized, O: DeserializeOwned>(
+    slug: &str,
+    input: &I,
+    key: Option<&str>,
+) -> Result<O> {
+    let input = serde_json::to_string(input)?;
+    let output = wit::workflows::call(slug, &input, key)?;
+    Ok(serde_json::from_str(&output)?)
+}
+
+/// A child run started with [`start`]; pass it to [`join`] for its output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildRun {
+    pub run_id: String,
+}
+
+/// Starts a child run of the newest version of workflow `slug` and returns
+/// at once, so several children can run side by side. Idempotent like
+/// [`call`].
+pub fn start<I: Serialize + ?Sized>(slug: &str, input: &I) -> Result<ChildRun> {
+    start_inner(slug, input, None)
+}
+
+/// [`start`] with an idempotency key of your own: starts with the same key
+/// get the same child run.
+pub fn start_with_key<I: Serialize + ?Sized>(slug: &str, input: &I, key: &str) -> Result<ChildRun> {
+    start_inner(slug, input, Some(key))
+}
+
+fn start_inner<I: Serialize + ?Sized>(
+    slug: &str,
+    input: &I,
+    key: Option<&str>,
+) -> Result<ChildRun> {
+    let input = serde_json::to_string(input)?;
+    let run_id = wit::workflows::start(slug, &input, key)?;
+    Ok(ChildRun { run_id })
+}
+
+/// Waits for `child` to finish and returns its output (status
+/// `waiting-child` meanwhile). A child that failed or was cancelled is an
+/// error with code `CHILD_FAILED` or `CHILD_CANCELLED`; output that does
+/// not decode as `O` is `JSON_ERROR`.
+pub fn join<O: DeserializeOwned>(child: &ChildRun) -> Result<O> {
+    let output = wit::workflows::join(&child.run_id)?;
+    Ok(serde_json::from_str(&output)?)
 }
 
 /// Secrets the manifest declares.

@@ -19,6 +19,8 @@ pub struct Budget {
     pub max_events: u64,
     pub max_output_bytes: u64,
     pub max_artifact_bytes: u64,
+    /// Child runs one run may start.
+    pub max_children: u64,
 }
 
 impl Default for Budget {
@@ -32,6 +34,7 @@ impl Default for Budget {
             max_events: 10_000,
             max_output_bytes: 1 << 20,
             max_artifact_bytes: 64 << 20,
+            max_children: 100,
         }
     }
 }
@@ -45,6 +48,7 @@ pub struct BudgetOverrides {
     pub max_events: Option<u64>,
     pub max_output_bytes: Option<u64>,
     pub max_artifact_bytes: Option<u64>,
+    pub max_children: Option<u64>,
 }
 
 impl Budget {
@@ -57,6 +61,7 @@ impl Budget {
             max_events: o.max_events.unwrap_or(self.max_events),
             max_output_bytes: o.max_output_bytes.unwrap_or(self.max_output_bytes),
             max_artifact_bytes: o.max_artifact_bytes.unwrap_or(self.max_artifact_bytes),
+            max_children: o.max_children.unwrap_or(self.max_children),
         }
     }
 }

@@ -1,10 +1,11 @@
 //! The `runway` command line. In embedded mode the CLI process is the host,
 //! on the data directory.
 //!
-//! Exit codes: 0 when the command (and the run) succeeded, 1 when a run
-//! ended other than `completed`, 2 when the command itself failed.
+//! Exit codes: 0 when the command (and the run) succeeded, 1 when a run did
+//! not complete (it failed, was cancelled, or waits for a signal), 2 when
+//! the command itself failed.
 
-use crate::host::{Host, parse_input};
+use crate::host::{CancelOutcome, Host, parse_input};
 use crate::types::{Event, EventBody, RunId, RunRecord, RunStatus, WorkflowVersion};
 use crate::{HostConfig, HostError};
 use clap::{Args, Parser, Subcommand};
@@ -56,6 +57,36 @@ enum Command {
         /// Run this version instead of the newest.
         #[arg(long)]
         version: Option<u32>,
+        /// Only queue the run and print its id; `runway resume` executes it.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Resume every run that has not ended (after a crash, or runs queued
+    /// with --detach) and wait until none can make progress by itself.
+    Resume {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a run and its children.
+    Cancel {
+        run_id: RunId,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a signal to a run, then let the run go on until it ends or
+    /// waits again.
+    Signal {
+        run_id: RunId,
+        /// The signal's name, as the workflow waits for it.
+        name: String,
+        /// Signal data: JSON, or @FILE (default: null).
+        #[arg(long)]
+        data: Option<String>,
+        /// Deduplication id: a second signal with the same id is dropped.
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Deploy and run a component in one step.
     Exec {
@@ -169,11 +200,101 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             ExitCode::SUCCESS
         }
-        Command::Run { slug, run, version } => {
+        Command::Run {
+            slug,
+            run,
+            version,
+            detach: true,
+        } => {
+            let input = read_input(run.input.as_deref())?;
+            let id = host.enqueue(slug, *version, input).await?;
+            if run.json {
+                println!("{}", json!({ "run_id": id, "status": "queued" }));
+            } else {
+                println!("{id}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Run {
+            slug,
+            run,
+            version,
+            detach: false,
+        } => {
             let input = read_input(run.input.as_deref())?;
             let id = host.start_version(slug, *version, input).await?;
-            let record = host.wait(id).await?;
+            let record = until_done_or_idle(&host, id).await?;
             print_run(&record, run.json)?
+        }
+        Command::Resume { json } => {
+            let ids = host.store().active_runs()?;
+            host.recover().await?;
+            host.idle().await;
+            let mut runs = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(r) = host.store().run(id)? {
+                    runs.push(r);
+                }
+            }
+            if *json {
+                let list: Vec<_> = runs.iter().map(run_json).collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if runs.is_empty() {
+                eprintln!("nothing to resume");
+            } else {
+                print_runs(&runs);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Cancel { run_id, json } => {
+            let outcome = host.cancel(*run_id).await?;
+            let record = host.wait(*run_id).await?;
+            if *json {
+                println!(
+                    "{}",
+                    json!({ "run_id": run_id, "outcome": outcome, "status": record.status })
+                );
+            } else {
+                match outcome {
+                    CancelOutcome::AlreadyEnded(s) => eprintln!("{run_id} had already ended ({s})"),
+                    _ => eprintln!("{run_id} {}", record.status),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Signal {
+            run_id,
+            name,
+            data,
+            id,
+            json,
+        } => {
+            let payload = match data {
+                Some(d) => read_input(Some(d))?,
+                None => serde_json::Value::Null,
+            };
+            let receipt = host.signal(*run_id, name, payload, id.clone()).await?;
+            host.resume(*run_id);
+            let record = until_done_or_idle(&host, *run_id).await?;
+            if *json {
+                println!(
+                    "{}",
+                    json!({
+                        "run_id": run_id,
+                        "signal_seq": receipt.seq,
+                        "duplicate": receipt.duplicate,
+                        "status": record.status,
+                    })
+                );
+            } else {
+                if receipt.duplicate {
+                    eprintln!("signal id already delivered (#{}); dropped", receipt.seq);
+                } else {
+                    eprintln!("delivered {name} (#{})", receipt.seq);
+                }
+                print_run(&record, false)?;
+            }
+            ExitCode::SUCCESS
         }
         Command::Exec {
             wasm,
@@ -183,7 +304,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let input = read_input(run.input.as_deref())?;
             let d = deploy(&host, wasm, manifest.manifest.as_deref()).await?;
             let id = host.start_version(&d.slug, Some(d.version), input).await?;
-            let record = host.wait(id).await?;
+            let record = until_done_or_idle(&host, id).await?;
             print_run(&record, run.json)?
         }
         Command::Runs {
@@ -225,6 +346,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     host.flush().await?;
     Ok(code)
+}
+
+/// Waits until run `id` ends, or until nothing can progress without
+/// outside input (then the run is shown as it stands, e.g. waiting for a
+/// signal).
+async fn until_done_or_idle(host: &Host, id: RunId) -> anyhow::Result<RunRecord> {
+    tokio::select! {
+        r = host.wait(id) => Ok(r?),
+        () = host.idle() => Ok(host
+            .store()
+            .run(id)?
+            .ok_or(HostError::RunNotFound(id))?),
+    }
 }
 
 async fn deploy(
@@ -314,7 +448,13 @@ fn print_run(r: &RunRecord, as_json: bool) -> anyhow::Result<ExitCode> {
                 e.code,
                 e.message
             ),
-            _ => eprintln!("{} {}", r.id, r.status),
+            (_, _, None) => match &r.wait {
+                Some(crate::types::Wait::Signal { name, .. }) => eprintln!(
+                    "{} {}: send it with `runway signal {} {name}`",
+                    r.id, r.status, r.id
+                ),
+                _ => eprintln!("{} {}", r.id, r.status),
+            },
         }
     }
     Ok(if r.status == RunStatus::Completed {
@@ -427,6 +567,17 @@ fn first_line(s: &str, max: usize) -> String {
     }
 }
 
+/// Milliseconds since the Unix epoch as an RFC 3339 time.
+fn format_ms(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
 fn event_detail(body: &EventBody) -> String {
     let s = match body {
         EventBody::Queued { workflow, version } => format!("{workflow} v{version}"),
@@ -462,6 +613,14 @@ fn event_detail(body: &EventBody) -> String {
             unit,
         } => format!("{budget}: used {used} of {limit} {unit}"),
         EventBody::Failed { code, message } => format!("{code}: {message}"),
+        EventBody::Sleeping { until_ms } => format!("until {}", format_ms(*until_ms)),
+        EventBody::WaitingSignal { name, until_ms } => match until_ms {
+            Some(u) => format!("{name} until {}", format_ms(*u)),
+            None => name.clone(),
+        },
+        EventBody::WaitingChild { run } => run.to_string(),
+        EventBody::SignalReceived { name, signal_seq } => format!("{name} (#{signal_seq})"),
+        EventBody::ChildStarted { run, workflow } => format!("{run} ({workflow})"),
     };
     first_line(&s, 120)
 }

@@ -2,6 +2,8 @@
 //!
 //! ```toml
 //! max_concurrent_runs = 256
+//! max_warm_instances = 64    # parked runs kept in memory; others are evicted
+//! max_child_depth = 8
 //! [engine]
 //! allocator = "pooling"      # or "on-demand"
 //! [budget]                   # defaults for runs whose manifest is silent
@@ -24,6 +26,11 @@ pub struct HostConfig {
     pub engine: EngineOptions,
     /// Runs executing at once; more wait in the queue.
     pub max_concurrent_runs: usize,
+    /// Parked runs that keep their instance in memory; beyond this a parked
+    /// run is evicted and rebuilt by replay when it wakes. 0 evicts always.
+    pub max_warm_instances: usize,
+    /// Deepest chain of parent and child runs.
+    pub max_child_depth: u32,
 }
 
 impl HostConfig {
@@ -34,6 +41,8 @@ impl HostConfig {
             budget: Budget::default(),
             engine: EngineOptions::default(),
             max_concurrent_runs: 256,
+            max_warm_instances: 64,
+            max_child_depth: 8,
         }
     }
 
@@ -54,7 +63,12 @@ impl HostConfig {
         if let Some(n) = file.max_concurrent_runs {
             self.max_concurrent_runs = n.max(1);
         }
-        self.engine.pool_size = self.engine.pool_size.max(self.max_concurrent_runs as u32);
+        if let Some(n) = file.max_warm_instances {
+            self.max_warm_instances = n;
+        }
+        if let Some(n) = file.max_child_depth {
+            self.max_child_depth = n;
+        }
         Ok(self)
     }
 }
@@ -72,6 +86,10 @@ pub struct ConfigError {
 struct ConfigFile {
     #[serde(default)]
     max_concurrent_runs: Option<usize>,
+    #[serde(default)]
+    max_warm_instances: Option<usize>,
+    #[serde(default)]
+    max_child_depth: Option<u32>,
     #[serde(default)]
     engine: EngineSection,
     #[serde(default)]

@@ -22,6 +22,8 @@ pub enum HostError {
     RunNotFound(RunId),
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    #[error("run {0} has already ended ({1})")]
+    RunEnded(RunId, crate::types::RunStatus),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{context}: {source}")]
@@ -46,6 +48,7 @@ impl HostError {
             Self::WorkflowNotFound(_) | Self::VersionNotFound(..) => "WORKFLOW_NOT_FOUND",
             Self::RunNotFound(_) => "RUN_NOT_FOUND",
             Self::InvalidInput(_) => "INVALID_INPUT",
+            Self::RunEnded(..) => "RUN_ENDED",
             Self::Store(StoreError::Locked(_)) => "DATA_DIR_LOCKED",
             Self::Store(_) | Self::Io { .. } | Self::Internal(_) => "INTERNAL",
         }

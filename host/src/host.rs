@@ -7,23 +7,27 @@ use crate::config::HostConfig;
 use crate::engine::Engine;
 use crate::error::HostError;
 use crate::manifest::Manifest;
-use crate::run::{self, RunRequest, SandboxSetup};
+use crate::run::fault::RunFault;
+use crate::run::{self, Executed, RunRequest, SandboxSetup};
+use crate::scheduler::{LiveRun, Registry};
 use crate::secrets::SecretSource;
 use crate::services::HostServices;
-use crate::store::{Store, Write, WriteOutcome};
+use crate::store::{Progress, Store, Write, WriteOutcome};
 use crate::types::{
-    ErrorCode, Event, EventBody, RunError, RunId, RunRecord, RunStatus, Usage, WorkflowVersion, now,
+    BudgetKind, ErrorCode, Event, EventBody, RunError, RunId, RunRecord, RunStatus, Signal, Usage,
+    Wait, WorkflowVersion, now, now_ms,
 };
 use parking_lot::Mutex;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use tokio::sync::{Semaphore, watch};
+use std::time::Duration;
 
 /// Largest input a run accepts.
 pub const MAX_INPUT_BYTES: usize = 1 << 20;
+/// Largest signal payload.
+pub const MAX_SIGNAL_BYTES: usize = 1 << 20;
 
 /// The result of a deploy.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -31,6 +35,27 @@ pub struct Deployment {
     pub slug: String,
     pub version: u32,
     pub digest: String,
+}
+
+/// What a cancel did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelOutcome {
+    /// The run is stopping (it ends `cancelled` momentarily).
+    Cancelling,
+    /// The run was parked or not executing; it is `cancelled` now.
+    Cancelled,
+    /// The run had already ended with this status.
+    AlreadyEnded(RunStatus),
+}
+
+/// Where a signal landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SignalReceipt {
+    /// Its position in the run's inbox.
+    pub seq: u64,
+    /// A signal with the same id was delivered before; this one was dropped.
+    pub duplicate: bool,
 }
 
 /// A host on one data directory. Cheap to clone.
@@ -44,14 +69,6 @@ struct Inner {
     engine: Arc<Engine>,
     services: Arc<HostServices>,
     manifests: Mutex<HashMap<(String, u32), Arc<Manifest>>>,
-    permits: Arc<Semaphore>,
-    /// Runs executing in this process: completion and cancellation.
-    live: Mutex<HashMap<RunId, LiveRun>>,
-}
-
-struct LiveRun {
-    done: watch::Receiver<Option<RunRecord>>,
-    cancel: Arc<AtomicBool>,
 }
 
 impl Host {
@@ -67,22 +84,39 @@ impl Host {
         let secrets = SecretSource::load(dir).map_err(|e| HostError::Internal(e.to_string()))?;
         let artifacts = ArtifactStore::open(&dir.join("artifacts"))
             .map_err(io("opening the artifact directory in"))?;
-        let engine = Engine::new(&config.engine, &dir.join("cache"))
+        let mut engine_options = config.engine.clone();
+        // Warm parked runs keep their instance, so the pool holds them too.
+        engine_options.pool_size = engine_options
+            .pool_size
+            .max((config.max_concurrent_runs + config.max_warm_instances) as u32);
+        let engine = Engine::new(&engine_options, &dir.join("cache"))
             .map_err(|e| HostError::Internal(format!("starting the engine: {e:#}")))?;
-        Ok(Host {
+        let (registry, mut launches) =
+            Registry::new(config.max_warm_instances, config.max_concurrent_runs);
+        let host = Host {
             inner: Arc::new(Inner {
-                permits: Arc::new(Semaphore::new(config.max_concurrent_runs)),
-                config,
                 engine,
                 services: Arc::new(HostServices {
                     store,
                     secrets,
                     artifacts: Arc::new(artifacts),
+                    registry,
+                    max_depth: config.max_child_depth,
                 }),
                 manifests: Mutex::new(HashMap::new()),
-                live: Mutex::new(HashMap::new()),
+                config,
             }),
-        })
+        };
+        // Child runs are queued by their parent's sandbox, which cannot
+        // reach the host; they arrive here.
+        let weak = Arc::downgrade(&host.inner);
+        tokio::spawn(async move {
+            while let Some(live) = launches.recv().await {
+                let Some(inner) = weak.upgrade() else { break };
+                Host { inner }.launch(live);
+            }
+        });
+        Ok(host)
     }
 
     /// The run store, for reads.
@@ -171,6 +205,31 @@ impl Host {
         version: Option<u32>,
         input: serde_json::Value,
     ) -> Result<RunId, HostError> {
+        let record = self.queue(slug, version, input).await?;
+        let id = record.id;
+        if let Some(live) = self.registry().register(id) {
+            tokio::spawn(self.clone().drive(live, record));
+        }
+        Ok(id)
+    }
+
+    /// Queues a run durably without starting it; [`Host::recover`] (in
+    /// this process or a later one) starts it.
+    pub async fn enqueue(
+        &self,
+        slug: &str,
+        version: Option<u32>,
+        input: serde_json::Value,
+    ) -> Result<RunId, HostError> {
+        Ok(self.queue(slug, version, input).await?.id)
+    }
+
+    async fn queue(
+        &self,
+        slug: &str,
+        version: Option<u32>,
+        input: serde_json::Value,
+    ) -> Result<RunRecord, HostError> {
         let wf = self
             .store()
             .workflow(slug, version)?
@@ -178,7 +237,8 @@ impl Host {
                 Some(v) => HostError::VersionNotFound(slug.to_owned(), v),
                 None => HostError::WorkflowNotFound(slug.to_owned()),
             })?;
-        let manifest = self.manifest(&wf)?;
+        // Loads (and so checks) the manifest before anything is stored.
+        self.manifest(&wf)?;
         let record = new_record(&wf, input);
         let queued = Event {
             seq: 1,
@@ -194,50 +254,181 @@ impl Host {
                 Write::AppendEvents(record.id, vec![queued]),
             ])
             .await?;
-
-        let id = record.id;
-        let (tx, rx) = watch::channel(None);
-        let cancel = Arc::new(AtomicBool::new(false));
-        self.inner.live.lock().insert(
-            id,
-            LiveRun {
-                done: rx,
-                cancel: cancel.clone(),
-            },
-        );
-        let host = self.clone();
-        let budget = Budget::with(self.inner.config.budget, manifest.budget.overrides());
-        tokio::spawn(async move {
-            let finished = host.execute(record, manifest, budget, cancel).await;
-            host.inner.live.lock().remove(&id);
-            let _ = tx.send(Some(finished));
-        });
-        Ok(id)
+        Ok(record)
     }
 
-    async fn execute(
+    fn registry(&self) -> &Registry {
+        &self.inner.services.registry
+    }
+
+    fn budget(&self, manifest: &Manifest) -> Budget {
+        Budget::with(self.inner.config.budget, manifest.budget.overrides())
+    }
+
+    /// Drives a stored run, registered just now.
+    fn launch(&self, live: Arc<LiveRun>) {
+        let record = match self.store().run(live.id) {
+            Ok(Some(r)) if !r.status.is_terminal() => r,
+            Ok(_) => return self.registry().finish(&live, None),
+            Err(e) => {
+                tracing::error!(run = %live.id, error = %e, "could not load a run to drive it");
+                return self.registry().finish(&live, None);
+            }
+        };
+        tokio::spawn(self.clone().drive(live, record));
+    }
+
+    /// Resumes one run that nobody drives in this process (e.g. after a
+    /// signal in embedded mode). Returns whether it was picked up.
+    pub fn resume(&self, id: RunId) -> bool {
+        match self.registry().register(id) {
+            Some(live) => {
+                self.launch(live);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Resumes every run that has not ended (after a crash or restart):
+    /// executing runs replay, timers are re-armed, interrupted
+    /// cancellations finish. Returns how many runs it picked up.
+    pub async fn recover(&self) -> Result<usize, HostError> {
+        let mut n = 0;
+        for id in self.store().active_runs()? {
+            n += usize::from(self.resume(id));
+        }
+        Ok(n)
+    }
+
+    /// Waits until no run can make progress by itself: each has ended or
+    /// waits for a signal (without a timeout) or for such a run.
+    pub async fn idle(&self) {
+        self.registry().idle().await
+    }
+
+    /// Drives a run until it ends: executes it, and whenever it parks with
+    /// its instance evicted, waits for its wake and executes it again by
+    /// replay.
+    async fn drive(self, live: Arc<LiveRun>, mut record: RunRecord) {
+        // A signal or a child's end may have come while nobody drove the
+        // run: the first time, only a timer is waited for without a check.
+        let mut first = true;
+        let end = loop {
+            if record.status.is_terminal() {
+                break record;
+            }
+            if live.cancelled() || record.status == RunStatus::Cancelling {
+                break self.end_unexecuted(record, RunFault::Cancelled).await;
+            }
+            let check_now =
+                std::mem::take(&mut first) && !matches!(record.wait, Some(Wait::Timer { .. }));
+            if let Some(wait) = record.wait.clone().filter(|_| !check_now) {
+                match self.await_wake(&live, &record, &wait).await {
+                    Ok(()) => {}
+                    Err(fault) => break self.end_unexecuted(record, fault).await,
+                }
+            }
+            match self.execute_once(&live, record).await {
+                Executed::Finished(r) => break r,
+                Executed::Parked(r) => record = r,
+            }
+        };
+        if let Some(parent) = end.parent {
+            // Before this run stops counting as busy: see `Registry::wake`.
+            self.registry().wake(parent);
+        }
+        self.registry().finish(&live, Some(end));
+    }
+
+    /// Waits for a parked, evicted run's wake: its deadline, a signal, a
+    /// child's end. Errs with the fault that ends the run instead.
+    async fn await_wake(
         &self,
-        record: RunRecord,
-        manifest: Arc<Manifest>,
-        budget: Budget,
-        cancel: Arc<AtomicBool>,
-    ) -> RunRecord {
-        let Ok(_permit) = self.inner.permits.clone().acquire_owned().await else {
-            return record;
+        live: &LiveRun,
+        record: &RunRecord,
+        wait: &Wait,
+    ) -> Result<(), RunFault> {
+        let run_deadline = match self.manifest_of(record) {
+            Ok(m) => {
+                let started = record
+                    .started_at
+                    .map_or_else(now_ms, |t| (t.unix_timestamp_nanos() / 1_000_000) as u64);
+                started.saturating_add(self.budget(&m).max_duration.as_millis() as u64)
+            }
+            Err(_) => u64::MAX,
+        };
+        let until = wait.until_ms();
+        loop {
+            if live.cancelled() {
+                return Err(RunFault::Cancelled);
+            }
+            let now = now_ms();
+            if now >= run_deadline {
+                let limit = run_deadline.saturating_sub(
+                    record
+                        .started_at
+                        .map_or(now, |t| (t.unix_timestamp_nanos() / 1_000_000) as u64),
+                );
+                return Err(RunFault::Budget {
+                    budget: BudgetKind::MaxDuration,
+                    limit,
+                    used: limit + (now - run_deadline),
+                });
+            }
+            if until.is_some_and(|u| now >= u) {
+                break;
+            }
+            self.registry().set_busy(live, until.is_some());
+            let wake_at = until.unwrap_or(u64::MAX).min(run_deadline);
+            let delay = Duration::from_millis(wake_at.saturating_sub(now));
+            tokio::select! {
+                () = live.wake.notified() => {
+                    // A timer is woken only by its time (or a cancel).
+                    if !matches!(wait, Wait::Timer { .. }) {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+        self.registry().set_busy(live, true);
+        Ok(())
+    }
+
+    /// Executes a run once: from the start, or by replaying its journal.
+    async fn execute_once(&self, live: &Arc<LiveRun>, record: RunRecord) -> Executed {
+        let permits = self.registry().permits.clone();
+        let Ok(permit) = permits.acquire_owned().await else {
+            return Executed::Finished(record);
+        };
+        let loaded = (|| -> Result<_, HostError> {
+            let manifest = self.manifest_of(&record)?;
+            let history = self.store().journal(record.id)?;
+            let progress = self.store().progress(record.id)?.unwrap_or(Progress {
+                next_seq: 2,
+                output: [0, 0],
+            });
+            Ok((manifest, history, progress))
+        })();
+        let (manifest, history, progress) = match loaded {
+            Ok(x) => x,
+            Err(e) => return Executed::Finished(self.fail_internal(record, e.to_string()).await),
         };
         let pre = match self.prepare(&record.digest).await {
             Ok(pre) => pre,
-            Err(e) => return self.fail_internal(record, 2, e.to_string()).await,
+            Err(e) => return Executed::Finished(self.fail_internal(record, e.to_string()).await),
         };
         let request = RunRequest {
             record: record.clone(),
             pre,
             setup: SandboxSetup {
+                budget: self.budget(&manifest),
                 manifest,
-                budget,
-                history: Vec::new(),
-                next_seq: 2,
-                cancel,
+                history,
+                progress,
+                live: live.clone(),
+                permit: Some(permit),
             },
         };
         match run::execute(
@@ -256,9 +447,80 @@ impl Host {
                     code: ErrorCode::Internal,
                     message: e.to_string(),
                 });
-                r
+                Executed::Finished(r)
             }
         }
+    }
+
+    /// The manifest a run is pinned to.
+    fn manifest_of(&self, record: &RunRecord) -> Result<Arc<Manifest>, HostError> {
+        let wf = self
+            .store()
+            .workflow(&record.workflow, Some(record.version))?
+            .ok_or_else(|| HostError::VersionNotFound(record.workflow.clone(), record.version))?;
+        self.manifest(&wf)
+    }
+
+    /// Ends a run that is not executing (parked, or never resumed) with `fault`.
+    async fn end_unexecuted(&self, mut record: RunRecord, fault: RunFault) -> RunRecord {
+        let mut seq = match self.store().progress(record.id) {
+            Ok(p) => p.map_or(2, |p| p.next_seq),
+            Err(_) => 2,
+        };
+        let mut events = Vec::new();
+        let mut event = |body| {
+            events.push(Event {
+                seq,
+                at: now(),
+                body,
+            });
+            seq += 1;
+        };
+        record.finished_at = Some(now());
+        record.wait = None;
+        match fault {
+            RunFault::Cancelled => {
+                record.status = RunStatus::Cancelled;
+                record.error = Some(RunError {
+                    code: ErrorCode::Cancelled,
+                    message: RunFault::Cancelled.to_string(),
+                });
+                event(EventBody::Cancelled);
+            }
+            fault => {
+                if let RunFault::Budget {
+                    budget,
+                    limit,
+                    used,
+                } = &fault
+                {
+                    event(EventBody::BudgetExceeded {
+                        budget: *budget,
+                        limit: *limit,
+                        used: *used,
+                        unit: budget.unit().to_owned(),
+                    });
+                }
+                record.status = RunStatus::Failed;
+                let error = RunError {
+                    code: fault.code(),
+                    message: fault.to_string(),
+                };
+                event(EventBody::Failed {
+                    code: error.code,
+                    message: error.message.clone(),
+                });
+                record.error = Some(error);
+            }
+        }
+        let writes = vec![
+            Write::AppendEvents(record.id, events),
+            Write::PutRun(Box::new(record.clone())),
+        ];
+        if let Err(e) = self.store().commit(writes).await {
+            tracing::error!(run = %record.id, error = %e, "could not record the end of a run");
+        }
+        record
     }
 
     async fn prepare(
@@ -286,38 +548,17 @@ impl Host {
         .map_err(|e| HostError::Internal(format!("preparing the component: {e:#}")))
     }
 
-    /// Ends a run that could not start as failed with `INTERNAL`.
-    async fn fail_internal(&self, mut record: RunRecord, seq: u64, message: String) -> RunRecord {
-        tracing::error!(run = %record.id, error = %message, "run could not start");
-        record.status = RunStatus::Failed;
-        record.finished_at = Some(now());
-        record.error = Some(RunError {
-            code: ErrorCode::Internal,
-            message: message.clone(),
-        });
-        let failed = Event {
-            seq,
-            at: now(),
-            body: EventBody::Failed {
-                code: ErrorCode::Internal,
-                message,
-            },
-        };
-        let writes = vec![
-            Write::AppendEvents(record.id, vec![failed]),
-            Write::PutRun(Box::new(record.clone())),
-        ];
-        if let Err(e) = self.store().commit(writes).await {
-            tracing::error!(run = %record.id, error = %e, "could not record a failed start");
-        }
-        record
+    /// Ends a run that could not execute as failed with `INTERNAL`.
+    async fn fail_internal(&self, record: RunRecord, message: String) -> RunRecord {
+        tracing::error!(run = %record.id, error = %message, "run could not execute");
+        self.end_unexecuted(record, RunFault::Internal(message))
+            .await
     }
 
-    /// Waits until run `id` has ended and returns it. A run that is not
-    /// executing in this process is returned as stored.
+    /// Waits until run `id` has ended and returns it. A run nobody drives
+    /// in this process is returned as stored.
     pub async fn wait(&self, id: RunId) -> Result<RunRecord, HostError> {
-        let rx = self.inner.live.lock().get(&id).map(|l| l.done.clone());
-        if let Some(mut rx) = rx
+        if let Some(mut rx) = self.registry().subscribe(id)
             && let Ok(done) = rx.wait_for(Option::is_some).await
             && let Some(record) = done.clone()
         {
@@ -332,17 +573,79 @@ impl Host {
         self.wait(id).await
     }
 
-    /// Asks a run executing in this process to stop; it ends `cancelled`.
-    /// Returns whether the run was executing here.
-    pub fn cancel(&self, id: RunId) -> bool {
-        match self.inner.live.lock().get(&id) {
-            Some(live) => {
-                live.cancel
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-                true
-            }
-            None => false,
+    /// Cancels a run and, after it, each of its children that has not
+    /// ended. An executing run is interrupted at once; a parked one, or one
+    /// nobody drives, is ended directly.
+    pub async fn cancel(&self, id: RunId) -> Result<CancelOutcome, HostError> {
+        let record = self.store().run(id)?.ok_or(HostError::RunNotFound(id))?;
+        if record.status.is_terminal() {
+            return Ok(CancelOutcome::AlreadyEnded(record.status));
         }
+        // Durable first: a crash before the run stops still ends it cancelled.
+        self.store().commit(vec![Write::RequestCancel(id)]).await?;
+        let outcome = if self.registry().cancel(id) {
+            CancelOutcome::Cancelling
+        } else {
+            let mut record = record;
+            record.status = RunStatus::Cancelling;
+            self.end_unexecuted(record, RunFault::Cancelled).await;
+            CancelOutcome::Cancelled
+        };
+        for child in self.store().children(id)? {
+            Box::pin(self.cancel(child)).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Delivers a signal to a run's inbox and wakes the run. A signal whose
+    /// `signal_id` was seen before is dropped (reported as a duplicate).
+    pub async fn signal(
+        &self,
+        id: RunId,
+        name: &str,
+        payload: serde_json::Value,
+        signal_id: Option<String>,
+    ) -> Result<SignalReceipt, HostError> {
+        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+            return Err(HostError::InvalidInput(
+                "a signal name must be 1 to 128 bytes without control characters".into(),
+            ));
+        }
+        if signal_id
+            .as_ref()
+            .is_some_and(|s| s.is_empty() || s.len() > 256)
+        {
+            return Err(HostError::InvalidInput(
+                "a signal id must be 1 to 256 bytes".into(),
+            ));
+        }
+        if payload.to_string().len() > MAX_SIGNAL_BYTES {
+            return Err(HostError::InvalidInput(format!(
+                "signal data is over {MAX_SIGNAL_BYTES} bytes"
+            )));
+        }
+        let record = self.store().run(id)?.ok_or(HostError::RunNotFound(id))?;
+        if record.status.is_terminal() {
+            return Err(HostError::RunEnded(id, record.status));
+        }
+        let signal = Signal {
+            seq: 0,
+            name: name.to_owned(),
+            id: signal_id,
+            payload,
+            at: now(),
+        };
+        let out = self
+            .store()
+            .commit(vec![Write::Signal(id, Box::new(signal))])
+            .await?;
+        let Some(&WriteOutcome::Signal { seq, duplicate }) = out.first() else {
+            return Err(HostError::Internal("a signal was not stored".into()));
+        };
+        if !duplicate {
+            self.registry().wake(id);
+        }
+        Ok(SignalReceipt { seq, duplicate })
     }
 
     /// Times building a run's sandbox for the newest `slug` and
@@ -358,7 +661,7 @@ impl Host {
         let budget = Budget::with(self.inner.config.budget, manifest.budget.overrides());
         let record = new_record(&wf, serde_json::Value::Null);
         let pre = self.prepare(&wf.digest).await?;
-        let _permit = self.inner.permits.acquire().await;
+        let permit = self.registry().permits.clone().acquire_owned().await.ok();
         let t0 = std::time::Instant::now();
         let mut sandbox = run::sandbox(
             self.inner.engine.wasmtime(),
@@ -368,8 +671,12 @@ impl Host {
                 manifest,
                 budget,
                 history: Vec::new(),
-                next_seq: 2,
-                cancel: Arc::new(AtomicBool::new(false)),
+                progress: Progress {
+                    next_seq: 2,
+                    output: [0, 0],
+                },
+                live: LiveRun::detached(record.id),
+                permit,
             },
         );
         pre.instantiate_async(&mut sandbox.store)
@@ -384,7 +691,7 @@ impl Host {
     }
 }
 
-fn new_record(wf: &WorkflowVersion, input: serde_json::Value) -> RunRecord {
+pub(crate) fn new_record(wf: &WorkflowVersion, input: serde_json::Value) -> RunRecord {
     let mut seed = [0u8; 32];
     rand::rng().fill_bytes(&mut seed);
     RunRecord {
@@ -402,6 +709,9 @@ fn new_record(wf: &WorkflowVersion, input: serde_json::Value) -> RunRecord {
         finished_at: None,
         usage: Usage::default(),
         seed,
+        wait: None,
+        depth: 0,
+        idempotency_key: None,
     }
 }
 

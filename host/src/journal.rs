@@ -9,6 +9,12 @@
 //! Random needs no entries: the run's random streams are seeded from the
 //! run record, so replay draws the same values.
 //!
+//! Calls that park the run (`sleep`, `wait-signal`, `join`) are recorded in
+//! two steps at one sequence number: a *pending* entry holding what the wait
+//! needs (its deadline), written before the run parks, and then the result,
+//! which replaces it. A replay that reaches a pending entry resumes the wait
+//! with the recorded deadline, so a timer keeps its time across restarts.
+//!
 //! Entries are written with the run's next commit (see the commit rule in
 //! DESIGN.md); the journal only collects them.
 
@@ -24,8 +30,23 @@ pub struct JournalEntry {
     pub call: String,
     /// Hex digest of the arguments (first 16 bytes of sha256).
     pub args: String,
-    /// The result the guest saw; never a secret value.
+    /// The result the guest saw (never a secret value); for a pending
+    /// entry, what the wait needs to resume.
     pub result: serde_json::Value,
+    /// The call parked the run and has no result yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
+}
+
+/// How [`Journal::step`] says to go on with a call.
+#[derive(Debug, PartialEq)]
+pub enum Step<T> {
+    /// Not in the history: execute it.
+    Fresh,
+    /// Answered from the history.
+    Done(T),
+    /// The run parked here; the wait resumes with this data.
+    Pending { seq: u64, data: serde_json::Value },
 }
 
 /// Identifies a call: which function, with which arguments.
@@ -91,9 +112,23 @@ impl Journal {
         &mut self,
         call: &Call,
     ) -> Result<Option<T>, Nondeterminism> {
+        match self.step(call)? {
+            Step::Fresh => Ok(None),
+            Step::Done(v) => Ok(Some(v)),
+            Step::Pending { seq, .. } => Err(Nondeterminism {
+                seq,
+                expected: format!("{} (a call that waits)", call.name),
+                actual: format!("{} (a call that does not)", call.name),
+            }),
+        }
+    }
+
+    /// Starts a call that may park the run: like [`Journal::replay`], but a
+    /// pending entry is returned as [`Step::Pending`].
+    pub fn step<T: DeserializeOwned>(&mut self, call: &Call) -> Result<Step<T>, Nondeterminism> {
         let seq = self.calls + 1;
         let Some(entry) = self.history.get(self.calls as usize) else {
-            return Ok(None);
+            return Ok(Step::Fresh);
         };
         if entry.call != call.name || entry.args != call.args {
             return Err(Nondeterminism {
@@ -102,13 +137,42 @@ impl Journal {
                 actual: format!("{}({})", call.name, call.args),
             });
         }
+        if entry.pending {
+            self.calls = seq;
+            return Ok(Step::Pending {
+                seq,
+                data: entry.result.clone(),
+            });
+        }
         let value = serde_json::from_value(entry.result.clone()).map_err(|e| Nondeterminism {
             seq,
             expected: format!("{} returning a recorded value", entry.call),
             actual: format!("a value of another shape ({e})"),
         })?;
         self.calls = seq;
-        Ok(Some(value))
+        Ok(Step::Done(value))
+    }
+
+    /// Records that a fresh `call` parks the run, with what its wait needs;
+    /// returns its sequence number for [`Journal::resolve`].
+    pub fn record_pending<T: Serialize>(&mut self, call: Call, data: &T) -> u64 {
+        self.record(call, data);
+        let seq = self.calls;
+        if let Some(e) = self.new.last_mut() {
+            e.pending = true;
+        }
+        seq
+    }
+
+    /// Records the result of the parked call `seq`, replacing its pending entry.
+    pub fn resolve<T: Serialize>(&mut self, seq: u64, call: Call, result: &T) {
+        self.new.push(JournalEntry {
+            seq,
+            call: call.name.to_owned(),
+            args: call.args,
+            result: serde_json::to_value(result).unwrap_or(serde_json::Value::Null),
+            pending: false,
+        });
     }
 
     /// Records the result of a call that [`Journal::replay`] said to execute.
@@ -119,6 +183,7 @@ impl Journal {
             call: call.name.to_owned(),
             args: call.args,
             result: serde_json::to_value(result).unwrap_or(serde_json::Value::Null),
+            pending: false,
         });
     }
 
@@ -203,11 +268,42 @@ mod tests {
             call: "kv.put".into(),
             args: Call::new("kv.put", &[b"a"]).args,
             result: serde_json::json!(1),
+            pending: false,
         }]);
         let err = again2
             .call(Call::new("kv.get", &[b"a"]), || 1u8)
             .unwrap_err();
         assert!(err.to_string().contains("kv.get"));
+    }
+
+    #[test]
+    fn a_pending_entry_resumes_its_wait_then_resolves_in_place() {
+        let sleep = || Call::new("sleep", &[b"10"]);
+        let mut first = Journal::default();
+        first.call(Call::new("clock.now", &[]), || 1u64).unwrap();
+        assert_eq!(first.step::<()>(&sleep()).unwrap(), Step::Fresh);
+        let seq = first.record_pending(sleep(), &serde_json::json!({"until": 99}));
+        assert_eq!(seq, 2);
+        let history = first.take_new();
+        assert!(history[1].pending);
+
+        let mut again = Journal::replaying(history);
+        again.call(Call::new("clock.now", &[]), || 7u64).unwrap();
+        match again.step::<()>(&sleep()).unwrap() {
+            Step::Pending { seq, data } => {
+                assert_eq!(seq, 2);
+                assert_eq!(data["until"], 99);
+                again.resolve(seq, sleep(), &());
+            }
+            other => panic!("expected pending, got {other:?}"),
+        }
+        let next = again.call(Call::new("clock.now", &[]), || 8u64).unwrap();
+        assert_eq!(next, 8);
+        let new = again.take_new();
+        assert_eq!(
+            new.iter().map(|e| (e.seq, e.pending)).collect::<Vec<_>>(),
+            vec![(2, false), (3, false)]
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod imports;
 pub mod journal;
 pub mod manifest;
 mod run;
+mod scheduler;
 pub mod secrets;
 mod services;
 pub mod store;

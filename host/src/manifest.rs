@@ -42,6 +42,9 @@ pub struct BudgetSection {
     pub max_output_bytes: Option<u64>,
     #[serde(default, deserialize_with = "bytes")]
     pub max_artifact_bytes: Option<u64>,
+    /// Child runs one run may start (0 forbids children).
+    #[serde(default)]
+    pub max_children: Option<u64>,
 }
 
 impl BudgetSection {
@@ -53,6 +56,7 @@ impl BudgetSection {
             max_events: self.max_events,
             max_output_bytes: self.max_output_bytes,
             max_artifact_bytes: self.max_artifact_bytes,
+            max_children: self.max_children,
         }
     }
 }

@@ -1,6 +1,8 @@
-//! What all runs of one host share: the store, secret values, artifact blobs.
+//! What all runs of one host share: the store, secret values, artifact
+//! blobs and the registry of live runs.
 
 use crate::artifact_store::ArtifactStore;
+use crate::scheduler::Registry;
 use crate::secrets::SecretSource;
 use crate::store::Store;
 use std::sync::Arc;
@@ -9,4 +11,7 @@ pub(crate) struct HostServices {
     pub store: Store,
     pub secrets: SecretSource,
     pub artifacts: Arc<ArtifactStore>,
+    pub registry: Registry,
+    /// Deepest chain of parent and child runs.
+    pub max_depth: u32,
 }

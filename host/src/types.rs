@@ -70,6 +70,14 @@ impl TryFrom<String> for RunId {
 pub enum RunStatus {
     Queued,
     Running,
+    /// Parked on a durable timer.
+    Sleeping,
+    /// Parked until a signal arrives (or its timeout).
+    WaitingSignal,
+    /// Parked until a child run ends.
+    WaitingChild,
+    /// Cancel was asked for; the run stops at its next instruction or wake.
+    Cancelling,
     Completed,
     Failed,
     Cancelled,
@@ -84,6 +92,10 @@ impl RunStatus {
         match self {
             Self::Queued => "queued",
             Self::Running => "running",
+            Self::Sleeping => "sleeping",
+            Self::WaitingSignal => "waiting-signal",
+            Self::WaitingChild => "waiting-child",
+            Self::Cancelling => "cancelling",
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
@@ -103,12 +115,16 @@ impl FromStr for RunStatus {
         Ok(match s {
             "queued" => Self::Queued,
             "running" => Self::Running,
+            "sleeping" => Self::Sleeping,
+            "waiting-signal" => Self::WaitingSignal,
+            "waiting-child" => Self::WaitingChild,
+            "cancelling" => Self::Cancelling,
             "completed" => Self::Completed,
             "failed" => Self::Failed,
             "cancelled" => Self::Cancelled,
             other => {
                 return Err(format!(
-                    "unknown status {other:?} (expected queued, running, completed, failed or cancelled)"
+                    "unknown status {other:?} (expected queued, running, sleeping, waiting-signal, waiting-child, cancelling, completed, failed or cancelled)"
                 ));
             }
         })
@@ -203,6 +219,7 @@ pub enum BudgetKind {
     MaxEvents,
     MaxOutputBytes,
     MaxArtifactBytes,
+    MaxChildren,
 }
 
 impl BudgetKind {
@@ -214,6 +231,7 @@ impl BudgetKind {
             Self::MaxEvents => "max_events",
             Self::MaxOutputBytes => "max_output_bytes",
             Self::MaxArtifactBytes => "max_artifact_bytes",
+            Self::MaxChildren => "max_children",
         }
     }
     /// The unit of `limit` and `used` in a budget event.
@@ -223,6 +241,7 @@ impl BudgetKind {
             Self::MaxDuration => "ms",
             Self::MaxMemory | Self::MaxOutputBytes | Self::MaxArtifactBytes => "bytes",
             Self::MaxEvents => "events",
+            Self::MaxChildren => "children",
         }
     }
 }
@@ -274,6 +293,74 @@ pub struct RunRecord {
     /// Seeds the run's WASI random streams; replay reuses it.
     #[serde(with = "hex::serde")]
     pub seed: [u8; 32],
+    /// What a parked run waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<Wait>,
+    /// 0 for a run started from outside; a child's is its parent's plus one.
+    #[serde(default)]
+    pub depth: u32,
+    /// The key the run was started under, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// What a parked run waits for. Times are milliseconds since the Unix epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "for", rename_all = "snake_case")]
+pub enum Wait {
+    Timer {
+        until_ms: u64,
+    },
+    Signal {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_ms: Option<u64>,
+    },
+    Child {
+        run: RunId,
+    },
+}
+
+impl Wait {
+    /// The status of a run parked on this.
+    pub fn status(&self) -> RunStatus {
+        match self {
+            Wait::Timer { .. } => RunStatus::Sleeping,
+            Wait::Signal { .. } => RunStatus::WaitingSignal,
+            Wait::Child { .. } => RunStatus::WaitingChild,
+        }
+    }
+
+    /// When the wait ends by itself, if it does.
+    pub fn until_ms(&self) -> Option<u64> {
+        match self {
+            Wait::Timer { until_ms } => Some(*until_ms),
+            Wait::Signal { until_ms, .. } => *until_ms,
+            Wait::Child { .. } => None,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A signal in a run's inbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Signal {
+    /// Arrival order in the run's inbox, from 1.
+    pub seq: u64,
+    pub name: String,
+    /// The sender's id for deduplication, if it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub payload: serde_json::Value,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: Timestamp,
 }
 
 /// A log level, as the guest passes it.
@@ -339,6 +426,30 @@ pub enum EventBody {
         message: String,
     },
     Cancelled,
+    /// The run parked on a durable timer.
+    Sleeping {
+        until_ms: u64,
+    },
+    /// The run parked until a signal arrives.
+    WaitingSignal {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_ms: Option<u64>,
+    },
+    /// The run parked until a child run ends.
+    WaitingChild {
+        run: RunId,
+    },
+    /// The run took a signal from its inbox.
+    SignalReceived {
+        name: String,
+        signal_seq: u64,
+    },
+    /// The run started a child run.
+    ChildStarted {
+        run: RunId,
+        workflow: String,
+    },
 }
 
 impl EventBody {
@@ -356,6 +467,25 @@ impl EventBody {
             Self::Completed => "completed",
             Self::Failed { .. } => "failed",
             Self::Cancelled => "cancelled",
+            Self::Sleeping { .. } => "sleeping",
+            Self::WaitingSignal { .. } => "waiting_signal",
+            Self::WaitingChild { .. } => "waiting_child",
+            Self::SignalReceived { .. } => "signal_received",
+            Self::ChildStarted { .. } => "child_started",
+        }
+    }
+
+    /// The event a run parked on `wait` writes.
+    pub fn parked(wait: &Wait) -> EventBody {
+        match wait {
+            Wait::Timer { until_ms } => EventBody::Sleeping {
+                until_ms: *until_ms,
+            },
+            Wait::Signal { name, until_ms } => EventBody::WaitingSignal {
+                name: name.clone(),
+                until_ms: *until_ms,
+            },
+            Wait::Child { run } => EventBody::WaitingChild { run: *run },
         }
     }
 }

@@ -15,7 +15,17 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-const GUESTS: &[&str] = &["hello", "report", "hostile", "not-a-workflow"];
+const GUESTS: &[&str] = &[
+    "hello",
+    "report",
+    "hostile",
+    "not-a-workflow",
+    "sleepy",
+    "approval",
+    "fanout",
+    "steps",
+    "collect",
+];
 
 /// Builds every example guest (once per process) and returns the directory
 /// holding the `.wasm` files.

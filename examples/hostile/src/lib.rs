@@ -1,15 +1,17 @@
 //! A guest that misbehaves on request. The host's tests deploy it to prove
 //! that each attack ends only its own run, with the right failure code.
 //!
-//! Input: `{"attack": "<name>"}` with one of the names below.
+//! Input: `{"attack": "<name>"}` with one of the names below; `diverge`
+//! also takes `"ms"` (default 500).
 
-use runway_sdk::{Error, Level, Result, artifacts, log, secrets};
+use runway_sdk::{Error, Level, Result, artifacts, log, secrets, sleep};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 #[derive(Deserialize)]
 struct Input {
     attack: String,
+    ms: Option<u64>,
 }
 
 fn hostile(input: Input) -> Result<Value> {
@@ -45,6 +47,7 @@ fn hostile(input: Input) -> Result<Value> {
         }
         "env" => Ok(json!(std::env::vars().collect::<Vec<_>>())),
         "residue" => residue(),
+        "diverge" => diverge(input.ms.unwrap_or(500)),
         other => Err(Error::new(
             "UNKNOWN_ATTACK",
             format!("no attack named {other:?}"),
@@ -123,6 +126,20 @@ fn artifact_escape() -> Result<Value> {
     }
     let ok = artifacts::write("inside.txt", b"safe")?;
     Ok(json!({ "refused": refused, "accepted": ok.name }))
+}
+
+/// Takes a different side effect depending on secret `FLAVOR` (an artifact
+/// for "a", an event otherwise), then sleeps: a resumed run whose secret
+/// changed meanwhile would diverge from its journal.
+fn diverge(ms: u64) -> Result<Value> {
+    let flavor = secrets::get("FLAVOR")?;
+    if flavor == "a" {
+        artifacts::write("a.txt", b"a")?;
+    } else {
+        runway_sdk::emit("b", &json!({ "flavor": flavor.len() }))?;
+    }
+    sleep(std::time::Duration::from_millis(ms));
+    Ok(json!({ "done": true }))
 }
 
 fn leak_secret() -> Result<Value> {

@@ -5,6 +5,7 @@ mod artifacts;
 mod runtime;
 mod secrets;
 pub(crate) mod wasi;
+mod workflows;
 
 use crate::bindings::types::{self, Failure};
 

@@ -1,7 +1,7 @@
 //! Faults that end a run at once, raised by the host (not returned by the guest).
 
 use crate::journal::Nondeterminism;
-use crate::types::{BudgetKind, ErrorCode};
+use crate::types::{BudgetKind, ErrorCode, Wait};
 
 /// Why the host stopped a run. Raised as a trap so the guest cannot catch it;
 /// also recorded in the run's shared state so the outcome never depends on
@@ -24,6 +24,10 @@ pub enum RunFault {
     Cancelled,
     #[error("host error: {0}")]
     Internal(String),
+    /// Not a failure: the run parked and its instance is evicted; it is
+    /// rebuilt by replay when it wakes.
+    #[error("parked: waiting for {0:?}")]
+    Parked(Wait),
 }
 
 impl RunFault {
@@ -34,7 +38,7 @@ impl RunFault {
             Self::SecretMissing(_) => ErrorCode::SecretMissing,
             Self::Nondeterminism(_) => ErrorCode::Nondeterminism,
             Self::Cancelled => ErrorCode::Cancelled,
-            Self::Internal(_) => ErrorCode::Internal,
+            Self::Internal(_) | Self::Parked(_) => ErrorCode::Internal,
         }
     }
 }

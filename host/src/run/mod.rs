@@ -7,6 +7,7 @@
 pub(crate) mod fault;
 mod limiter;
 pub(crate) mod output;
+mod park;
 mod recorder;
 
 use crate::bindings::WorkflowPre;
@@ -14,19 +15,20 @@ use crate::budget::{Budget, FuelLimit};
 use crate::imports;
 use crate::journal::{Call, Journal, JournalEntry};
 use crate::manifest::Manifest;
+use crate::scheduler::LiveRun;
 use crate::services::HostServices;
-use crate::store::{StoreError, Write};
+use crate::store::{Progress, StoreError, Write};
 use crate::types::{
-    BudgetKind, ErrorCode, EventBody, RunError, RunId, RunRecord, RunStatus, Usage, now,
+    BudgetKind, ErrorCode, EventBody, RunError, RunId, RunRecord, RunStatus, Usage, now, now_ms,
 };
 use fault::RunFault;
 use limiter::MemoryLimiter;
 use parking_lot::Mutex;
 use recorder::Recorder;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Trap, UpdateDeadline, WasmBacktrace};
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
@@ -47,8 +49,13 @@ pub(crate) struct RunContext {
     pub slug: String,
     pub version: u32,
     pub parent: Option<RunId>,
+    pub depth: u32,
     pub manifest: Arc<Manifest>,
     pub budget: Budget,
+    /// When `max_duration` runs out, counted from the first start (ms since
+    /// the Unix epoch).
+    pub deadline_ms: u64,
+    pub first_start_ms: u64,
 }
 
 /// State shared between the store data and the WASI pieces that cannot
@@ -63,7 +70,7 @@ pub(crate) struct RunShared {
 impl RunShared {
     /// Everything recorded since the last take: journal entries, then
     /// artifact metadata, then events.
-    fn take_writes(&self) -> Vec<Write> {
+    pub(crate) fn take_writes(&self) -> Vec<Write> {
         let entries = self.journal.lock().take_new();
         let (events, artifacts) = {
             let mut rec = self.recorder.lock();
@@ -80,6 +87,7 @@ impl RunShared {
         );
         if !events.is_empty() {
             writes.push(Write::AppendEvents(self.run, events));
+            writes.push(Write::Progress(self.run, self.recorder.lock().progress()));
         }
         writes
     }
@@ -109,9 +117,15 @@ pub struct RunState {
     pub(crate) artifact_bytes: u64,
     /// name -> digest of the artifacts this run wrote.
     pub(crate) artifact_digests: HashMap<String, String>,
-    started: Instant,
+    /// Inbox positions of the signals this run has taken.
+    pub(crate) consumed_signals: HashSet<u64>,
+    /// Child runs started so far (replayed starts included).
+    pub(crate) children: u64,
     deadline: Instant,
-    cancel: Arc<AtomicBool>,
+    pub(crate) live: Arc<LiveRun>,
+    /// The run's place among the runs executing at once; given back while
+    /// it is parked warm.
+    pub(crate) permit: Option<OwnedSemaphorePermit>,
 }
 
 impl WasiView for RunState {
@@ -163,9 +177,10 @@ pub(crate) struct SandboxSetup {
     pub budget: Budget,
     /// The journal so far (empty for a first execution).
     pub history: Vec<JournalEntry>,
-    /// The next event sequence number.
-    pub next_seq: u64,
-    pub cancel: Arc<AtomicBool>,
+    /// Where the event log stands.
+    pub progress: Progress,
+    pub live: Arc<LiveRun>,
+    pub permit: Option<OwnedSemaphorePermit>,
 }
 
 /// Everything needed to execute one run.
@@ -173,6 +188,15 @@ pub(crate) struct RunRequest {
     pub record: RunRecord,
     pub pre: WorkflowPre<RunState>,
     pub setup: SandboxSetup,
+}
+
+/// What an execution came to.
+pub(crate) enum Executed {
+    /// The run ended; the record is durable.
+    Finished(RunRecord),
+    /// The run parked and its instance was dropped; the record says what
+    /// it waits for (its park is durable).
+    Parked(RunRecord),
 }
 
 /// How a run ended, before it is written down.
@@ -203,16 +227,21 @@ pub(crate) fn sandbox(
         manifest,
         budget,
         history,
-        next_seq,
-        cancel,
+        progress,
+        live,
+        permit,
     } = setup;
-    let started = Instant::now();
+    let first_start_ms = record
+        .started_at
+        .map_or_else(now_ms, |t| (t.unix_timestamp_nanos() / 1_000_000) as u64);
+    let deadline_ms = first_start_ms.saturating_add(budget.max_duration.as_millis() as u64);
+    let deadline = Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
     let shared = Arc::new(RunShared {
         run: record.id,
         services: services.clone(),
         journal: Mutex::new(Journal::replaying(history)),
         recorder: Mutex::new(Recorder::new(
-            next_seq,
+            progress,
             budget.max_events,
             budget.max_output_bytes,
         )),
@@ -228,8 +257,11 @@ pub(crate) fn sandbox(
             slug: record.workflow.clone(),
             version: record.version,
             parent: record.parent,
+            depth: record.depth,
             manifest,
             budget,
+            deadline_ms,
+            first_start_ms,
         }),
         host: services.clone(),
         wasi: imports::wasi::context(&shared, &env, record.seed),
@@ -238,9 +270,11 @@ pub(crate) fn sandbox(
         limiter: MemoryLimiter::new(budget.max_memory),
         artifact_bytes: 0,
         artifact_digests: HashMap::new(),
-        started,
-        deadline: started + budget.max_duration,
-        cancel,
+        consumed_signals: HashSet::new(),
+        children: 0,
+        deadline,
+        live,
+        permit,
     };
 
     let fuel_limit = match budget.max_fuel {
@@ -255,16 +289,11 @@ pub(crate) fn sandbox(
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut ctx| {
         let s = ctx.data_mut();
-        if s.cancel.load(Ordering::Relaxed) {
+        if s.live.cancelled() {
             return Err(s.fail(RunFault::Cancelled));
         }
         if Instant::now() >= s.deadline {
-            let fault = RunFault::Budget {
-                budget: BudgetKind::MaxDuration,
-                limit: s.run.budget.max_duration.as_millis() as u64,
-                used: s.started.elapsed().as_millis() as u64,
-            };
-            return Err(s.fail(fault));
+            return Err(s.fail(s.run.duration_fault()));
         }
         Ok(UpdateDeadline::Continue(1))
     });
@@ -276,29 +305,43 @@ pub(crate) fn sandbox(
     }
 }
 
-/// Executes a run to its end and commits the result durably.
+impl RunContext {
+    /// The fault for running out of `max_duration`, now.
+    pub(crate) fn duration_fault(&self) -> RunFault {
+        RunFault::Budget {
+            budget: BudgetKind::MaxDuration,
+            limit: self.budget.max_duration.as_millis() as u64,
+            used: now_ms().saturating_sub(self.first_start_ms),
+        }
+    }
+}
+
+/// Executes a run — from the start, or by replaying its journal — until it
+/// ends (committed durably) or parks with its instance evicted.
 pub(crate) async fn execute(
     engine: &wasmtime::Engine,
     services: Arc<HostServices>,
     req: RunRequest,
-) -> Result<RunRecord, StoreError> {
+) -> Result<Executed, StoreError> {
     let RunRequest {
         mut record,
         pre,
         setup,
     } = req;
-    let budget = setup.budget;
     let started = Instant::now();
-    let deadline = started + budget.max_duration;
+    record.status = RunStatus::Running;
+    record.wait = None;
+    record.started_at.get_or_insert_with(now);
     let Sandbox {
         mut store,
         shared,
         fuel_limit,
         setup,
     } = sandbox(engine, &services, &record, setup);
+    let deadline = store.data().deadline;
+    let run_ctx = store.data().run.clone();
+    let live = store.data().live.clone();
 
-    record.status = RunStatus::Running;
-    record.started_at.get_or_insert_with(now);
     shared.recorder.lock().system(EventBody::Running);
     let mut writes = shared.take_writes();
     writes.push(Write::PutRun(Box::new(record.clone())));
@@ -318,24 +361,42 @@ pub(crate) async fn execute(
 
     let fuel_used = fuel_limit.saturating_sub(store.get_fuel().unwrap_or(0));
     let state = store.into_data();
-    let outcome = match result {
-        Err(_elapsed) => Outcome::Fault(state.shared.recorder.lock().fault.clone().unwrap_or(
-            RunFault::Budget {
-                budget: BudgetKind::MaxDuration,
-                limit: budget.max_duration.as_millis() as u64,
-                used: started.elapsed().as_millis() as u64,
-            },
-        )),
+    let mut outcome = match result {
+        Err(_elapsed) => Outcome::Fault(
+            state
+                .shared
+                .recorder
+                .lock()
+                .fault
+                .clone()
+                .unwrap_or_else(|| run_ctx.duration_fault()),
+        ),
         Ok(Ok(returned)) => returned_outcome(&state, returned),
         Ok(Err(e)) => error_outcome(&state, &e, fuel_limit, fuel_used),
     };
+    if let Outcome::Fault(RunFault::Parked(wait)) = outcome {
+        if !live.cancelled() {
+            // The park is durable already (see `park`); what follows it is not
+            // needed before the wake, so it rides along.
+            record.status = wait.status();
+            record.wait = Some(wait);
+            services.store.enqueue(shared.take_writes());
+            return Ok(Executed::Parked(record));
+        }
+        outcome = Outcome::Fault(RunFault::Cancelled);
+    }
+    if live.cancelled() {
+        // Whatever else happened, a run asked to stop ends cancelled.
+        outcome = Outcome::Fault(RunFault::Cancelled);
+    }
 
-    let duration = started.elapsed();
+    let duration = Duration::from_millis(now_ms().saturating_sub(run_ctx.first_start_ms))
+        .max(started.elapsed());
     finish(&shared, &mut record, &state, outcome, fuel_used, duration);
     let mut writes = shared.take_writes();
     writes.push(Write::PutRun(Box::new(record.clone())));
     services.store.commit(writes).await?;
-    Ok(record)
+    Ok(Executed::Finished(record))
 }
 
 /// Writes the run's end into `record` and its terminal events.
@@ -472,7 +533,7 @@ fn error_outcome(
                 used: fuel_used,
             });
         }
-        Some(Trap::Interrupt) if state.cancel.load(Ordering::Relaxed) => {
+        Some(Trap::Interrupt) if state.live.cancelled() => {
             return Outcome::Fault(RunFault::Cancelled);
         }
         _ => {}

@@ -2,6 +2,7 @@
 //! output budgets, and masking of secret values.
 
 use super::fault::RunFault;
+use crate::store::Progress;
 use crate::types::{ArtifactMeta, BudgetKind, Event, EventBody, OutputStream, now};
 /// Program output is split into events at newlines, or at this many bytes.
 const MAX_LINE: usize = 8 * 1024;
@@ -57,12 +58,19 @@ pub(crate) struct Recorder {
     pub(crate) stderr_tail: String,
     /// The first fault raised in this run.
     pub(crate) fault: Option<RunFault>,
+    /// Raw bytes of each output stream turned into events so far.
+    emitted: [u64; 2],
+    /// Raw bytes of each stream an earlier execution already recorded:
+    /// a replay counts them again but does not repeat their events.
+    recorded: [u64; 2],
 }
 
 impl Recorder {
-    pub(crate) fn new(next_seq: u64, max_events: u64, max_output_bytes: u64) -> Self {
+    pub(crate) fn new(progress: Progress, max_events: u64, max_output_bytes: u64) -> Self {
         Recorder {
-            next_seq,
+            next_seq: progress.next_seq,
+            emitted: [0; 2],
+            recorded: progress.output,
             pending: Vec::new(),
             new_artifacts: Vec::new(),
             guest_events: 0,
@@ -111,6 +119,14 @@ impl Recorder {
         self.guest_events += 1;
         self.system(body);
         Ok(())
+    }
+
+    /// Counts a guest event a replay answered from the journal: charged
+    /// again, so usage and budgets are the same however often a run resumes,
+    /// but not written again.
+    pub(crate) fn replayed(&mut self, output_bytes: usize) {
+        self.guest_events += 1;
+        self.output_bytes = self.output_bytes.saturating_add(output_bytes as u64);
     }
 
     /// Counts `n` bytes the guest produced against `max_output_bytes`.
@@ -176,6 +192,14 @@ impl Recorder {
                 self.stderr_tail.drain(..cut);
             }
         }
+        let i = stream as usize;
+        self.emitted[i] += chunk.len() as u64;
+        if self.emitted[i] <= self.recorded[i] {
+            // Chunking is a pure function of the bytes, so a replay meets the
+            // same chunks: this one is already in the log.
+            self.guest_events += 1;
+            return Ok(());
+        }
         self.guest(EventBody::ProgramOutput { stream, text })
     }
 
@@ -190,6 +214,17 @@ impl Recorder {
     /// Events not yet handed to the store.
     pub(crate) fn take_pending(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.pending)
+    }
+
+    /// Where the log stands, for a later resume.
+    pub(crate) fn progress(&self) -> Progress {
+        Progress {
+            next_seq: self.next_seq,
+            output: [
+                self.emitted[0].max(self.recorded[0]),
+                self.emitted[1].max(self.recorded[1]),
+            ],
+        }
     }
 }
 

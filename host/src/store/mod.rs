@@ -11,7 +11,7 @@ mod writer;
 pub use writer::{Write, WriteOutcome};
 
 use crate::journal::JournalEntry;
-use crate::types::{ArtifactMeta, Event, RunId, RunRecord, RunStatus, WorkflowVersion};
+use crate::types::{ArtifactMeta, Event, RunId, RunRecord, RunStatus, Signal, WorkflowVersion};
 use redb::{Database, ReadableDatabase, ReadableTable};
 use std::path::Path;
 use std::sync::Arc;
@@ -47,6 +47,16 @@ db_err!(
     redb::StorageError,
     redb::CommitError
 );
+
+/// Where a run's event log and program output stand, so that a resumed
+/// run goes on from there without repeating what is already recorded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    /// The next event sequence number.
+    pub next_seq: u64,
+    /// Bytes of stdout and stderr already recorded as events.
+    pub output: [u64; 2],
+}
 
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
@@ -166,6 +176,57 @@ impl Store {
             out.push(serde_json::from_slice(v.value())?);
         }
         Ok(out)
+    }
+
+    /// The run's signals in arrival order (its whole inbox; the journal
+    /// says which were taken).
+    pub fn signals(&self, run: RunId) -> Result<Vec<Signal>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(SIGNALS)?;
+        let key = run.to_string();
+        let mut out = Vec::new();
+        for row in t.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))? {
+            let (_, v) = row?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The run an idempotency key names.
+    pub fn run_for_key(&self, key: &str) -> Result<Option<RunId>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(KEYS)?;
+        Ok(t.get(key)?.and_then(|v| v.value().parse().ok()))
+    }
+
+    /// Child runs a run started, oldest first.
+    pub fn children(&self, parent: RunId) -> Result<Vec<RunId>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(CHILDREN)?;
+        let key = parent.to_string();
+        let mut out = Vec::new();
+        for row in t.range((key.as_str(), "")..)? {
+            let (k, _) = row?;
+            let (p, c) = k.value();
+            if p != key {
+                break;
+            }
+            if let Ok(id) = c.parse() {
+                out.push(id);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Where a run's log stands (`None` for a run that never executed).
+    pub fn progress(&self, run: RunId) -> Result<Option<Progress>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(PROGRESS)?;
+        Ok(match t.get(run.to_string().as_str())? {
+            Some(v) => Some(serde_json::from_slice(v.value())?),
+            None => None,
+        })
     }
 
     /// The newest version of every workflow, by slug.

@@ -20,6 +20,17 @@ pub const JOURNAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("j
 /// (run id, artifact name) -> `ArtifactMeta`.
 pub const ARTIFACTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("artifacts");
 
+/// (run id, signal seq) -> `Signal`: each run's inbox, in arrival order.
+pub const SIGNALS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("signals");
+/// (run id, signal id) -> signal seq, for deduplicating redeliveries.
+pub const SIGNAL_IDS: TableDefinition<(&str, &str), u64> = TableDefinition::new("signal_ids");
+/// idempotency key -> run id (child starts; later, API triggers).
+pub const KEYS: TableDefinition<&str, &str> = TableDefinition::new("idempotency_keys");
+/// (parent run id, child run id) -> 0.
+pub const CHILDREN: TableDefinition<(&str, &str), u8> = TableDefinition::new("children");
+/// run id -> `Progress`: where a resumed run's event log goes on.
+pub const PROGRESS: TableDefinition<&str, &[u8]> = TableDefinition::new("progress");
+
 /// Creates every table so read transactions never meet a missing one.
 pub fn create_all(db: &Database) -> Result<(), redb::Error> {
     let tx = db.begin_write()?;
@@ -31,6 +42,11 @@ pub fn create_all(db: &Database) -> Result<(), redb::Error> {
     tx.open_table(EVENTS)?;
     tx.open_table(JOURNAL)?;
     tx.open_table(ARTIFACTS)?;
+    tx.open_table(SIGNALS)?;
+    tx.open_table(SIGNAL_IDS)?;
+    tx.open_table(KEYS)?;
+    tx.open_table(CHILDREN)?;
+    tx.open_table(PROGRESS)?;
     tx.commit()?;
     Ok(())
 }

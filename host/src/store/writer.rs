@@ -10,7 +10,9 @@
 use super::StoreError;
 use super::tables::*;
 use crate::journal::JournalEntry;
-use crate::types::{ArtifactMeta, Event, RunId, RunRecord, WorkflowVersion, now};
+use crate::types::{
+    ArtifactMeta, Event, RunId, RunRecord, RunStatus, Signal, Wait, WorkflowVersion, now,
+};
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -32,6 +34,26 @@ pub enum Write {
     AppendEvents(RunId, Vec<Event>),
     AppendJournal(RunId, Vec<JournalEntry>),
     PutArtifact(Box<ArtifactMeta>),
+    /// Moves a run between running and parked. Never touches a terminal
+    /// run, and a run being cancelled stays `cancelling`.
+    SetStatus {
+        run: RunId,
+        status: RunStatus,
+        wait: Option<Wait>,
+    },
+    /// Marks a non-terminal run `cancelling`; outcome `Done` or `Ignored`.
+    RequestCancel(RunId),
+    /// Appends a signal to a run's inbox; outcome `Signal`.
+    Signal(RunId, Box<Signal>),
+    /// Records an idempotency key for a run.
+    PutKey(String, RunId),
+    /// Records that `child` was started by `parent`.
+    PutChild {
+        parent: RunId,
+        child: RunId,
+    },
+    /// Where the run's event log and output go on after a resume.
+    Progress(RunId, super::Progress),
 }
 
 /// What a write produced, in the order the writes were given.
@@ -40,6 +62,13 @@ pub enum WriteOutcome {
     Done,
     /// The version a `Deploy` got.
     Version(u32),
+    /// The write did not apply (e.g. cancelling a run that has ended).
+    Ignored,
+    /// Where a signal landed in the inbox, and whether its id was seen before.
+    Signal {
+        seq: u64,
+        duplicate: bool,
+    },
 }
 
 type Reply = oneshot::Sender<Result<Vec<WriteOutcome>, StoreError>>;
@@ -154,6 +183,11 @@ struct Tables<'t> {
     events: Table<'t, (&'static str, u64), &'static [u8]>,
     journal: Table<'t, (&'static str, u64), &'static [u8]>,
     artifacts: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    signals: Table<'t, (&'static str, u64), &'static [u8]>,
+    signal_ids: Table<'t, (&'static str, &'static str), u64>,
+    keys: Table<'t, &'static str, &'static str>,
+    children: Table<'t, (&'static str, &'static str), u8>,
+    progress: Table<'t, &'static str, &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
@@ -167,7 +201,32 @@ impl<'t> Tables<'t> {
             events: tx.open_table(EVENTS)?,
             journal: tx.open_table(JOURNAL)?,
             artifacts: tx.open_table(ARTIFACTS)?,
+            signals: tx.open_table(SIGNALS)?,
+            signal_ids: tx.open_table(SIGNAL_IDS)?,
+            keys: tx.open_table(KEYS)?,
+            children: tx.open_table(CHILDREN)?,
+            progress: tx.open_table(PROGRESS)?,
         })
+    }
+
+    fn get_run(&self, key: &str) -> Result<Option<RunRecord>, StoreError> {
+        Ok(match self.runs.get(key)? {
+            Some(v) => Some(serde_json::from_slice(v.value())?),
+            None => None,
+        })
+    }
+
+    fn put_run(&mut self, run: &RunRecord) -> Result<(), StoreError> {
+        let key = run.id.to_string();
+        self.runs
+            .insert(key.as_str(), serde_json::to_vec(run)?.as_slice())?;
+        if run.status.is_terminal() {
+            self.active.remove(key.as_str())?;
+            self.progress.remove(key.as_str())?;
+        } else {
+            self.active.insert(key.as_str(), 0)?;
+        }
+        Ok(())
     }
 
     fn apply(&mut self, w: Write) -> Result<WriteOutcome, StoreError> {
@@ -214,15 +273,85 @@ impl<'t> Tables<'t> {
                 )?;
                 Ok(WriteOutcome::Version(version))
             }
-            Write::PutRun(run) => {
-                let key = run.id.to_string();
-                self.runs
-                    .insert(key.as_str(), serde_json::to_vec(&run)?.as_slice())?;
-                if run.status.is_terminal() {
-                    self.active.remove(key.as_str())?;
-                } else {
-                    self.active.insert(key.as_str(), 0)?;
+            Write::PutRun(mut run) => {
+                // A cancel asked for while the run executed stands until the
+                // run ends.
+                if !run.status.is_terminal()
+                    && let Some(current) = self.get_run(&run.id.to_string())?
+                    && current.status == RunStatus::Cancelling
+                {
+                    run.status = RunStatus::Cancelling;
                 }
+                self.put_run(&run)?;
+                Ok(WriteOutcome::Done)
+            }
+            Write::SetStatus { run, status, wait } => {
+                let Some(mut rec) = self.get_run(&run.to_string())? else {
+                    return Ok(WriteOutcome::Ignored);
+                };
+                if rec.status.is_terminal() {
+                    return Ok(WriteOutcome::Ignored);
+                }
+                if rec.status != RunStatus::Cancelling {
+                    rec.status = status;
+                }
+                rec.wait = wait;
+                self.put_run(&rec)?;
+                Ok(WriteOutcome::Done)
+            }
+            Write::RequestCancel(run) => {
+                let Some(mut rec) = self.get_run(&run.to_string())? else {
+                    return Ok(WriteOutcome::Ignored);
+                };
+                if rec.status.is_terminal() {
+                    return Ok(WriteOutcome::Ignored);
+                }
+                rec.status = RunStatus::Cancelling;
+                self.put_run(&rec)?;
+                Ok(WriteOutcome::Done)
+            }
+            Write::Signal(run, mut signal) => {
+                let key = run.to_string();
+                if let Some(id) = &signal.id
+                    && let Some(seq) = self.signal_ids.get((key.as_str(), id.as_str()))?
+                {
+                    return Ok(WriteOutcome::Signal {
+                        seq: seq.value(),
+                        duplicate: true,
+                    });
+                }
+                let last = self
+                    .signals
+                    .range((key.as_str(), 0)..=(key.as_str(), u64::MAX))?
+                    .next_back()
+                    .transpose()?
+                    .map_or(0, |(k, _)| k.value().1);
+                signal.seq = last + 1;
+                if let Some(id) = &signal.id {
+                    self.signal_ids
+                        .insert((key.as_str(), id.as_str()), signal.seq)?;
+                }
+                self.signals.insert(
+                    (key.as_str(), signal.seq),
+                    serde_json::to_vec(&signal)?.as_slice(),
+                )?;
+                Ok(WriteOutcome::Signal {
+                    seq: signal.seq,
+                    duplicate: false,
+                })
+            }
+            Write::PutKey(k, run) => {
+                self.keys.insert(k.as_str(), run.to_string().as_str())?;
+                Ok(WriteOutcome::Done)
+            }
+            Write::PutChild { parent, child } => {
+                self.children
+                    .insert((parent.to_string().as_str(), child.to_string().as_str()), 0)?;
+                Ok(WriteOutcome::Done)
+            }
+            Write::Progress(run, p) => {
+                self.progress
+                    .insert(run.to_string().as_str(), serde_json::to_vec(&p)?.as_slice())?;
                 Ok(WriteOutcome::Done)
             }
             Write::AppendEvents(run, events) => {

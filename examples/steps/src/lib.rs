@@ -1,0 +1,41 @@
+//! `{"count":3,"pause_ms":100}` -> `{"count":3,"artifacts":["<sha256>","<sha256>","<sha256>"]}`
+//!
+//! For each step `i` in `1..=count`: sleeps `pause_ms` if given, writes the
+//! artifact `step-{i:04}.txt` (`step {i} of {count}\n`) and emits a `step`
+//! event `{"step": i}`. Returns the artifacts' digests in order.
+
+use runway_sdk::{Result, artifacts, emit, sleep};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::time::Duration;
+
+#[derive(Deserialize)]
+struct Input {
+    count: u32,
+    pause_ms: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Output {
+    count: u32,
+    artifacts: Vec<String>,
+}
+
+fn steps(input: Input) -> Result<Output> {
+    let mut digests = Vec::new();
+    for i in 1..=input.count {
+        if let Some(ms) = input.pause_ms {
+            sleep(Duration::from_millis(ms));
+        }
+        let body = format!("step {i} of {}\n", input.count);
+        let written = artifacts::write_with(&format!("step-{i:04}.txt"), "text/plain", body, None)?;
+        emit("step", &json!({ "step": i }))?;
+        digests.push(written.digest);
+    }
+    Ok(Output {
+        count: input.count,
+        artifacts: digests,
+    })
+}
+
+runway_sdk::workflow!(steps);

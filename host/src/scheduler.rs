@@ -1,0 +1,157 @@
+//! The runs this host is driving: how they are woken, cancelled and counted.
+//!
+//! Every non-terminal run the host knows about has a [`LiveRun`] here while
+//! its driver task lives — executing, parked with its instance kept warm, or
+//! parked after eviction. Waking is a [`Notify`] permit, so a wake that comes
+//! before the run starts waiting is not lost; a woken run always re-checks
+//! what it waits for, so a spurious wake costs a check, never a wrong answer.
+
+use crate::types::{RunId, RunRecord};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+
+/// One run driven by this host.
+pub(crate) struct LiveRun {
+    pub id: RunId,
+    /// Set once a cancel is asked for; the epoch callback and every wait
+    /// look at it.
+    pub cancel: AtomicBool,
+    /// Woken by signals, finished children, cancels.
+    pub wake: Notify,
+    done: watch::Sender<Option<RunRecord>>,
+    /// Whether the run can make progress by itself (executing, or parked on
+    /// a deadline), as opposed to waiting for outside input.
+    busy: AtomicBool,
+}
+
+impl LiveRun {
+    /// A run that is not registered anywhere (benchmarks time a sandbox
+    /// without a run behind it).
+    pub(crate) fn detached(id: RunId) -> Arc<LiveRun> {
+        Arc::new(LiveRun {
+            id,
+            cancel: AtomicBool::new(false),
+            wake: Notify::new(),
+            done: watch::channel(None).0,
+            busy: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// The live runs, the warm-instance slots and the launch queue.
+pub(crate) struct Registry {
+    runs: Mutex<HashMap<RunId, Arc<LiveRun>>>,
+    busy: watch::Sender<usize>,
+    /// Parked runs that may keep their instance in memory; a parked run
+    /// that gets no slot is evicted and rebuilt by replay when it wakes.
+    pub warm: Arc<Semaphore>,
+    /// Runs executing at once (a warm-parked run gives its permit back).
+    pub permits: Arc<Semaphore>,
+    launch: mpsc::UnboundedSender<Arc<LiveRun>>,
+}
+
+impl Registry {
+    pub(crate) fn new(
+        max_warm: usize,
+        max_concurrent: usize,
+    ) -> (Registry, mpsc::UnboundedReceiver<Arc<LiveRun>>) {
+        let (launch, rx) = mpsc::unbounded_channel();
+        let registry = Registry {
+            runs: Mutex::new(HashMap::new()),
+            busy: watch::channel(0).0,
+            warm: Arc::new(Semaphore::new(max_warm)),
+            permits: Arc::new(Semaphore::new(max_concurrent)),
+            launch,
+        };
+        (registry, rx)
+    }
+
+    /// Registers a run about to be driven; `None` if it already is.
+    pub(crate) fn register(&self, id: RunId) -> Option<Arc<LiveRun>> {
+        let mut runs = self.runs.lock();
+        if runs.contains_key(&id) {
+            return None;
+        }
+        let live = LiveRun::detached(id);
+        runs.insert(id, live.clone());
+        drop(runs);
+        self.set_busy(&live, true);
+        Some(live)
+    }
+
+    pub(crate) fn get(&self, id: RunId) -> Option<Arc<LiveRun>> {
+        self.runs.lock().get(&id).cloned()
+    }
+
+    /// Asks the launcher to drive a durably queued run. It counts as busy
+    /// from now on, before its driver starts.
+    pub(crate) fn launch(&self, id: RunId) {
+        if let Some(live) = self.register(id) {
+            // Closed only when the host is gone; recovery picks the run up.
+            let _ = self.launch.send(live);
+        }
+    }
+
+    /// Wakes a parked run so it re-checks what it waits for. It counts as
+    /// busy from now on, so [`Registry::idle`] cannot slip in between a
+    /// child ending and its parent waking.
+    pub(crate) fn wake(&self, id: RunId) {
+        if let Some(live) = self.get(id) {
+            self.set_busy(&live, true);
+            live.wake.notify_one();
+        }
+    }
+
+    /// Flags a run for cancellation and wakes it. Returns whether it is live here.
+    pub(crate) fn cancel(&self, id: RunId) -> bool {
+        match self.get(id) {
+            Some(live) => {
+                live.cancel.store(true, Ordering::Relaxed);
+                self.set_busy(&live, true);
+                live.wake.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn set_busy(&self, live: &LiveRun, busy: bool) {
+        if live.busy.swap(busy, Ordering::AcqRel) != busy {
+            self.busy.send_modify(|n| {
+                if busy {
+                    *n += 1;
+                } else {
+                    *n = n.saturating_sub(1);
+                }
+            });
+        }
+    }
+
+    /// Removes a run whose driver has stopped, publishing its record.
+    pub(crate) fn finish(&self, live: &LiveRun, record: Option<RunRecord>) {
+        self.runs.lock().remove(&live.id);
+        live.done.send_replace(record);
+        self.set_busy(live, false);
+    }
+
+    /// The run's end, once its driver stops (`None` inside if it stopped
+    /// without ending, e.g. on shutdown).
+    pub(crate) fn subscribe(&self, id: RunId) -> Option<watch::Receiver<Option<RunRecord>>> {
+        self.get(id).map(|l| l.done.subscribe())
+    }
+
+    /// Waits until no run can make progress by itself: every live run is
+    /// parked on outside input (a signal without a timeout, or a child that
+    /// is itself waiting for one).
+    pub(crate) async fn idle(&self) {
+        let mut rx = self.busy.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+}
