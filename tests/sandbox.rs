@@ -299,7 +299,10 @@ async fn a_busy_run_can_be_cancelled_at_once() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let asked = Instant::now();
-    assert!(host.cancel(id));
+    assert_eq!(
+        host.cancel(id).await.unwrap(),
+        runway::host::CancelOutcome::Cancelling
+    );
     let r = host.wait(id).await.unwrap();
     assert!(
         asked.elapsed() < Duration::from_millis(200),
@@ -310,7 +313,11 @@ async fn a_busy_run_can_be_cancelled_at_once() {
     assert_eq!(r.error.unwrap().code, ErrorCode::Cancelled);
     let events = host.store().events(id, 0, usize::MAX).unwrap();
     assert_eq!(events.last().unwrap().body.kind(), "cancelled");
-    assert!(!host.cancel(id), "a finished run is not cancellable");
+    assert_eq!(
+        host.cancel(id).await.unwrap(),
+        runway::host::CancelOutcome::AlreadyEnded(RunStatus::Cancelled),
+        "a finished run is not cancellable"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

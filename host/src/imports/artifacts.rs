@@ -75,7 +75,10 @@ impl Host for RunState {
             .replay(&call)
             .map_err(|e| self.fail(e.into()))?;
         let written = match replayed {
-            Some(w) => w,
+            Some(w) => {
+                self.shared.recorder.lock().replayed(0);
+                w
+            }
             None => {
                 let size = body.len() as u64;
                 let store = self.host.artifacts.clone();

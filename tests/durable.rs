@@ -1,0 +1,330 @@
+//! Durable execution in one process: timers, signals, child runs and
+//! cancellation, each run both ways — with parked instances kept warm, and
+//! with every park evicted and rebuilt by replay. The answers must match.
+
+mod support;
+
+use runway::types::{ErrorCode, EventBody, RunId, RunRecord, RunStatus};
+use runway::{Host, HostConfig};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// Warm slots for each mode: every park evicted, or all kept in memory.
+const MODES: [(&str, usize); 2] = [("evicted", 0), ("warm", 64)];
+
+async fn host(dir: &std::path::Path, warm: usize) -> Host {
+    let mut config = HostConfig::new(dir);
+    config.max_warm_instances = warm;
+    let host = Host::open(config).await.expect("opening a host");
+    for name in ["hello", "sleepy", "collect", "fanout", "steps"] {
+        host.deploy(support::wasm_bytes(name), &support::manifest(name))
+            .await
+            .unwrap_or_else(|e| panic!("deploying {name}: {e}"));
+    }
+    host
+}
+
+async fn finish(host: &Host, id: RunId) -> RunRecord {
+    tokio::time::timeout(Duration::from_secs(60), host.wait(id))
+        .await
+        .expect("the run ended in time")
+        .expect("waiting for a run")
+}
+
+/// Polls until the run has the status.
+async fn until_status(host: &Host, id: RunId, status: RunStatus) {
+    let t0 = Instant::now();
+    loop {
+        let r = host.store().run(id).unwrap().unwrap();
+        if r.status == status {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "run stayed {:?}, never {status:?}",
+            r.status
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn events(host: &Host, id: RunId) -> Vec<runway::types::Event> {
+    host.store().events(id, 0, usize::MAX).unwrap()
+}
+
+/// The log is gap-free from 1, and holds each kind as often as expected.
+fn assert_log(host: &Host, id: RunId) -> Vec<runway::types::Event> {
+    let ev = events(host, id);
+    let seqs: Vec<u64> = ev.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=ev.len() as u64).collect::<Vec<_>>(), "{ev:#?}");
+    ev
+}
+
+fn count(ev: &[runway::types::Event], kind: &str) -> usize {
+    ev.iter().filter(|e| e.body.kind() == kind).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sleeping_run_wakes_on_time_and_replays_clock_and_random() {
+    for (mode, warm) in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let host = host(dir.path(), warm).await;
+        let id = host.start("sleepy", json!({ "ms": 200 })).await.unwrap();
+        until_status(&host, id, RunStatus::Sleeping).await;
+        let r = finish(&host, id).await;
+        assert_eq!(r.status, RunStatus::Completed, "{mode}: {r:?}");
+        let out = r.output.unwrap();
+        let late =
+            out["after_ms"].as_u64().unwrap() as i64 - out["until_ms"].as_u64().unwrap() as i64;
+        assert!(
+            (0..100).contains(&late),
+            "{mode}: woke {late} ms after its deadline"
+        );
+        // What the guest saw before parking is what it returns after: in
+        // evicted mode that is a replay answering from the journal.
+        let ev = assert_log(&host, id);
+        let before = ev
+            .iter()
+            .find_map(|e| match &e.body {
+                EventBody::Custom { name, payload } if name == "before" => Some(payload.clone()),
+                _ => None,
+            })
+            .expect("a before event");
+        assert_eq!(before["clock_ms"], out["before_ms"], "{mode}");
+        assert_eq!(before["random"], out["random"], "{mode}");
+        assert_eq!(count(&ev, "custom"), 1, "{mode}: replay repeated an event");
+        assert_eq!(count(&ev, "sleeping"), 1, "{mode}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_are_buffered_taken_in_order_once_deduplicated_and_time_out() {
+    for (mode, warm) in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let host = host(dir.path(), warm).await;
+        // Queued, not started: these signals arrive before any wait.
+        let id = host
+            .enqueue(
+                "collect",
+                None,
+                json!({ "name": "x", "count": 4, "timeout_ms": 400 }),
+            )
+            .await
+            .unwrap();
+        let a = host
+            .signal(id, "x", json!(1), Some("a".into()))
+            .await
+            .unwrap();
+        host.signal(id, "other", json!("no"), None).await.unwrap();
+        let b = host
+            .signal(id, "x", json!(2), Some("b".into()))
+            .await
+            .unwrap();
+        let dup = host
+            .signal(id, "x", json!(99), Some("a".into()))
+            .await
+            .unwrap();
+        assert!(!a.duplicate && !b.duplicate && dup.duplicate, "{mode}");
+        assert_eq!(dup.seq, a.seq, "{mode}");
+        assert!(host.resume(id));
+        // The third arrives while the run waits.
+        until_status(&host, id, RunStatus::WaitingSignal).await;
+        host.signal(id, "x", json!(3), None).await.unwrap();
+        let r = finish(&host, id).await;
+        assert_eq!(r.status, RunStatus::Completed, "{mode}: {r:?}");
+        assert_eq!(
+            r.output.unwrap(),
+            json!({ "signals": [1, 2, 3, null] }),
+            "{mode}"
+        );
+        let ev = assert_log(&host, id);
+        assert_eq!(count(&ev, "signal_received"), 3, "{mode}: {ev:#?}");
+        // A signal to a run that has ended is refused.
+        let e = host.signal(id, "x", json!(4), None).await.unwrap_err();
+        assert_eq!(e.code(), "RUN_ENDED");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_starts_each_child_once_and_joins_their_outputs() {
+    let mut outputs = Vec::new();
+    for (mode, warm) in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let host = host(dir.path(), warm).await;
+        let names = ["ada", "bob", "cy", "dee", "eve"];
+        let id = host
+            .start("fanout", json!({ "names": names }))
+            .await
+            .unwrap();
+        let r = finish(&host, id).await;
+        assert_eq!(r.status, RunStatus::Completed, "{mode}: {r:?}");
+        let children = host.store().children(id).unwrap();
+        assert_eq!(children.len(), names.len(), "{mode}");
+        let hellos = host.store().runs(None, Some("hello"), 100).unwrap();
+        assert_eq!(
+            hellos.len(),
+            names.len(),
+            "{mode}: a child was started twice"
+        );
+        for c in &hellos {
+            assert_eq!(c.parent, Some(id), "{mode}");
+            assert_eq!(c.depth, 1, "{mode}");
+            assert_eq!(c.status, RunStatus::Completed, "{mode}");
+        }
+        let ev = assert_log(&host, id);
+        assert_eq!(count(&ev, "child_started"), names.len(), "{mode}");
+        outputs.push(r.output.unwrap());
+    }
+    assert_eq!(outputs[0], outputs[1], "evicted and warm runs disagree");
+    assert_eq!(
+        outputs[0]["greetings"][4],
+        json!("Hello, eve!"),
+        "{:?}",
+        outputs[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_with_parks_write_each_artifact_and_event_once() {
+    let mut outputs = Vec::new();
+    for (mode, warm) in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let host = host(dir.path(), warm).await;
+        let id = host
+            .start("steps", json!({ "count": 6, "pause_ms": 5 }))
+            .await
+            .unwrap();
+        let r = finish(&host, id).await;
+        assert_eq!(r.status, RunStatus::Completed, "{mode}: {r:?}");
+        let ev = assert_log(&host, id);
+        assert_eq!(count(&ev, "artifact_written"), 6, "{mode}");
+        assert_eq!(count(&ev, "custom"), 6, "{mode}");
+        assert_eq!(host.store().artifacts(id).unwrap().len(), 6, "{mode}");
+        // Usage counts the whole run once, however often it was rebuilt.
+        assert_eq!(r.usage.events, 12, "{mode}: {:?}", r.usage);
+        outputs.push(r.output.unwrap());
+    }
+    assert_eq!(outputs[0], outputs[1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_failures_are_typed_and_fan_out_is_budgeted() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host(dir.path(), 0).await;
+    // A child that fails: hello without a name.
+    let id = host
+        .start("fanout", json!({ "names": ["ok"] }))
+        .await
+        .unwrap();
+    assert_eq!(finish(&host, id).await.status, RunStatus::Completed);
+    host.deploy(
+        support::wasm_bytes("hostile"),
+        "slug = \"hello\"\n[budget]\nmax_duration = \"5s\"\n",
+    )
+    .await
+    .unwrap();
+    let id = host
+        .start("fanout", json!({ "names": ["x"] }))
+        .await
+        .unwrap();
+    let r = finish(&host, id).await;
+    assert_eq!(r.status, RunStatus::Failed, "{r:?}");
+    let e = r.error.unwrap();
+    assert_eq!(e.code, ErrorCode::ProgramError);
+    assert!(
+        e.message.contains("CHILD_FAILED") && e.message.contains("INVALID_INPUT"),
+        "{}",
+        e.message
+    );
+
+    // max_children stops a run at the start that crosses it.
+    let manifest = format!(
+        "{}\nmax_children = 2\n",
+        support::manifest("fanout").trim_end()
+    );
+    host.deploy(support::wasm_bytes("fanout"), &manifest)
+        .await
+        .unwrap();
+    let id = host
+        .start("fanout", json!({ "names": ["a", "b", "c"] }))
+        .await
+        .unwrap();
+    let r = finish(&host, id).await;
+    assert_eq!(r.status, RunStatus::Failed, "{r:?}");
+    assert_eq!(r.error.unwrap().code, ErrorCode::BudgetExceeded);
+    assert_eq!(host.store().children(id).unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_parent_cancels_its_waiting_children() {
+    for (mode, warm) in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let host = host(dir.path(), warm).await;
+        // Children that wait for a signal: `approval`, deployed as "hello".
+        host.deploy(
+            support::wasm_bytes("approval"),
+            "slug = \"hello\"\n[budget]\nmax_duration = \"1h\"\n",
+        )
+        .await
+        .unwrap();
+        let id = host
+            .start("fanout", json!({ "names": ["a", "b"] }))
+            .await
+            .unwrap();
+        until_status(&host, id, RunStatus::WaitingChild).await;
+        let children = host.store().children(id).unwrap();
+        assert_eq!(children.len(), 2);
+        for c in &children {
+            until_status(&host, *c, RunStatus::WaitingSignal).await;
+        }
+        host.cancel(id).await.unwrap();
+        let r = finish(&host, id).await;
+        assert_eq!(r.status, RunStatus::Cancelled, "{mode}: {r:?}");
+        assert_eq!(r.error.unwrap().code, ErrorCode::Cancelled);
+        for c in children {
+            let child = finish(&host, c).await;
+            assert_eq!(child.status, RunStatus::Cancelled, "{mode}: {child:?}");
+            let ev = assert_log(&host, c);
+            assert_eq!(ev.last().unwrap().body.kind(), "cancelled");
+        }
+        // Cancelling again says it had ended.
+        let again = host.cancel(id).await.unwrap();
+        assert_eq!(
+            again,
+            runway::host::CancelOutcome::AlreadyEnded(RunStatus::Cancelled)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sleeping_run_is_cancelled_at_once_and_idle_returns() {
+    for (mode, warm) in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let host = host(dir.path(), warm).await;
+        let id = host.start("sleepy", json!({ "ms": 60_000 })).await.unwrap();
+        until_status(&host, id, RunStatus::Sleeping).await;
+        let t0 = Instant::now();
+        host.cancel(id).await.unwrap();
+        let r = finish(&host, id).await;
+        assert!(t0.elapsed() < Duration::from_secs(2), "{mode}");
+        assert_eq!(r.status, RunStatus::Cancelled, "{mode}: {r:?}");
+
+        // A run waiting for a signal without a timeout leaves the host idle.
+        let id = host
+            .start("collect", json!({ "name": "go", "count": 1 }))
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), host.idle())
+            .await
+            .expect("idle while waiting for outside input");
+        let r = host.store().run(id).unwrap().unwrap();
+        assert_eq!(r.status, RunStatus::WaitingSignal, "{mode}");
+        host.signal(id, "go", Value::Bool(true), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            finish(&host, id).await.output.unwrap(),
+            json!({ "signals": [true] })
+        );
+    }
+}
