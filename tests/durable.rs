@@ -199,9 +199,11 @@ async fn steps_with_parks_write_each_artifact_and_event_once() {
         let ev = assert_log(&host, id);
         assert_eq!(count(&ev, "artifact_written"), 6, "{mode}");
         assert_eq!(count(&ev, "custom"), 6, "{mode}");
+        // Stdout printed before a park is not printed again by the replay.
+        assert_eq!(count(&ev, "program_output"), 6, "{mode}: {ev:#?}");
         assert_eq!(host.store().artifacts(id).unwrap().len(), 6, "{mode}");
         // Usage counts the whole run once, however often it was rebuilt.
-        assert_eq!(r.usage.events, 12, "{mode}: {:?}", r.usage);
+        assert_eq!(r.usage.events, 18, "{mode}: {:?}", r.usage);
         outputs.push(r.output.unwrap());
     }
     assert_eq!(outputs[0], outputs[1]);
@@ -327,4 +329,29 @@ async fn a_sleeping_run_is_cancelled_at_once_and_idle_returns() {
             json!({ "signals": [true] })
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_replays_on_the_version_it_started_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host(dir.path(), 0).await;
+    let id = host.start("sleepy", json!({ "ms": 300 })).await.unwrap();
+    until_status(&host, id, RunStatus::Sleeping).await;
+    // A different component becomes the newest "sleepy" while it sleeps.
+    let v2 = host
+        .deploy(
+            support::wasm_bytes("hello"),
+            "slug = \"sleepy\"\n[budget]\nmax_duration = \"5s\"\n",
+        )
+        .await
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    let r = finish(&host, id).await;
+    assert_eq!(r.status, RunStatus::Completed, "{r:?}");
+    assert_eq!(r.version, 1);
+    assert!(r.output.unwrap().get("random").is_some());
+    // New runs get the new version.
+    let r = host.run("sleepy", json!({ "name": "v2" })).await.unwrap();
+    assert_eq!(r.version, 2);
+    assert_eq!(r.output.unwrap()["greeting"], "Hello, v2!");
 }

@@ -1,4 +1,4 @@
-//! `{"ms":1000}` -> `{"slept_ms":1000,"before_ms":..,"random":..,"after_ms":..,"until_ms":..}`
+//! `{"ms":1000}` -> `{"slept_ms":1000,"before_ms":..,"random":..,"after_ms":..,"after_us":..,"until_ms":..}`
 //!
 //! Reads the wall clock and a random number, emits them as a `before` event,
 //! sleeps `ms` (default 1000) on a durable timer, then reads the clock
@@ -25,6 +25,8 @@ struct Output {
     before_ms: u64,
     random: u64,
     after_ms: u64,
+    /// The clock after the sleep in microseconds, for lateness measurements.
+    after_us: u64,
     until_ms: u64,
 }
 
@@ -43,12 +45,17 @@ fn sleepy(input: Input) -> Result<Output> {
         &json!({ "clock_ms": before_ms, "random": random }),
     )?;
     sleep(Duration::from_millis(input.ms));
-    let after_ms = now_ms()?;
+    let after = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(Error::msg)?;
+    let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+    let after_us = u64::try_from(after.as_micros()).unwrap_or(u64::MAX);
     Ok(Output {
         slept_ms: input.ms,
         before_ms,
         random,
         after_ms,
+        after_us,
         until_ms: before_ms.saturating_add(input.ms),
     })
 }

@@ -2,7 +2,8 @@
 //!
 //! For each step `i` in `1..=count`: sleeps `pause_ms` if given, writes the
 //! artifact `step-{i:04}.txt` (`step {i} of {count}\n`) and emits a `step`
-//! event `{"step": i}`. Returns the artifacts' digests in order.
+//! event `{"step": i}`, and prints `step {i} done`. With `end_sleep_ms`, sleeps
+//! once more at the end. Returns the artifacts' digests in order.
 
 use runway_sdk::{Result, artifacts, emit, sleep};
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,8 @@ use std::time::Duration;
 struct Input {
     count: u32,
     pause_ms: Option<u64>,
+    /// A last durable sleep after the steps (benchmarks replay through it).
+    end_sleep_ms: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -30,7 +33,11 @@ fn steps(input: Input) -> Result<Output> {
         let body = format!("step {i} of {}\n", input.count);
         let written = artifacts::write_with(&format!("step-{i:04}.txt"), "text/plain", body, None)?;
         emit("step", &json!({ "step": i }))?;
+        println!("step {i} done");
         digests.push(written.digest);
+    }
+    if let Some(ms) = input.end_sleep_ms {
+        sleep(Duration::from_millis(ms));
     }
     Ok(Output {
         count: input.count,
