@@ -191,7 +191,7 @@ async fn steps_with_parks_write_each_artifact_and_event_once() {
         let dir = tempfile::tempdir().unwrap();
         let host = host(dir.path(), warm).await;
         let id = host
-            .start("steps", json!({ "count": 6, "pause_ms": 5 }))
+            .start("steps", json!({ "count": 6, "pause_ms": 5, "print": true }))
             .await
             .unwrap();
         let r = finish(&host, id).await;
@@ -354,4 +354,33 @@ async fn a_run_replays_on_the_version_it_started_on() {
     let r = host.run("sleepy", json!({ "name": "v2" })).await.unwrap();
     assert_eq!(r.version, 2);
     assert_eq!(r.output.unwrap()["greeting"], "Hello, v2!");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_finishes_an_interrupted_cancel_and_runs_what_was_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host(dir.path(), 0).await;
+    let queued = host
+        .enqueue("hello", None, json!({ "name": "later" }))
+        .await
+        .unwrap();
+    let doomed = host
+        .enqueue("sleepy", None, json!({ "ms": 60_000 }))
+        .await
+        .unwrap();
+    // What a host that died right after accepting a cancel leaves behind.
+    host.store()
+        .commit(vec![runway::store::Write::RequestCancel(doomed)])
+        .await
+        .unwrap();
+    assert_eq!(
+        host.store().run(doomed).unwrap().unwrap().status,
+        RunStatus::Cancelling
+    );
+    assert_eq!(host.recover().await.unwrap(), 2);
+    host.idle().await;
+    assert_eq!(finish(&host, doomed).await.status, RunStatus::Cancelled);
+    let r = finish(&host, queued).await;
+    assert_eq!(r.output.unwrap()["greeting"], "Hello, later!");
+    assert!(host.store().active_runs().unwrap().is_empty());
 }

@@ -582,14 +582,24 @@ impl Host {
             return Ok(CancelOutcome::AlreadyEnded(record.status));
         }
         // Durable first: a crash before the run stops still ends it cancelled.
-        self.store().commit(vec![Write::RequestCancel(id)]).await?;
-        let outcome = if self.registry().cancel(id) {
+        let out = self.store().commit(vec![Write::RequestCancel(id)]).await?;
+        let outcome = if out.first() == Some(&WriteOutcome::Ignored) {
+            // It ended in the meantime.
+            let status = self.store().run(id)?.map_or(record.status, |r| r.status);
+            return Ok(CancelOutcome::AlreadyEnded(status));
+        } else if self.registry().cancel(id) {
             CancelOutcome::Cancelling
         } else {
-            let mut record = record;
-            record.status = RunStatus::Cancelling;
-            self.end_unexecuted(record, RunFault::Cancelled).await;
-            CancelOutcome::Cancelled
+            match self.store().run(id)? {
+                Some(r) if r.status.is_terminal() => {
+                    return Ok(CancelOutcome::AlreadyEnded(r.status));
+                }
+                Some(r) => {
+                    self.end_unexecuted(r, RunFault::Cancelled).await;
+                    CancelOutcome::Cancelled
+                }
+                None => return Err(HostError::RunNotFound(id)),
+            }
         };
         for child in self.store().children(id)? {
             Box::pin(self.cancel(child)).await?;

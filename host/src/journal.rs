@@ -19,10 +19,11 @@
 //! DESIGN.md); the journal only collects them.
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 /// One recorded call.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct JournalEntry {
     /// 1-based position among the run's journaled calls.
     pub seq: u64,
@@ -31,11 +32,19 @@ pub struct JournalEntry {
     /// Hex digest of the arguments (first 16 bytes of sha256).
     pub args: String,
     /// The result the guest saw (never a secret value); for a pending
-    /// entry, what the wait needs to resume.
-    pub result: serde_json::Value,
+    /// entry, what the wait needs to resume. Kept as JSON text: a replay
+    /// decodes each result once, straight into the type the call returns.
+    pub result: Box<RawValue>,
     /// The call parked the run and has no result yet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pending: bool,
+}
+
+/// `value` as JSON text (`null` if it cannot be encoded, which our own
+/// result types never fail to).
+fn raw<T: Serialize>(value: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value)
+        .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null is JSON"))
 }
 
 /// How [`Journal::step`] says to go on with a call.
@@ -141,10 +150,10 @@ impl Journal {
             self.calls = seq;
             return Ok(Step::Pending {
                 seq,
-                data: entry.result.clone(),
+                data: serde_json::from_str(entry.result.get()).unwrap_or_default(),
             });
         }
-        let value = serde_json::from_value(entry.result.clone()).map_err(|e| Nondeterminism {
+        let value = serde_json::from_str(entry.result.get()).map_err(|e| Nondeterminism {
             seq,
             expected: format!("{} returning a recorded value", entry.call),
             actual: format!("a value of another shape ({e})"),
@@ -170,7 +179,7 @@ impl Journal {
             seq,
             call: call.name.to_owned(),
             args: call.args,
-            result: serde_json::to_value(result).unwrap_or(serde_json::Value::Null),
+            result: raw(result),
             pending: false,
         });
     }
@@ -182,7 +191,7 @@ impl Journal {
             seq: self.calls,
             call: call.name.to_owned(),
             args: call.args,
-            result: serde_json::to_value(result).unwrap_or(serde_json::Value::Null),
+            result: raw(result),
             pending: false,
         });
     }
@@ -208,7 +217,7 @@ impl Journal {
             .iter()
             .rev()
             .find(|e| e.call == name)
-            .and_then(|e| serde_json::from_value(e.result.clone()).ok())
+            .and_then(|e| serde_json::from_str(e.result.get()).ok())
     }
 
     /// Entries recorded since the last call, to be committed.
@@ -267,7 +276,7 @@ mod tests {
             seq: 1,
             call: "kv.put".into(),
             args: Call::new("kv.put", &[b"a"]).args,
-            result: serde_json::json!(1),
+            result: raw(&1),
             pending: false,
         }]);
         let err = again2

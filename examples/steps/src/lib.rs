@@ -2,7 +2,7 @@
 //!
 //! For each step `i` in `1..=count`: sleeps `pause_ms` if given, writes the
 //! artifact `step-{i:04}.txt` (`step {i} of {count}\n`) and emits a `step`
-//! event `{"step": i}`, and prints `step {i} done`. With `end_sleep_ms`, sleeps
+//! event `{"step": i}`, and with `"print": true` prints `step {i} done`. With `end_sleep_ms`, sleeps
 //! once more at the end. Returns the artifacts' digests in order.
 
 use runway_sdk::{Result, artifacts, emit, sleep};
@@ -16,6 +16,9 @@ struct Input {
     pause_ms: Option<u64>,
     /// A last durable sleep after the steps (benchmarks replay through it).
     end_sleep_ms: Option<u64>,
+    /// Print `step {i} done` to stdout after each step.
+    #[serde(default)]
+    print: bool,
 }
 
 #[derive(Serialize)]
@@ -33,7 +36,9 @@ fn steps(input: Input) -> Result<Output> {
         let body = format!("step {i} of {}\n", input.count);
         let written = artifacts::write_with(&format!("step-{i:04}.txt"), "text/plain", body, None)?;
         emit("step", &json!({ "step": i }))?;
-        println!("step {i} done");
+        if input.print {
+            println!("step {i} done");
+        }
         digests.push(written.digest);
     }
     if let Some(ms) = input.end_sleep_ms {

@@ -152,7 +152,7 @@ impl RunState {
         result: &T,
     ) -> wasmtime::Result<bool> {
         let mut journal = self.shared.journal.lock();
-        match journal.replay::<serde_json::Value>(&call) {
+        match journal.replay::<serde::de::IgnoredAny>(&call) {
             Ok(Some(_)) => Ok(false),
             Ok(None) => {
                 journal.record(call, result);

@@ -179,9 +179,19 @@ impl Recorder {
     }
 
     fn output_event(&mut self, stream: OutputStream, chunk: &[u8]) -> Result<(), RunFault> {
+        let i = stream as usize;
+        self.emitted[i] += chunk.len() as u64;
+        // Chunking is a pure function of the bytes, so a replay meets the
+        // same chunks: this one is in the log already.
+        let replayed = self.emitted[i] <= self.recorded[i];
+        if replayed && stream == OutputStream::Stdout {
+            self.guest_events += 1;
+            return Ok(());
+        }
         let text = String::from_utf8_lossy(chunk);
         let text = self.masker.mask(text.trim_end_matches('\n'));
         if stream == OutputStream::Stderr {
+            // Kept on replay too: it explains a trap.
             self.stderr_tail.push_str(&text);
             self.stderr_tail.push('\n');
             if self.stderr_tail.len() > STDERR_TAIL {
@@ -192,11 +202,7 @@ impl Recorder {
                 self.stderr_tail.drain(..cut);
             }
         }
-        let i = stream as usize;
-        self.emitted[i] += chunk.len() as u64;
-        if self.emitted[i] <= self.recorded[i] {
-            // Chunking is a pure function of the bytes, so a replay meets the
-            // same chunks: this one is already in the log.
+        if replayed {
             self.guest_events += 1;
             return Ok(());
         }
