@@ -23,6 +23,17 @@ RUNWAY_SECRET_REPORT_TOKEN=demo-token $runway exec "$guests/report.wasm" --manif
 run_id=$($runway runs --workflow report --limit 1 --json | sed -n 's/.*"run_id": *"\([^"]*\)".*/\1/p' | head -n 1)
 $runway events "$run_id"
 
+echo "==> durable: fanout starts three child runs of hello and joins them"
+$runway deploy "$guests/fanout.wasm" --manifest examples/fanout/runway.toml
+$runway run fanout --input '{"names":["Ada","Bob","Cy"]}'
+
+echo "==> durable: approval waits for a signal (the run parks; the command returns)"
+$runway deploy "$guests/approval.wasm" --manifest examples/approval/runway.toml
+$runway run approval --input '{"request":"ship it"}' || true
+run_id=$($runway runs --workflow approval --status waiting-signal --limit 1 --json | sed -n 's/.*"run_id": *"\([^"]*\)".*/\1/p' | head -n 1)
+echo "==> runway signal $run_id approve --data '{\"by\":\"ada\"}'"
+$runway signal "$run_id" approve --data '{"by":"ada"}'
+
 echo "==> runway workflows"
 $runway workflows
 echo "==> data is in ./.runway; try: $runway runs"

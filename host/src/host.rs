@@ -404,11 +404,17 @@ impl Host {
         };
         let loaded = (|| -> Result<_, HostError> {
             let manifest = self.manifest_of(&record)?;
+            if record.status == RunStatus::Queued && record.started_at.is_none() {
+                // Never executed: nothing journaled, only the queued event
+                // (the running status is written before any journal entry).
+                let progress = Progress {
+                    next_seq: 2,
+                    output: [0, 0],
+                };
+                return Ok((manifest, Vec::new(), progress));
+            }
             let history = self.store().journal(record.id)?;
-            let progress = self.store().progress(record.id)?.unwrap_or(Progress {
-                next_seq: 2,
-                output: [0, 0],
-            });
+            let progress = self.store().progress(record.id)?;
             Ok((manifest, history, progress))
         })();
         let (manifest, history, progress) = match loaded {
@@ -454,6 +460,10 @@ impl Host {
 
     /// The manifest a run is pinned to.
     fn manifest_of(&self, record: &RunRecord) -> Result<Arc<Manifest>, HostError> {
+        let key = (record.workflow.clone(), record.version);
+        if let Some(m) = self.inner.manifests.lock().get(&key) {
+            return Ok(m.clone());
+        }
         let wf = self
             .store()
             .workflow(&record.workflow, Some(record.version))?
@@ -464,8 +474,11 @@ impl Host {
     /// Ends a run that is not executing (parked, or never resumed) with `fault`.
     async fn end_unexecuted(&self, mut record: RunRecord, fault: RunFault) -> RunRecord {
         let mut seq = match self.store().progress(record.id) {
-            Ok(p) => p.map_or(2, |p| p.next_seq),
-            Err(_) => 2,
+            Ok(p) => p.next_seq,
+            Err(e) => {
+                tracing::error!(run = %record.id, error = %e, "could not read where a run's log stands");
+                return record;
+            }
         };
         let mut events = Vec::new();
         let mut event = |body| {

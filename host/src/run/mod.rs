@@ -87,7 +87,9 @@ impl RunShared {
         );
         if !events.is_empty() {
             writes.push(Write::AppendEvents(self.run, events));
-            writes.push(Write::Progress(self.run, self.recorder.lock().progress()));
+            if let Some(output) = self.recorder.lock().output_progress() {
+                writes.push(Write::Progress(self.run, output));
+            }
         }
         writes
     }

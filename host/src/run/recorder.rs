@@ -222,15 +222,17 @@ impl Recorder {
         std::mem::take(&mut self.pending)
     }
 
-    /// Where the log stands, for a later resume.
-    pub(crate) fn progress(&self) -> Progress {
-        Progress {
-            next_seq: self.next_seq,
-            output: [
-                self.emitted[0].max(self.recorded[0]),
-                self.emitted[1].max(self.recorded[1]),
-            ],
-        }
+    /// How much output is recorded as events, if that changed since the
+    /// last call (written beside the events, for a later resume).
+    pub(crate) fn output_progress(&mut self) -> Option<[u64; 2]> {
+        let now = [
+            self.emitted[0].max(self.recorded[0]),
+            self.emitted[1].max(self.recorded[1]),
+        ];
+        (now != self.recorded).then(|| {
+            self.recorded = now;
+            now
+        })
     }
 }
 

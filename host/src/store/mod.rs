@@ -219,13 +219,24 @@ impl Store {
         Ok(out)
     }
 
-    /// Where a run's log stands (`None` for a run that never executed).
-    pub fn progress(&self, run: RunId) -> Result<Option<Progress>, StoreError> {
+    /// Where a run's log stands: the next event number, and how much of its
+    /// output is recorded.
+    pub fn progress(&self, run: RunId) -> Result<Progress, StoreError> {
         let tx = self.db.begin_read()?;
-        let t = tx.open_table(PROGRESS)?;
-        Ok(match t.get(run.to_string().as_str())? {
-            Some(v) => Some(serde_json::from_slice(v.value())?),
-            None => None,
+        let key = run.to_string();
+        let events = tx.open_table(EVENTS)?;
+        let last = events
+            .range((key.as_str(), 0)..=(key.as_str(), u64::MAX))?
+            .next_back()
+            .transpose()?
+            .map_or(0, |(k, _)| k.value().1);
+        let output = match tx.open_table(PROGRESS)?.get(key.as_str())? {
+            Some(v) => serde_json::from_slice(v.value())?,
+            None => [0, 0],
+        };
+        Ok(Progress {
+            next_seq: last + 1,
+            output,
         })
     }
 

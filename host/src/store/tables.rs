@@ -11,8 +11,11 @@ pub const WORKFLOWS: TableDefinition<&str, u32> = TableDefinition::new("workflow
 pub const VERSIONS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("workflow_versions");
 /// run id -> `RunRecord`.
 pub const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
-/// run id -> 0, for every run that is not terminal (recovery scans this).
+/// run id -> 0 (or [`CANCEL_REQUESTED`]), for every run that is not
+/// terminal (recovery scans this).
 pub const ACTIVE_RUNS: TableDefinition<&str, u8> = TableDefinition::new("active_runs");
+/// The `ACTIVE_RUNS` value of a run being cancelled.
+pub const CANCEL_REQUESTED: u8 = 1;
 /// (run id, seq) -> `Event`.
 pub const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
 /// (run id, call seq) -> `JournalEntry`.
@@ -28,7 +31,7 @@ pub const SIGNAL_IDS: TableDefinition<(&str, &str), u64> = TableDefinition::new(
 pub const KEYS: TableDefinition<&str, &str> = TableDefinition::new("idempotency_keys");
 /// (parent run id, child run id) -> 0.
 pub const CHILDREN: TableDefinition<(&str, &str), u8> = TableDefinition::new("children");
-/// run id -> `Progress`: where a resumed run's event log goes on.
+/// run id -> `[stdout, stderr]` bytes already recorded as events.
 pub const PROGRESS: TableDefinition<&str, &[u8]> = TableDefinition::new("progress");
 
 /// Creates every table so read transactions never meet a missing one.

@@ -52,8 +52,9 @@ pub enum Write {
         parent: RunId,
         child: RunId,
     },
-    /// Where the run's event log and output go on after a resume.
-    Progress(RunId, super::Progress),
+    /// Bytes of stdout and stderr recorded as events so far, so a resumed
+    /// run does not print them again.
+    Progress(RunId, [u64; 2]),
 }
 
 /// What a write produced, in the order the writes were given.
@@ -224,7 +225,12 @@ impl<'t> Tables<'t> {
             self.active.remove(key.as_str())?;
             self.progress.remove(key.as_str())?;
         } else {
-            self.active.insert(key.as_str(), 0)?;
+            let flag = if run.status == RunStatus::Cancelling {
+                CANCEL_REQUESTED
+            } else {
+                0
+            };
+            self.active.insert(key.as_str(), flag)?;
         }
         Ok(())
     }
@@ -275,10 +281,13 @@ impl<'t> Tables<'t> {
             }
             Write::PutRun(mut run) => {
                 // A cancel asked for while the run executed stands until the
-                // run ends.
+                // run ends (the active index marks it, cheaper than a read
+                // of the record).
                 if !run.status.is_terminal()
-                    && let Some(current) = self.get_run(&run.id.to_string())?
-                    && current.status == RunStatus::Cancelling
+                    && self
+                        .active
+                        .get(run.id.to_string().as_str())?
+                        .is_some_and(|v| v.value() == CANCEL_REQUESTED)
                 {
                     run.status = RunStatus::Cancelling;
                 }
