@@ -412,3 +412,62 @@ fn a_missing_manifest_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("runway.toml"), "{}", text(&out));
 }
+
+#[test]
+fn signal_cancel_detach_and_resume_from_the_command_line() {
+    let cli = Cli::new();
+    // A run waiting for a signal: `run` returns (exit 1) and says how to go on.
+    let out = cli.exec("approval", r#"{"request":"ship"}"#, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("runway signal"), "{}", text(&out));
+    let waiting = cli.json(&["runs", "--status", "waiting-signal", "--json"]);
+    let id = waiting[0]["run_id"].as_str().unwrap().to_owned();
+
+    let v = cli.json(&[
+        "signal",
+        &id,
+        "approve",
+        "--data",
+        r#"{"by":"ada"}"#,
+        "--id",
+        "s1",
+        "--json",
+    ]);
+    assert_eq!(v["status"], "completed", "{v}");
+    assert_eq!(v["duplicate"], false);
+    let out = cli.run(&["signal", &id, "approve", "--id", "s1"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a signal to an ended run: {}",
+        text(&out)
+    );
+    assert!(text(&out).contains("already ended"), "{}", text(&out));
+
+    // Queued with --detach, cancelled before anything ran.
+    let v = cli.json(&["run", "approval", "--detach", "--json"]);
+    assert_eq!(v["status"], "queued");
+    let queued = v["run_id"].as_str().unwrap().to_owned();
+    let v = cli.json(&["cancel", &queued, "--json"]);
+    assert_eq!(v["status"], "cancelled", "{v}");
+    let v = cli.json(&["cancel", &queued, "--json"]);
+    assert_eq!(v["outcome"]["already_ended"], "cancelled", "{v}");
+
+    // Queued with --detach, executed by resume.
+    let v = cli.json(&[
+        "run",
+        "approval",
+        "--detach",
+        "--json",
+        "--input",
+        r#"{"timeout_ms":10}"#,
+    ]);
+    let later = v["run_id"].as_str().unwrap().to_owned();
+    let list = cli.json(&["resume", "--json"]);
+    assert_eq!(list[0]["run_id"], json!(later), "{list}");
+    assert_eq!(list[0]["status"], "completed", "{list}");
+    assert_eq!(list[0]["output"]["approved"], false, "{list}");
+    let out = cli.run(&["resume"]);
+    assert!(out.status.success());
+    assert!(text(&out).contains("nothing to resume"), "{}", text(&out));
+}
