@@ -329,7 +329,9 @@ impl Host {
                     Err(fault) => break self.end_unexecuted(record, fault).await,
                 }
             }
-            match self.execute_once(&live, record).await {
+            // Boxed: a parked driver then holds a few hundred bytes, not
+            // the whole execution's state machine (10,000 sleeping runs).
+            match Box::pin(self.execute_once(&live, record)).await {
                 Executed::Finished(r) => break r,
                 Executed::Parked(r) => record = r,
             }

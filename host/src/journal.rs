@@ -229,6 +229,19 @@ impl Journal {
     pub fn calls(&self) -> u64 {
         self.calls
     }
+
+    /// A run that returns before making every call its journal holds did
+    /// not do what it did before: the fault, if so.
+    pub fn check_complete(&self) -> Result<(), Nondeterminism> {
+        match self.history.get(self.calls as usize) {
+            None => Ok(()),
+            Some(entry) => Err(Nondeterminism {
+                seq: entry.seq,
+                expected: format!("{}({})", entry.call, entry.args),
+                actual: "the end of the run".into(),
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -313,6 +326,20 @@ mod tests {
             new.iter().map(|e| (e.seq, e.pending)).collect::<Vec<_>>(),
             vec![(2, false), (3, false)]
         );
+    }
+
+    #[test]
+    fn returning_before_the_recorded_calls_are_replayed_is_nondeterminism() {
+        let mut first = Journal::default();
+        first.call(Call::new("a", &[]), || 1u8).unwrap();
+        first.call(Call::new("b", &[]), || 2u8).unwrap();
+        let mut again = Journal::replaying(first.take_new());
+        again.call(Call::new("a", &[]), || 1u8).unwrap();
+        let e = again.check_complete().unwrap_err();
+        assert_eq!(e.seq, 2);
+        assert!(e.to_string().contains("the end of the run"), "{e}");
+        again.call(Call::new("b", &[]), || 2u8).unwrap();
+        assert!(again.check_complete().is_ok());
     }
 
     #[test]

@@ -483,6 +483,9 @@ fn returned_outcome(
         // the guest went on to return.
         return Outcome::Fault(f);
     }
+    if let Err(e) = state.shared.journal.lock().check_complete() {
+        return Outcome::Fault(e.into());
+    }
     match returned {
         Ok(text) => {
             if let Err(f) = rec.charge_output(text.len()) {
