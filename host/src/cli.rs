@@ -61,6 +61,13 @@ enum Command {
         #[arg(long)]
         detach: bool,
     },
+    /// Serve the HTTP API: recovers the data directory (resumes runs, fires
+    /// due timers and cron schedules), then serves until SIGTERM or Ctrl-C.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "RUNWAY_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Resume every run that has not ended (after a crash, or runs queued
     /// with --detach) and wait until none can make progress by itself.
     Resume {
@@ -180,6 +187,9 @@ async fn open(cli: &Cli) -> anyhow::Result<Host> {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Serve { listen } = &cli.command {
+        return serve(&cli, *listen).await;
+    }
     let host = open(&cli).await?;
     let code = match &cli.command {
         Command::Deploy {
@@ -226,6 +236,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let record = until_done_or_idle(&host, id).await?;
             print_run(&record, run.json)?
         }
+        Command::Serve { .. } => unreachable!("handled above"),
         Command::Resume { json } => {
             let ids = host.store().active_runs()?;
             host.recover().await?;
@@ -346,6 +357,69 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     host.flush().await?;
     Ok(code)
+}
+
+async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
+    let mut config = HostConfig::new(&cli.data_dir);
+    if let Some(path) = &cli.config {
+        config = config.apply_file(path)?;
+    }
+    if let Some(l) = listen {
+        config.server.listen = l;
+    }
+    if let Ok(list) = std::env::var("RUNWAY_API_TOKENS") {
+        config
+            .server
+            .tokens
+            .extend(crate::config::tokens_from_env(&list)?);
+    }
+    let settings = config.server.clone();
+    if settings.tokens.is_empty() && !crate::api::is_loopback(&settings.listen) {
+        anyhow::bail!(
+            "refusing to listen on {} without API tokens: configure [[server.tokens]] (or RUNWAY_API_TOKENS), or listen on loopback",
+            settings.listen
+        );
+    }
+    if settings.tokens.is_empty() {
+        tracing::warn!("no API tokens configured: every request is allowed (loopback only)");
+    }
+    let host = Host::open(config).await?;
+    let resumed = host.recover().await?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("listening on {}: {e}", settings.listen))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let cron = tokio::spawn(crate::cron::run(host.clone(), stop_rx));
+    eprintln!(
+        "runway serving on http://{} (data {}, {resumed} runs resumed)",
+        listener.local_addr()?,
+        cli.data_dir.display()
+    );
+    let shutdown = async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        let _ = stop_tx.send(true);
+    };
+    crate::api::serve(host, settings, listener, shutdown).await?;
+    let _ = cron.await;
+    eprintln!("runway stopped");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Waits until run `id` ends, or until nothing can progress without

@@ -4,6 +4,13 @@
 //! max_concurrent_runs = 256
 //! max_warm_instances = 64    # parked runs kept in memory; others are evicted
 //! max_child_depth = 8
+//! [server]                   # `runway serve`
+//! listen = "127.0.0.1:8686"
+//! body_limit = "1 MiB"
+//! [[server.tokens]]
+//! name = "ci"
+//! sha256 = "<sha256 of the token, hex>"
+//! scope = "execute"          # read < execute < admin
 //! [engine]
 //! allocator = "pooling"      # or "on-demand"
 //! [budget]                   # defaults for runs whose manifest is silent
@@ -31,6 +38,53 @@ pub struct HostConfig {
     pub max_warm_instances: usize,
     /// Deepest chain of parent and child runs.
     pub max_child_depth: u32,
+    /// `runway serve` settings.
+    pub server: ServerSettings,
+}
+
+/// Access a bearer token grants; each scope includes the ones before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Read,
+    Execute,
+    Admin,
+}
+
+/// An API token, stored as the sha256 of its value.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it (shown in logs, never the token).
+    pub name: String,
+    /// Lower-case hex sha256 of the token.
+    pub sha256: String,
+    pub scope: Scope,
+}
+
+/// The HTTP server's settings (`[server]`).
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    pub listen: std::net::SocketAddr,
+    /// Largest request body, except deploys.
+    pub body_limit: u64,
+    /// Largest deploy request (component + manifest).
+    pub deploy_limit: u64,
+    /// Runs waiting for an execution slot before triggers get 429.
+    pub max_queued_runs: usize,
+    pub tokens: Vec<TokenConfig>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8686)),
+            body_limit: 1 << 20,
+            deploy_limit: (crate::engine::MAX_COMPONENT_BYTES as u64) + (1 << 20),
+            max_queued_runs: 10_000,
+            tokens: Vec::new(),
+        }
+    }
 }
 
 impl HostConfig {
@@ -43,6 +97,7 @@ impl HostConfig {
             max_concurrent_runs: 256,
             max_warm_instances: 64,
             max_child_depth: 8,
+            server: ServerSettings::default(),
         }
     }
 
@@ -69,8 +124,72 @@ impl HostConfig {
         if let Some(n) = file.max_child_depth {
             self.max_child_depth = n;
         }
+        let srv = file.server;
+        if let Some(l) = srv.listen {
+            self.server.listen = l;
+        }
+        let size = |key: &str, v: &str| {
+            v.parse::<bytesize::ByteSize>()
+                .map(|b| b.as_u64())
+                .map_err(|e| ConfigError {
+                    path: path.display().to_string(),
+                    message: format!("server.{key}: {v:?} is not a size ({e})"),
+                })
+        };
+        if let Some(v) = &srv.body_limit {
+            self.server.body_limit = size("body_limit", v)?;
+        }
+        if let Some(v) = &srv.deploy_limit {
+            self.server.deploy_limit = size("deploy_limit", v)?;
+        }
+        if let Some(n) = srv.max_queued_runs {
+            self.server.max_queued_runs = n;
+        }
+        for t in &srv.tokens {
+            if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ConfigError {
+                    path: path.display().to_string(),
+                    message: format!(
+                        "server.tokens ({}): sha256 must be 64 hex digits (the sha256 of the token, not the token)",
+                        t.name
+                    ),
+                });
+            }
+        }
+        self.server.tokens.extend(srv.tokens);
         Ok(self)
     }
+}
+
+/// Parses `RUNWAY_API_TOKENS`: comma-separated `name:scope:sha256` triples.
+pub fn tokens_from_env(list: &str) -> Result<Vec<TokenConfig>, ConfigError> {
+    let err = |message: String| ConfigError {
+        path: "RUNWAY_API_TOKENS".into(),
+        message,
+    };
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let mut parts = item.splitn(3, ':');
+        let (Some(name), Some(scope), Some(sha256)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(err(format!("{item:?} is not name:scope:sha256")));
+        };
+        let scope = match scope {
+            "read" => Scope::Read,
+            "execute" => Scope::Execute,
+            "admin" => Scope::Admin,
+            s => return Err(err(format!("scope {s:?} is not read, execute or admin"))),
+        };
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(err(format!("{name}: sha256 must be 64 hex digits")));
+        }
+        out.push(TokenConfig {
+            name: name.to_owned(),
+            sha256: sha256.to_ascii_lowercase(),
+            scope,
+        });
+    }
+    Ok(out)
 }
 
 /// The host config file was rejected.
@@ -94,6 +213,23 @@ struct ConfigFile {
     engine: EngineSection,
     #[serde(default)]
     budget: BudgetSection,
+    #[serde(default)]
+    server: ServerSection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ServerSection {
+    #[serde(default)]
+    listen: Option<std::net::SocketAddr>,
+    #[serde(default)]
+    body_limit: Option<String>,
+    #[serde(default)]
+    deploy_limit: Option<String>,
+    #[serde(default)]
+    max_queued_runs: Option<usize>,
+    #[serde(default)]
+    tokens: Vec<TokenConfig>,
 }
 
 #[derive(Deserialize, Default)]

@@ -24,6 +24,12 @@ pub enum HostError {
     InvalidInput(String),
     #[error("run {0} has already ended ({1})")]
     RunEnded(RunId, crate::types::RunStatus),
+    #[error("the idempotency key names run {0}, which has another input")]
+    IdempotencyConflict(RunId),
+    #[error("workflow {0:?} has {1} runs that have not ended")]
+    WorkflowBusy(String, usize),
+    #[error("run {0} has no artifact {1:?}")]
+    ArtifactNotFound(RunId, String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{context}: {source}")]
@@ -49,6 +55,9 @@ impl HostError {
             Self::RunNotFound(_) => "RUN_NOT_FOUND",
             Self::InvalidInput(_) => "INVALID_INPUT",
             Self::RunEnded(..) => "RUN_ENDED",
+            Self::IdempotencyConflict(_) => "IDEMPOTENCY_CONFLICT",
+            Self::WorkflowBusy(..) => "WORKFLOW_BUSY",
+            Self::ArtifactNotFound(..) => "ARTIFACT_NOT_FOUND",
             Self::Store(StoreError::Locked(_)) => "DATA_DIR_LOCKED",
             Self::Store(_) | Self::Io { .. } | Self::Internal(_) => "INTERNAL",
         }

@@ -37,6 +37,14 @@ pub struct Deployment {
     pub digest: String,
 }
 
+/// A run started (or found by its idempotency key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Started {
+    pub id: RunId,
+    /// False when the key named an existing run.
+    pub created: bool,
+}
+
 /// What a cancel did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -205,12 +213,25 @@ impl Host {
         version: Option<u32>,
         input: serde_json::Value,
     ) -> Result<RunId, HostError> {
-        let record = self.queue(slug, version, input).await?;
+        Ok(self.start_with_key(slug, version, input, None).await?.id)
+    }
+
+    /// Starts a run under an idempotency key: the same key again returns
+    /// the run it named (if the input is the same; otherwise it is an
+    /// error), without starting another.
+    pub async fn start_with_key(
+        &self,
+        slug: &str,
+        version: Option<u32>,
+        input: serde_json::Value,
+        key: Option<String>,
+    ) -> Result<Started, HostError> {
+        let (record, created) = self.queue(slug, version, input, key).await?;
         let id = record.id;
-        if let Some(live) = self.registry().register(id) {
+        if created && let Some(live) = self.registry().register(id) {
             tokio::spawn(self.clone().drive(live, record));
         }
-        Ok(id)
+        Ok(Started { id, created })
     }
 
     /// Queues a run durably without starting it; [`Host::recover`] (in
@@ -221,7 +242,7 @@ impl Host {
         version: Option<u32>,
         input: serde_json::Value,
     ) -> Result<RunId, HostError> {
-        Ok(self.queue(slug, version, input).await?.id)
+        Ok(self.queue(slug, version, input, None).await?.0.id)
     }
 
     async fn queue(
@@ -229,7 +250,8 @@ impl Host {
         slug: &str,
         version: Option<u32>,
         input: serde_json::Value,
-    ) -> Result<RunRecord, HostError> {
+        key: Option<String>,
+    ) -> Result<(RunRecord, bool), HostError> {
         let wf = self
             .store()
             .workflow(slug, version)?
@@ -239,7 +261,8 @@ impl Host {
             })?;
         // Loads (and so checks) the manifest before anything is stored.
         self.manifest(&wf)?;
-        let record = new_record(&wf, input);
+        let mut record = new_record(&wf, input);
+        record.idempotency_key = key.clone();
         let queued = Event {
             seq: 1,
             at: record.created_at,
@@ -248,13 +271,23 @@ impl Host {
                 version: wf.version,
             },
         };
-        self.store()
-            .commit(vec![
-                Write::PutRun(Box::new(record.clone())),
-                Write::AppendEvents(record.id, vec![queued]),
-            ])
+        let out = self
+            .store()
+            .commit(vec![Write::StartRun {
+                record: Box::new(record.clone()),
+                queued,
+                key: key.clone(),
+            }])
             .await?;
-        Ok(record)
+        if let Some(WriteOutcome::Existing(id)) = out.first() {
+            let existing = self.store().run(*id)?.ok_or(HostError::RunNotFound(*id))?;
+            if existing.input != record.input || existing.workflow != record.workflow {
+                return Err(HostError::IdempotencyConflict(*id));
+            }
+            return Ok((existing, false));
+        }
+        crate::metrics::run_started(&record.workflow);
+        Ok((record, true))
     }
 
     fn registry(&self) -> &Registry {
@@ -326,20 +359,26 @@ impl Host {
             if let Some(wait) = record.wait.clone().filter(|_| !check_now) {
                 match self.await_wake(&live, &record, &wait).await {
                     Ok(()) => {}
+                    Err(RunFault::Suspended) => return self.registry().finish(&live, None),
                     Err(fault) => break self.end_unexecuted(record, fault).await,
                 }
+            }
+            if live.suspending() {
+                return self.registry().finish(&live, None);
             }
             // Boxed: a parked driver then holds a few hundred bytes, not
             // the whole execution's state machine (10,000 sleeping runs).
             match Box::pin(self.execute_once(&live, record)).await {
                 Executed::Finished(r) => break r,
                 Executed::Parked(r) => record = r,
+                Executed::Suspended => return self.registry().finish(&live, None),
             }
         };
         if let Some(parent) = end.parent {
             // Before this run stops counting as busy: see `Registry::wake`.
             self.registry().wake(parent);
         }
+        crate::metrics::run_finished(&end);
         self.registry().finish(&live, Some(end));
     }
 
@@ -364,6 +403,9 @@ impl Host {
         loop {
             if live.cancelled() {
                 return Err(RunFault::Cancelled);
+            }
+            if live.suspending() {
+                return Err(RunFault::Suspended);
             }
             let now = now_ms();
             if now >= run_deadline {
@@ -401,8 +443,12 @@ impl Host {
     /// Executes a run once: from the start, or by replaying its journal.
     async fn execute_once(&self, live: &Arc<LiveRun>, record: RunRecord) -> Executed {
         let permits = self.registry().permits.clone();
-        let Ok(permit) = permits.acquire_owned().await else {
-            return Executed::Finished(record);
+        let queued = &self.registry().queued;
+        queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let permit = permits.acquire_owned().await;
+        queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let Ok(permit) = permit else {
+            return Executed::Suspended;
         };
         let loaded = (|| -> Result<_, HostError> {
             let manifest = self.manifest_of(&record)?;
@@ -708,6 +754,82 @@ impl Host {
             .await
             .map_err(|e| HostError::Internal(format!("{e:#}")))?;
         Ok(t0.elapsed())
+    }
+
+    /// Stops driving runs — executing ones at their next instruction,
+    /// parked ones at once, none of them ended — and makes everything
+    /// written durable. The runs resume on the next [`Host::recover`].
+    pub async fn shutdown(&self) -> Result<(), HostError> {
+        self.registry().close().await;
+        self.flush().await
+    }
+
+    /// A host secret's value (webhook keys); never shown to guests.
+    pub(crate) fn host_secret(&self, name: &str) -> Option<String> {
+        self.inner.services.secrets.get(name)
+    }
+
+    /// Runs waiting for an execution slot.
+    pub fn queue_depth(&self) -> usize {
+        self.registry()
+            .queued
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Runs this host drives now (executing or parked).
+    pub fn live_runs(&self) -> usize {
+        self.registry().live()
+    }
+
+    /// Parked runs holding a warm instance.
+    pub fn warm_instances(&self) -> usize {
+        self.inner
+            .config
+            .max_warm_instances
+            .saturating_sub(self.registry().warm.available_permits())
+    }
+
+    /// Removes a workflow from the deployed ones. Refused while any of its
+    /// runs has not ended; its versions stay readable for finished runs.
+    pub async fn delete_workflow(&self, slug: &str) -> Result<(), HostError> {
+        if self.store().workflow(slug, None)?.is_none() {
+            return Err(HostError::WorkflowNotFound(slug.to_owned()));
+        }
+        let mut busy = 0;
+        for id in self.store().active_runs()? {
+            if self.store().run(id)?.is_some_and(|r| r.workflow == slug) {
+                busy += 1;
+            }
+        }
+        if busy > 0 {
+            return Err(HostError::WorkflowBusy(slug.to_owned(), busy));
+        }
+        self.store()
+            .commit(vec![Write::DeleteWorkflow(slug.to_owned())])
+            .await?;
+        Ok(())
+    }
+
+    /// An artifact's metadata and body.
+    pub async fn artifact(
+        &self,
+        run: RunId,
+        name: &str,
+    ) -> Result<(crate::types::ArtifactMeta, Vec<u8>), HostError> {
+        let meta = self
+            .store()
+            .artifact(run, name)?
+            .ok_or_else(|| HostError::ArtifactNotFound(run, name.to_owned()))?;
+        let blobs = self.inner.services.artifacts.clone();
+        let digest = meta.digest.clone();
+        let body = tokio::task::spawn_blocking(move || blobs.get(&digest))
+            .await
+            .map_err(|e| HostError::Internal(e.to_string()))?
+            .map_err(|e| HostError::Io {
+                context: "reading an artifact".into(),
+                source: e,
+            })?;
+        Ok((meta, body))
     }
 
     /// Waits until everything written so far is durable.

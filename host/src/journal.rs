@@ -186,6 +186,7 @@ impl Journal {
 
     /// Records the result of a call that [`Journal::replay`] said to execute.
     pub fn record<T: Serialize>(&mut self, call: Call, result: &T) {
+        crate::metrics::host_call(call.name);
         self.calls += 1;
         self.new.push(JournalEntry {
             seq: self.calls,

@@ -7,25 +7,29 @@
 //! [`journal`], and everything is written through the [`store`]'s single
 //! group-committing writer.
 
+pub mod api;
 pub mod artifact_store;
 mod bindings;
 pub mod budget;
 pub mod cli;
 pub mod config;
+pub mod cron;
 pub mod engine;
 pub mod error;
 pub mod host;
 mod imports;
 pub mod journal;
 pub mod manifest;
+mod metrics;
 mod run;
 mod scheduler;
 pub mod secrets;
 mod services;
 pub mod store;
 pub mod types;
+pub mod webhook;
 
 pub use config::HostConfig;
 pub use error::HostError;
-pub use host::{Deployment, Host};
+pub use host::{Deployment, Host, Started};
 pub use manifest::Manifest;

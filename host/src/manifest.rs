@@ -24,6 +24,29 @@ pub struct Manifest {
     /// The guest's whole environment (WASI `environ`); never secrets.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// What starts runs besides API calls: a webhook, cron schedules.
+    #[serde(default)]
+    pub triggers: Triggers,
+}
+
+/// `[triggers]`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Triggers {
+    #[serde(default)]
+    pub webhook: Option<crate::webhook::WebhookTrigger>,
+    #[serde(default)]
+    pub cron: Vec<CronTrigger>,
+}
+
+/// `[[triggers.cron]]`: a schedule (5 or 6 fields, UTC) and the input of
+/// the runs it starts.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CronTrigger {
+    pub schedule: String,
+    #[serde(default)]
+    pub input: Option<serde_json::Value>,
 }
 
 /// `[budget]`: every key optional; the host's defaults fill the rest.
@@ -108,6 +131,13 @@ impl Manifest {
                     "env.{k}: value must be at most 32 KiB without NUL"
                 )));
             }
+        }
+        if let Some(w) = &self.triggers.webhook {
+            w.validate().map_err(ManifestError)?;
+        }
+        for (i, c) in self.triggers.cron.iter().enumerate() {
+            crate::cron::parse(&c.schedule)
+                .map_err(|e| ManifestError(format!("triggers.cron[{i}].schedule: {e}")))?;
         }
         let b = &self.budget;
         for (key, v) in [

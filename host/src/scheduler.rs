@@ -19,6 +19,9 @@ pub(crate) struct LiveRun {
     /// Set once a cancel is asked for; the epoch callback and every wait
     /// look at it.
     pub cancel: AtomicBool,
+    /// Set when the host shuts down: the run stops where it is, without
+    /// ending, and resumes by replay when a host opens the data again.
+    pub suspend: AtomicBool,
     /// Woken by signals, finished children, cancels.
     pub wake: Notify,
     done: watch::Sender<Option<RunRecord>>,
@@ -34,6 +37,7 @@ impl LiveRun {
         Arc::new(LiveRun {
             id,
             cancel: AtomicBool::new(false),
+            suspend: AtomicBool::new(false),
             wake: Notify::new(),
             done: watch::channel(None).0,
             busy: AtomicBool::new(false),
@@ -43,12 +47,21 @@ impl LiveRun {
     pub(crate) fn cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)
     }
+
+    pub(crate) fn suspending(&self) -> bool {
+        self.suspend.load(Ordering::Relaxed)
+    }
 }
 
 /// The live runs, the warm-instance slots and the launch queue.
 pub(crate) struct Registry {
     runs: Mutex<HashMap<RunId, Arc<LiveRun>>>,
     busy: watch::Sender<usize>,
+    /// How many runs are driven; watched by shutdown.
+    live_count: watch::Sender<usize>,
+    closing: AtomicBool,
+    /// Runs waiting for an execution permit (the queue).
+    pub queued: std::sync::atomic::AtomicUsize,
     /// Parked runs that may keep their instance in memory; a parked run
     /// that gets no slot is evicted and rebuilt by replay when it wakes.
     pub warm: Arc<Semaphore>,
@@ -66,6 +79,9 @@ impl Registry {
         let registry = Registry {
             runs: Mutex::new(HashMap::new()),
             busy: watch::channel(0).0,
+            live_count: watch::channel(0).0,
+            closing: AtomicBool::new(false),
+            queued: std::sync::atomic::AtomicUsize::new(0),
             warm: Arc::new(Semaphore::new(max_warm)),
             permits: Arc::new(Semaphore::new(max_concurrent)),
             launch,
@@ -80,7 +96,11 @@ impl Registry {
             return None;
         }
         let live = LiveRun::detached(id);
+        if self.closing.load(Ordering::Relaxed) {
+            live.suspend.store(true, Ordering::Relaxed);
+        }
         runs.insert(id, live.clone());
+        self.live_count.send_replace(runs.len());
         drop(runs);
         self.set_busy(&live, true);
         Some(live)
@@ -136,7 +156,11 @@ impl Registry {
 
     /// Removes a run whose driver has stopped, publishing its record.
     pub(crate) fn finish(&self, live: &LiveRun, record: Option<RunRecord>) {
-        self.runs.lock().remove(&live.id);
+        {
+            let mut runs = self.runs.lock();
+            runs.remove(&live.id);
+            self.live_count.send_replace(runs.len());
+        }
         live.done.send_replace(record);
         self.set_busy(live, false);
     }
@@ -145,6 +169,25 @@ impl Registry {
     /// without ending, e.g. on shutdown).
     pub(crate) fn subscribe(&self, id: RunId) -> Option<watch::Receiver<Option<RunRecord>>> {
         self.get(id).map(|l| l.done.subscribe())
+    }
+
+    /// Stops every driven run where it is (executing runs at their next
+    /// epoch tick, parked ones at once) and waits until their drivers are
+    /// gone. Nothing ends: the runs resume on the next recovery.
+    pub(crate) async fn close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+        let runs: Vec<_> = self.runs.lock().values().cloned().collect();
+        for live in runs {
+            live.suspend.store(true, Ordering::Relaxed);
+            live.wake.notify_one();
+        }
+        let mut rx = self.live_count.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    /// Runs driven by this host now.
+    pub(crate) fn live(&self) -> usize {
+        *self.live_count.borrow()
     }
 
     /// Waits until no run can make progress by itself: every live run is

@@ -65,7 +65,7 @@ impl TryFrom<String> for RunId {
 }
 
 /// Where a run is in its lifecycle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RunStatus {
     Queued,
@@ -132,7 +132,7 @@ impl FromStr for RunStatus {
 }
 
 /// Why a run failed. Each code says who is to blame (see [`ErrorCode::blame`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// The guest returned an error.
@@ -203,14 +203,14 @@ impl fmt::Display for ErrorCode {
 }
 
 /// A failed run's error.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunError {
     pub code: ErrorCode,
     pub message: String,
 }
 
 /// The budgets a run is held to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BudgetKind {
     MaxFuel,
@@ -253,7 +253,7 @@ impl fmt::Display for BudgetKind {
 }
 
 /// What a run consumed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
     pub fuel: u64,
     pub duration_ms: u64,
@@ -271,8 +271,9 @@ pub fn now() -> Timestamp {
 }
 
 /// One run, as stored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunRecord {
+    #[schema(value_type = String)]
     pub id: RunId,
     pub workflow: String,
     pub version: u32,
@@ -282,16 +283,22 @@ pub struct RunRecord {
     pub input: serde_json::Value,
     pub output: Option<serde_json::Value>,
     pub error: Option<RunError>,
+    #[schema(value_type = Option<String>)]
     pub parent: Option<RunId>,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<Timestamp>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<Timestamp>,
     pub usage: Usage,
     /// Seeds the run's WASI random streams; replay reuses it.
+    /// Never shown by the API: a guest may derive secrets from its random.
     #[serde(with = "hex::serde")]
+    #[schema(ignore)]
     pub seed: [u8; 32],
     /// What a parked run waits for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -305,7 +312,7 @@ pub struct RunRecord {
 }
 
 /// What a parked run waits for. Times are milliseconds since the Unix epoch.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "for", rename_all = "snake_case")]
 pub enum Wait {
     Timer {
@@ -317,6 +324,7 @@ pub enum Wait {
         until_ms: Option<u64>,
     },
     Child {
+        #[schema(value_type = String)]
         run: RunId,
     },
 }
@@ -350,7 +358,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// A signal in a run's inbox.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Signal {
     /// Arrival order in the run's inbox, from 1.
     pub seq: u64,
@@ -360,11 +368,12 @@ pub struct Signal {
     pub id: Option<String>,
     pub payload: serde_json::Value,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
 }
 
 /// A log level, as the guest passes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Trace,
@@ -375,7 +384,7 @@ pub enum LogLevel {
 }
 
 /// Which output stream program output came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputStream {
     Stdout,
@@ -383,7 +392,7 @@ pub enum OutputStream {
 }
 
 /// What happened, in one entry of a run's event log.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventBody {
     Queued {
@@ -438,6 +447,7 @@ pub enum EventBody {
     },
     /// The run parked until a child run ends.
     WaitingChild {
+        #[schema(value_type = String)]
         run: RunId,
     },
     /// The run took a signal from its inbox.
@@ -447,6 +457,7 @@ pub enum EventBody {
     },
     /// The run started a child run.
     ChildStarted {
+        #[schema(value_type = String)]
         run: RunId,
         workflow: String,
     },
@@ -491,18 +502,20 @@ impl EventBody {
 }
 
 /// One entry of a run's append-only event log. `seq` starts at 1, gap-free.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     pub seq: u64,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     #[serde(flatten)]
     pub body: EventBody,
 }
 
 /// Metadata of an artifact a run wrote.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ArtifactMeta {
+    #[schema(value_type = String)]
     pub run_id: RunId,
     pub name: String,
     pub content_type: String,
@@ -510,11 +523,12 @@ pub struct ArtifactMeta {
     pub size: u64,
     pub metadata: Option<serde_json::Value>,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
 }
 
 /// One deployed version of a workflow.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkflowVersion {
     pub slug: String,
     pub version: u32,
@@ -523,6 +537,7 @@ pub struct WorkflowVersion {
     pub manifest_toml: String,
     pub description: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub deployed_at: Timestamp,
 }
 

@@ -28,6 +28,10 @@ pub enum RunFault {
     /// rebuilt by replay when it wakes.
     #[error("parked: waiting for {0:?}")]
     Parked(Wait),
+    /// Not a failure: the host is shutting down; the run stays as it is
+    /// and resumes by replay when a host opens the data again.
+    #[error("the host is shutting down")]
+    Suspended,
 }
 
 impl RunFault {
@@ -38,7 +42,7 @@ impl RunFault {
             Self::SecretMissing(_) => ErrorCode::SecretMissing,
             Self::Nondeterminism(_) => ErrorCode::Nondeterminism,
             Self::Cancelled => ErrorCode::Cancelled,
-            Self::Internal(_) | Self::Parked(_) => ErrorCode::Internal,
+            Self::Internal(_) | Self::Parked(_) | Self::Suspended => ErrorCode::Internal,
         }
     }
 }

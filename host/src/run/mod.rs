@@ -199,6 +199,8 @@ pub(crate) enum Executed {
     /// The run parked and its instance was dropped; the record says what
     /// it waits for (its park is durable).
     Parked(RunRecord),
+    /// The host is shutting down; the run stopped without ending.
+    Suspended,
 }
 
 /// How a run ended, before it is written down.
@@ -294,6 +296,9 @@ pub(crate) fn sandbox(
         if s.live.cancelled() {
             return Err(s.fail(RunFault::Cancelled));
         }
+        if s.live.suspending() {
+            return Err(s.fail(RunFault::Suspended));
+        }
         if Instant::now() >= s.deadline {
             return Err(s.fail(s.run.duration_fault()));
         }
@@ -386,6 +391,10 @@ pub(crate) async fn execute(
             return Ok(Executed::Parked(record));
         }
         outcome = Outcome::Fault(RunFault::Cancelled);
+    }
+    if matches!(outcome, Outcome::Fault(RunFault::Suspended)) && !live.cancelled() {
+        services.store.enqueue(shared.take_writes());
+        return Ok(Executed::Suspended);
     }
     if live.cancelled() {
         // Whatever else happened, a run asked to stop ends cancelled.

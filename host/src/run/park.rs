@@ -58,6 +58,9 @@ impl RunState {
         if self.live.cancelled() {
             return Err(self.fail(RunFault::Cancelled));
         }
+        if self.live.suspending() {
+            return Err(self.fail(RunFault::Suspended));
+        }
         if now_ms() >= self.run.deadline_ms {
             return Err(self.fail(self.run.duration_fault()));
         }

@@ -63,6 +63,7 @@ pub struct Progress {
 pub struct Store {
     db: Arc<Database>,
     writer: writer::WriterHandle,
+    watchers: writer::Watchers,
 }
 
 impl Store {
@@ -78,8 +79,13 @@ impl Store {
         };
         let db = Arc::new(db);
         tables::create_all(&db)?;
-        let writer = writer::spawn(db.clone());
-        Ok(Store { db, writer })
+        let watchers = writer::Watchers::default();
+        let writer = writer::spawn(db.clone(), watchers.clone());
+        Ok(Store {
+            db,
+            writer,
+            watchers,
+        })
     }
 
     /// Applies `writes` in one transaction of the next batch and waits until
@@ -97,6 +103,18 @@ impl Store {
     /// Waits until the writer has applied everything queued so far, durably.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.writer.commit(Vec::new()).await.map(|_| ())
+    }
+
+    /// Follows a run's event log: the receiver holds the newest event seq
+    /// known durable, updated after each commit that appends to the run.
+    /// Batches that append to a followed run are fsynced, so what a
+    /// follower is told about has reached the disk.
+    pub fn follow(&self, run: RunId) -> tokio::sync::watch::Receiver<u64> {
+        let mut w = self.watchers.lock();
+        w.retain(|_, tx| tx.receiver_count() > 0);
+        w.entry(run)
+            .or_insert_with(|| tokio::sync::watch::channel(0).0)
+            .subscribe()
     }
 
     pub fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
@@ -120,6 +138,38 @@ impl Store {
         let t = tx.open_table(RUNS)?;
         let mut out = Vec::new();
         for row in t.iter()?.rev() {
+            let (_, v) = row?;
+            let run: RunRecord = serde_json::from_slice(v.value())?;
+            if status.is_some_and(|s| s != run.status)
+                || workflow.is_some_and(|w| w != run.workflow)
+            {
+                continue;
+            }
+            out.push(run);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// A page of runs, newest first, strictly older than `before`.
+    pub fn runs_page(
+        &self,
+        status: Option<RunStatus>,
+        workflow: Option<&str>,
+        limit: usize,
+        before: Option<RunId>,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(RUNS)?;
+        let mut out = Vec::new();
+        let upper = before.map(|b| b.to_string());
+        let rows = match &upper {
+            Some(u) => t.range::<&str>(..u.as_str())?,
+            None => t.range::<&str>(..)?,
+        };
+        for row in rows.rev() {
             let (_, v) = row?;
             let run: RunRecord = serde_json::from_slice(v.value())?;
             if status.is_some_and(|s| s != run.status)
@@ -190,6 +240,12 @@ impl Store {
             out.push(serde_json::from_slice(v.value())?);
         }
         Ok(out)
+    }
+
+    /// A cron trigger's persisted next fire time.
+    pub fn cron_next(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(CRON)?.get(key)?.map(|v| v.value()))
     }
 
     /// The run an idempotency key names.

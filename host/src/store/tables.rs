@@ -34,6 +34,9 @@ pub const CHILDREN: TableDefinition<(&str, &str), u8> = TableDefinition::new("ch
 /// run id -> `[stdout, stderr]` bytes already recorded as events.
 pub const PROGRESS: TableDefinition<&str, &[u8]> = TableDefinition::new("progress");
 
+/// cron trigger (slug#index#schedule) -> next fire time, ms since the epoch.
+pub const CRON: TableDefinition<&str, u64> = TableDefinition::new("cron");
+
 /// Creates every table so read transactions never meet a missing one.
 pub fn create_all(db: &Database) -> Result<(), redb::Error> {
     let tx = db.begin_write()?;
@@ -50,6 +53,7 @@ pub fn create_all(db: &Database) -> Result<(), redb::Error> {
     tx.open_table(KEYS)?;
     tx.open_table(CHILDREN)?;
     tx.open_table(PROGRESS)?;
+    tx.open_table(CRON)?;
     tx.commit()?;
     Ok(())
 }

@@ -14,8 +14,9 @@ use crate::types::{
     ArtifactMeta, Event, RunId, RunRecord, RunStatus, Signal, Wait, WorkflowVersion, now,
 };
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
+use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// One change to the store.
 #[derive(Debug)]
@@ -47,6 +48,18 @@ pub enum Write {
     Signal(RunId, Box<Signal>),
     /// Records an idempotency key for a run.
     PutKey(String, RunId),
+    /// Queues a new run (record and `queued` event) unless `key` already
+    /// names a run; outcome `Done` or `Existing`.
+    StartRun {
+        record: Box<RunRecord>,
+        queued: Event,
+        key: Option<String>,
+    },
+    /// A cron trigger's next fire time.
+    CronNext(String, u64),
+    /// Removes a workflow from the list of deployed ones (its versions stay
+    /// for the runs that name them).
+    DeleteWorkflow(String),
     /// Records that `child` was started by `parent`.
     PutChild {
         parent: RunId,
@@ -70,6 +83,8 @@ pub enum WriteOutcome {
         seq: u64,
         duplicate: bool,
     },
+    /// The idempotency key already names this run.
+    Existing(RunId),
 }
 
 type Reply = oneshot::Sender<Result<Vec<WriteOutcome>, StoreError>>;
@@ -112,7 +127,10 @@ impl WriterHandle {
 /// Most requests one transaction takes; bounds the latency of a batch.
 const MAX_BATCH: usize = 4096;
 
-pub(super) fn spawn(db: Arc<Database>) -> WriterHandle {
+/// Runs someone follows, each with the newest event seq known durable.
+pub(super) type Watchers = Arc<parking_lot::Mutex<HashMap<RunId, watch::Sender<u64>>>>;
+
+pub(super) fn spawn(db: Arc<Database>, watchers: Watchers) -> WriterHandle {
     let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
     std::thread::Builder::new()
         .name("runway-store-writer".into())
@@ -126,20 +144,18 @@ pub(super) fn spawn(db: Arc<Database>) -> WriterHandle {
                         Err(_) => break,
                     }
                 }
-                apply_batch(&db, &mut batch);
+                apply_batch(&db, &mut batch, &watchers);
             }
         })
         .expect("spawning the store writer thread");
     WriterHandle { tx }
 }
 
-fn apply_batch(db: &Database, batch: &mut Vec<Request>) {
-    let durable = batch.iter().any(|r| r.reply.is_some());
+fn apply_batch(db: &Database, batch: &mut Vec<Request>, watchers: &Watchers) {
+    let mut durable = batch.iter().any(|r| r.reply.is_some());
+    let mut appended = Vec::new();
     let result = (|| -> Result<Vec<Vec<WriteOutcome>>, StoreError> {
         let mut tx = db.begin_write()?;
-        if !durable {
-            let _ = tx.set_durability(Durability::None);
-        }
         let mut outcomes = Vec::with_capacity(batch.len());
         {
             let mut tables = Tables::open(&tx)?;
@@ -150,10 +166,38 @@ fn apply_batch(db: &Database, batch: &mut Vec<Request>) {
                 }
                 outcomes.push(out);
             }
+            appended = std::mem::take(&mut tables.appended);
+        }
+        // Someone follows a run in this batch: its events are shown only
+        // once durable (the commit rule), so this batch is fsynced.
+        if !durable && !appended.is_empty() {
+            let w = watchers.lock();
+            durable = !w.is_empty() && appended.iter().any(|(run, _)| w.contains_key(run));
+        }
+        if !durable {
+            let _ = tx.set_durability(Durability::None);
         }
         tx.commit()?;
         Ok(outcomes)
     })();
+    if result.is_ok() && !appended.is_empty() {
+        let mut w = watchers.lock();
+        if !w.is_empty() {
+            for (run, seq) in &appended {
+                if let Some(tx) = w.get(run) {
+                    if tx.receiver_count() == 0 {
+                        w.remove(run);
+                    } else {
+                        tx.send_if_modified(|s| {
+                            let newer = *seq > *s;
+                            *s = (*s).max(*seq);
+                            newer
+                        });
+                    }
+                }
+            }
+        }
+    }
     match result {
         Ok(outcomes) => {
             for (req, out) in batch.drain(..).zip(outcomes) {
@@ -189,6 +233,9 @@ struct Tables<'t> {
     keys: Table<'t, &'static str, &'static str>,
     children: Table<'t, (&'static str, &'static str), u8>,
     progress: Table<'t, &'static str, &'static [u8]>,
+    cron: Table<'t, &'static str, u64>,
+    /// (run, newest seq) of every event append in this transaction.
+    appended: Vec<(RunId, u64)>,
 }
 
 impl<'t> Tables<'t> {
@@ -207,6 +254,8 @@ impl<'t> Tables<'t> {
             keys: tx.open_table(KEYS)?,
             children: tx.open_table(CHILDREN)?,
             progress: tx.open_table(PROGRESS)?,
+            cron: tx.open_table(CRON)?,
+            appended: Vec::new(),
         })
     }
 
@@ -254,6 +303,14 @@ impl<'t> Tables<'t> {
                     .get(slug.as_str())?
                     .map(|v| v.value())
                     .unwrap_or(0);
+                // A deleted slug keeps its old versions (finished runs name
+                // them); numbering goes on after the last.
+                let last = self
+                    .versions
+                    .range((slug.as_str(), 0)..=(slug.as_str(), u32::MAX))?
+                    .next_back()
+                    .transpose()?
+                    .map_or(0, |(k, _)| k.value().1);
                 if current > 0 {
                     // Deploying what is already the newest version is a no-op.
                     if let Some(v) = self.versions.get((slug.as_str(), current))? {
@@ -263,7 +320,7 @@ impl<'t> Tables<'t> {
                         }
                     }
                 }
-                let version = current + 1;
+                let version = last.max(current) + 1;
                 self.workflows.insert(slug.as_str(), version)?;
                 let rec = WorkflowVersion {
                     slug: slug.clone(),
@@ -349,6 +406,36 @@ impl<'t> Tables<'t> {
                     duplicate: false,
                 })
             }
+            Write::StartRun {
+                record,
+                queued,
+                key,
+            } => {
+                if let Some(k) = &key {
+                    if let Some(id) = self.keys.get(k.as_str())?
+                        && let Ok(id) = id.value().parse()
+                    {
+                        return Ok(WriteOutcome::Existing(id));
+                    }
+                    self.keys
+                        .insert(k.as_str(), record.id.to_string().as_str())?;
+                }
+                append(
+                    &mut self.events,
+                    record.id,
+                    std::iter::once((queued.seq, &queued)),
+                )?;
+                self.put_run(&record)?;
+                Ok(WriteOutcome::Done)
+            }
+            Write::CronNext(key, at) => {
+                self.cron.insert(key.as_str(), at)?;
+                Ok(WriteOutcome::Done)
+            }
+            Write::DeleteWorkflow(slug) => Ok(match self.workflows.remove(slug.as_str())? {
+                Some(_) => WriteOutcome::Done,
+                None => WriteOutcome::Ignored,
+            }),
             Write::PutKey(k, run) => {
                 self.keys.insert(k.as_str(), run.to_string().as_str())?;
                 Ok(WriteOutcome::Done)
@@ -364,6 +451,9 @@ impl<'t> Tables<'t> {
                 Ok(WriteOutcome::Done)
             }
             Write::AppendEvents(run, events) => {
+                if let Some(last) = events.last() {
+                    self.appended.push((run, last.seq));
+                }
                 append(&mut self.events, run, events.iter().map(|e| (e.seq, e)))
             }
             Write::AppendJournal(run, entries) => {

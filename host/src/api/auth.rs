@@ -1,0 +1,129 @@
+//! Bearer tokens with scopes. Tokens are configured as sha256 digests and
+//! compared in constant time; a request's scope must cover the route's.
+
+use super::error::ApiError;
+use crate::config::{Scope, TokenConfig};
+use axum::http::{HeaderMap, StatusCode, header};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The configured tokens.
+#[derive(Clone, Default)]
+pub struct Auth {
+    tokens: Vec<([u8; 32], Scope)>,
+}
+
+impl Auth {
+    pub fn new(tokens: &[TokenConfig]) -> Auth {
+        let tokens = tokens
+            .iter()
+            .filter_map(|t| {
+                let mut d = [0u8; 32];
+                hex::decode_to_slice(&t.sha256, &mut d).ok()?;
+                Some((d, t.scope))
+            })
+            .collect();
+        Auth { tokens }
+    }
+
+    /// No tokens: every request is allowed (the server then listens on
+    /// loopback only).
+    pub fn is_open(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Checks the request's bearer token against `need`.
+    pub fn check(&self, headers: &HeaderMap, need: Scope) -> Result<(), ApiError> {
+        if self.is_open() {
+            return Ok(());
+        }
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Err(unauthorized("this route needs a bearer token"));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // Every configured token is compared, so timing says nothing about which matched.
+        let mut scope = None;
+        for (d, s) in &self.tokens {
+            if bool::from(d.ct_eq(&digest)) {
+                scope = Some(*s);
+            }
+        }
+        match scope {
+            None => Err(unauthorized("the bearer token is not valid")),
+            Some(s) if s < need => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                format!(
+                    "this route needs the {} scope",
+                    match need {
+                        Scope::Read => "read",
+                        Scope::Execute => "execute",
+                        Scope::Admin => "admin",
+                    }
+                ),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> Auth {
+        Auth::new(&[
+            TokenConfig {
+                name: "r".into(),
+                sha256: hex::encode(Sha256::digest(b"reader")),
+                scope: Scope::Read,
+            },
+            TokenConfig {
+                name: "a".into(),
+                sha256: hex::encode(Sha256::digest(b"boss")),
+                scope: Scope::Admin,
+            },
+        ])
+    }
+
+    fn with(token: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn scopes_are_ordered_and_bad_tokens_refused() {
+        let a = auth();
+        assert_eq!(
+            a.check(&HeaderMap::new(), Scope::Read).unwrap_err().status,
+            401
+        );
+        assert_eq!(a.check(&with("nope"), Scope::Read).unwrap_err().status, 401);
+        assert!(a.check(&with("reader"), Scope::Read).is_ok());
+        assert_eq!(
+            a.check(&with("reader"), Scope::Execute).unwrap_err().status,
+            403
+        );
+        assert!(a.check(&with("boss"), Scope::Execute).is_ok());
+        assert!(
+            Auth::default()
+                .check(&HeaderMap::new(), Scope::Admin)
+                .is_ok()
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! The one error envelope, `{"error":{"code","message"}}`, and the one
+//! mapping from host errors to HTTP statuses.
+
+use crate::engine::ComponentError;
+use crate::error::HostError;
+use crate::store::StoreError;
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An API error: a status, a stable code and a message for people.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Seconds, for 429 and 503.
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// SCREAMING_SNAKE_CASE, stable.
+    pub code: String,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+    }
+}
+
+impl From<HostError> for ApiError {
+    fn from(e: HostError) -> ApiError {
+        let status = match &e {
+            HostError::Component(ComponentError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
+            HostError::Component(_) | HostError::Manifest(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            HostError::WorkflowNotFound(_)
+            | HostError::VersionNotFound(..)
+            | HostError::RunNotFound(_)
+            | HostError::ArtifactNotFound(..) => StatusCode::NOT_FOUND,
+            HostError::InvalidInput(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            HostError::RunEnded(..)
+            | HostError::IdempotencyConflict(_)
+            | HostError::WorkflowBusy(..) => StatusCode::CONFLICT,
+            HostError::Store(StoreError::Locked(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            HostError::Store(_) | HostError::Io { .. } | HostError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            // Details go to the log, not to the client.
+            tracing::error!(error = %e, "request failed");
+            "the host failed; see its log".to_owned()
+        } else {
+            e.to_string()
+        };
+        ApiError::new(status, e.code(), message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        HostError::from(e).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorEnvelope {
+            error: ErrorBody {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        };
+        let mut res = (self.status, Json(body)).into_response();
+        if let Some(s) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        res
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,152 @@
+//! The HTTP API (`runway serve`): axum routes over a [`Host`].
+//!
+//! One module per resource; each handler checks its scope, validates its
+//! input and maps host errors once, through [`error::ApiError`], to the
+//! `{"error":{"code","message"}}` envelope.
+
+mod artifacts;
+pub mod auth;
+mod body;
+pub mod error;
+mod events;
+mod hooks;
+mod openapi;
+mod ops;
+mod runs;
+mod workflows;
+
+use crate::Host;
+use crate::config::ServerSettings;
+use auth::Auth;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use axum::serve::ListenerExt;
+use error::ApiError;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+
+/// What every handler sees.
+#[derive(Clone)]
+pub struct AppState {
+    pub host: Host,
+    pub auth: Arc<Auth>,
+    pub settings: Arc<ServerSettings>,
+    /// Renders `/metrics`; `None` when another recorder is installed.
+    pub prometheus: Option<PrometheusHandle>,
+    /// Turns true when the server shuts down: streams and long waits end
+    /// so that graceful shutdown does not wait on them.
+    pub closing: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Every route, with body limits, fallbacks and request metrics.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.settings.body_limit as usize;
+    let deploy_limit = state.settings.deploy_limit as usize;
+    Router::new()
+        .route("/v1/workflows", get(workflows::list))
+        .route(
+            "/v1/workflows/{slug}",
+            put(workflows::deploy)
+                .layer(DefaultBodyLimit::max(deploy_limit))
+                .get(workflows::get)
+                .delete(workflows::delete),
+        )
+        .route("/v1/workflows/{slug}/runs", post(runs::start))
+        .route("/v1/runs", get(runs::list))
+        .route("/v1/runs/{id}", get(runs::get))
+        .route("/v1/runs/{id}/cancel", post(runs::cancel))
+        .route("/v1/runs/{id}/signals/{name}", post(runs::signal))
+        .route("/v1/runs/{id}/events", get(events::page))
+        .route("/v1/runs/{id}/events/stream", get(events::stream))
+        .route("/v1/runs/{id}/artifacts", get(artifacts::list))
+        .route("/v1/runs/{id}/artifacts/{name}", get(artifacts::download))
+        .route("/hooks/{slug}", post(hooks::receive))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/openapi.json", get(openapi::spec))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(track))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "this route does not take that method",
+    )
+}
+
+/// Counts requests by route template and status.
+async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let res = next.run(req).await;
+    crate::metrics::http_request(route, &method, res.status().as_u16());
+    res
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then stops
+/// accepting, lets requests in flight finish, and stops the host's runs
+/// where they are (they resume on the next start).
+pub async fn serve(
+    host: Host,
+    settings: ServerSettings,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    // One recorder per process (the `metrics` facade is global).
+    static PROMETHEUS: std::sync::OnceLock<Option<PrometheusHandle>> = std::sync::OnceLock::new();
+    let prometheus = PROMETHEUS
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .ok()
+        })
+        .clone();
+    let auth = Auth::new(&settings.tokens);
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
+    let state = AppState {
+        host: host.clone(),
+        auth: Arc::new(auth),
+        settings: Arc::new(settings),
+        prometheus,
+        closing,
+    };
+    let shutdown = async move {
+        shutdown.await;
+        let _ = closing_tx.send(true);
+    };
+    let app = router(state);
+    // Keep-alive clients must never wait on delayed ACKs.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    host.shutdown().await?;
+    Ok(())
+}
+
+/// Whether `addr` is reachable only from this machine.
+pub fn is_loopback(addr: &std::net::SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+/// Extracts the state (handlers name it through this alias).
+pub(crate) type AppStateRef = State<AppState>;

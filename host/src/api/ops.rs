@@ -1,0 +1,54 @@
+//! Health, readiness and Prometheus metrics.
+
+use super::AppStateRef;
+use super::error::{ApiError, ApiResult};
+use crate::config::Scope;
+use axum::Json;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// The store answers: the host can take work.
+#[utoipa::path(get, path = "/readyz", tag = "ops",
+    responses((status = 200, body = Health), (status = 503, body = super::error::ErrorEnvelope)))]
+pub async fn readyz(state: AppStateRef) -> ApiResult<Json<Health>> {
+    state
+        .host
+        .store()
+        .workflows()
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "NOT_READY", e.to_string()))?;
+    Ok(Json(Health { status: "ready" }))
+}
+
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, content_type = "text/plain", description = "Prometheus metrics"),
+        (status = 401, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn metrics(state: AppStateRef, headers: HeaderMap) -> ApiResult<Response> {
+    state.auth.check(&headers, Scope::Read)?;
+    let host = &state.host;
+    crate::metrics::gauges(host.warm_instances(), host.queue_depth(), host.live_runs());
+    let text = state
+        .prometheus
+        .as_ref()
+        .map(|p| p.render())
+        .unwrap_or_default();
+    let mut res = text.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    Ok(res)
+}

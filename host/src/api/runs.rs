@@ -1,0 +1,332 @@
+//! `/v1/workflows/{slug}/runs` and `/v1/runs`: start, list, show, cancel,
+//! signal.
+
+use super::AppStateRef;
+use super::body::{Body, json};
+use super::error::{ApiError, ApiResult};
+use crate::config::Scope;
+use crate::host::{CancelOutcome, MAX_INPUT_BYTES};
+use crate::types::{RunId, RunRecord, RunStatus};
+use axum::Json;
+use axum::extract::{Path, Query};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Longest `?wait=` honoured.
+const MAX_WAIT_SECS: f64 = 300.0;
+
+/// A run, with the runs it started.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RunView {
+    #[serde(flatten)]
+    #[schema(value_type = RunRecord)]
+    pub run: PublicRun,
+    #[schema(value_type = Vec<String>)]
+    pub children: Vec<RunId>,
+}
+
+/// A run as the API shows it: without its random seed.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct PublicRun(serde_json::Value);
+
+impl PublicRun {
+    pub fn of(run: &RunRecord) -> PublicRun {
+        let mut v = serde_json::to_value(run).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("seed");
+        }
+        PublicRun(v)
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct StartQuery {
+    /// Seconds to wait for the run to end (at most 300).
+    wait: Option<f64>,
+}
+
+pub(super) fn run_id(s: &str) -> ApiResult<RunId> {
+    s.parse()
+        .map_err(|e: crate::types::BadRunId| ApiError::not_found(e.to_string()))
+}
+
+fn view(state: &AppStateRef, run: RunRecord) -> ApiResult<RunView> {
+    let children = state.host.store().children(run.id)?;
+    Ok(RunView {
+        run: PublicRun::of(&run),
+        children,
+    })
+}
+
+/// Starts a run of the newest version of `slug`. The body is the input
+/// (JSON; empty means `{}`).
+#[utoipa::path(post, path = "/v1/workflows/{slug}/runs", tag = "runs",
+    params(("slug" = String, Path), StartQuery,
+        ("Idempotency-Key" = Option<String>, Header, description = "same key and input: the same run (200); another input: 409")),
+    request_body(content = Object, content_type = "application/json"),
+    responses((status = 200, body = RunView, description = "the run ended within `wait`, or the key named it"),
+        (status = 202, body = RunView, description = "queued or still running; see Location"),
+        (status = 404, body = super::error::ErrorEnvelope), (status = 409, body = super::error::ErrorEnvelope),
+        (status = 413, body = super::error::ErrorEnvelope), (status = 415, body = super::error::ErrorEnvelope),
+        (status = 429, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn start(
+    state: AppStateRef,
+    Path(slug): Path<String>,
+    Query(q): Query<StartQuery>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<Response> {
+    state.auth.check(&headers, Scope::Execute)?;
+    let input = json(&headers, &body, serde_json::json!({}))?;
+    if body.len() > MAX_INPUT_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "BODY_TOO_LARGE",
+            "run input is at most 1 MiB",
+        ));
+    }
+    let wait = match q.wait {
+        Some(w) if !(0.0..=MAX_WAIT_SECS).contains(&w) || w.is_nan() => {
+            return Err(ApiError::bad_request(
+                "INVALID_WAIT",
+                "wait is a number of seconds from 0 to 300",
+            ));
+        }
+        w => w.map(Duration::from_secs_f64),
+    };
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let k = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 256);
+            let k = k.ok_or_else(|| {
+                ApiError::bad_request(
+                    "INVALID_IDEMPOTENCY_KEY",
+                    "Idempotency-Key must be 1 to 256 visible ASCII characters",
+                )
+            })?;
+            Some(format!("api:{slug}:{k}"))
+        }
+    };
+    let depth = state.host.queue_depth();
+    if depth >= state.settings.max_queued_runs {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "QUEUE_FULL",
+            format!("{depth} runs are waiting to execute; try again shortly"),
+        );
+        e.retry_after = Some(1);
+        return Err(e);
+    }
+    let started = state.host.start_with_key(&slug, None, input, key).await?;
+    let record = match wait {
+        Some(w) if !w.is_zero() => {
+            let mut closing = state.closing.clone();
+            let waited = tokio::select! {
+                r = tokio::time::timeout(w, state.host.wait(started.id)) => r.ok(),
+                _ = closing.wait_for(|c| *c) => None,
+            };
+            match waited {
+                Some(r) => r?,
+                None => state
+                    .host
+                    .store()
+                    .run(started.id)?
+                    .ok_or(crate::HostError::RunNotFound(started.id))?,
+            }
+        }
+        _ => state
+            .host
+            .store()
+            .run(started.id)?
+            .ok_or(crate::HostError::RunNotFound(started.id))?,
+    };
+    let done = record.status.is_terminal();
+    let status = if done || !started.created {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let mut res = (status, Json(view(&state, record)?)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/runs/{}", started.id)) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// Only runs of this workflow.
+    workflow: Option<String>,
+    /// Only runs with this status.
+    status: Option<String>,
+    /// At most this many (default 50, at most 1000).
+    limit: Option<usize>,
+    /// `next_cursor` from the previous page.
+    cursor: Option<String>,
+}
+
+/// A page of runs, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RunPage {
+    #[schema(value_type = Vec<RunRecord>)]
+    pub runs: Vec<PublicRun>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Runs, newest first, filtered and paged.
+#[utoipa::path(get, path = "/v1/runs", tag = "runs", params(ListQuery),
+    responses((status = 200, body = RunPage), (status = 400, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn list(
+    state: AppStateRef,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Json<RunPage>> {
+    state.auth.check(&headers, Scope::Read)?;
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(
+            s.parse::<RunStatus>()
+                .map_err(|e| ApiError::bad_request("INVALID_STATUS", e))?,
+        ),
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let before =
+        match q.cursor.as_deref() {
+            None | Some("") => None,
+            Some(c) => Some(c.parse::<RunId>().map_err(|_| {
+                ApiError::bad_request("INVALID_CURSOR", "not a cursor from this API")
+            })?),
+        };
+    let mut runs =
+        state
+            .host
+            .store()
+            .runs_page(status, q.workflow.as_deref(), limit + 1, before)?;
+    let next_cursor = if runs.len() > limit {
+        runs.truncate(limit);
+        runs.last().map(|r| r.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(RunPage {
+        runs: runs.iter().map(PublicRun::of).collect(),
+        next_cursor,
+    }))
+}
+
+/// A run: status, input, output, error, timestamps, usage, parent, children.
+#[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs", params(("id" = String, Path)),
+    responses((status = 200, body = RunView), (status = 404, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn get(
+    state: AppStateRef,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<RunView>> {
+    state.auth.check(&headers, Scope::Read)?;
+    let id = run_id(&id)?;
+    let run = state
+        .host
+        .store()
+        .run(id)?
+        .ok_or(crate::HostError::RunNotFound(id))?;
+    Ok(Json(view(&state, run)?))
+}
+
+/// What a cancel did.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Cancelled {
+    #[schema(value_type = String)]
+    pub run_id: RunId,
+    /// `cancelling`, `cancelled`, or `already_ended`.
+    pub outcome: String,
+    pub status: RunStatus,
+}
+
+/// Cancels a run and its children.
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs", params(("id" = String, Path)),
+    responses((status = 200, body = Cancelled), (status = 404, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    state: AppStateRef,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Cancelled>> {
+    state.auth.check(&headers, Scope::Execute)?;
+    let id = run_id(&id)?;
+    let outcome = state.host.cancel(id).await?;
+    let (outcome, status) = match outcome {
+        CancelOutcome::Cancelling => {
+            // An executing run stops at its next epoch tick.
+            let r = tokio::time::timeout(Duration::from_secs(1), state.host.wait(id)).await;
+            let status = match r {
+                Ok(Ok(r)) => r.status,
+                _ => RunStatus::Cancelling,
+            };
+            ("cancelling", status)
+        }
+        CancelOutcome::Cancelled => ("cancelled", RunStatus::Cancelled),
+        CancelOutcome::AlreadyEnded(s) => ("already_ended", s),
+    };
+    Ok(Json(Cancelled {
+        run_id: id,
+        outcome: outcome.to_owned(),
+        status,
+    }))
+}
+
+/// Where a signal landed.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SignalReceipt {
+    /// Position in the run's inbox.
+    pub seq: u64,
+    /// A signal with the same `Signal-Id` was delivered before; this one was dropped.
+    pub duplicate: bool,
+}
+
+/// Sends a signal to a run. The body is the signal's data (JSON; empty
+/// means `null`); `Signal-Id` deduplicates redeliveries.
+#[utoipa::path(post, path = "/v1/runs/{id}/signals/{name}", tag = "runs",
+    params(("id" = String, Path), ("name" = String, Path),
+        ("Signal-Id" = Option<String>, Header, description = "a repeated id is dropped")),
+    request_body(content = Object, content_type = "application/json"),
+    responses((status = 202, body = SignalReceipt), (status = 200, body = SignalReceipt, description = "duplicate"),
+        (status = 404, body = super::error::ErrorEnvelope), (status = 409, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn signal(
+    state: AppStateRef,
+    Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<(StatusCode, Json<SignalReceipt>)> {
+    state.auth.check(&headers, Scope::Execute)?;
+    let id = run_id(&id)?;
+    let data = json(&headers, &body, serde_json::Value::Null)?;
+    let signal_id = match headers.get("signal-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::bad_request("INVALID_SIGNAL_ID", "Signal-Id must be ASCII"))?
+                .to_owned(),
+        ),
+    };
+    let receipt = state.host.signal(id, &name, data, signal_id).await?;
+    let status = if receipt.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((
+        status,
+        Json(SignalReceipt {
+            seq: receipt.seq,
+            duplicate: receipt.duplicate,
+        }),
+    ))
+}

@@ -1,0 +1,66 @@
+//! Prometheus metrics. The host records through the `metrics` facade, a
+//! no-op until `runway serve` installs the exporter, so embedded runs pay
+//! nothing for it.
+
+use crate::types::RunRecord;
+
+/// A run was queued.
+pub(crate) fn run_started(workflow: &str) {
+    metrics::counter!("runway_runs_started_total", "workflow" => workflow.to_owned()).increment(1);
+}
+
+/// A run ended.
+pub(crate) fn run_finished(run: &RunRecord) {
+    let workflow = run.workflow.clone();
+    metrics::counter!(
+        "runway_runs_finished_total",
+        "workflow" => workflow.clone(),
+        "status" => run.status.as_str()
+    )
+    .increment(1);
+    if let (Some(a), Some(b)) = (run.started_at, run.finished_at) {
+        metrics::histogram!("runway_run_duration_seconds", "workflow" => workflow)
+            .record((b - a).as_seconds_f64().max(0.0));
+    }
+    metrics::counter!("runway_fuel_consumed_total").increment(run.usage.fuel);
+}
+
+/// A call across the sandbox executed (not answered from the journal).
+pub(crate) fn host_call(call: &'static str) {
+    let (interface, _) = call.rsplit_once('.').unwrap_or((call, ""));
+    metrics::counter!("runway_host_calls_total", "interface" => interface).increment(1);
+}
+
+/// A webhook delivery: `outcome` is `verified` or the rejection reason.
+pub(crate) fn webhook(slug: &str, outcome: &'static str) {
+    metrics::counter!("runway_webhooks_received_total", "workflow" => slug.to_owned()).increment(1);
+    if outcome == "verified" {
+        metrics::counter!("runway_webhooks_verified_total", "workflow" => slug.to_owned())
+            .increment(1);
+    } else {
+        metrics::counter!(
+            "runway_webhooks_rejected_total",
+            "workflow" => slug.to_owned(),
+            "reason" => outcome
+        )
+        .increment(1);
+    }
+}
+
+/// An HTTP request was answered.
+pub(crate) fn http_request(route: String, method: &str, status: u16) {
+    metrics::counter!(
+        "runway_http_requests_total",
+        "route" => route,
+        "method" => method.to_owned(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+}
+
+/// Gauges read at scrape time.
+pub(crate) fn gauges(warm: usize, queued: usize, live: usize) {
+    metrics::gauge!("runway_warm_instances").set(warm as f64);
+    metrics::gauge!("runway_queue_depth").set(queued as f64);
+    metrics::gauge!("runway_live_runs").set(live as f64);
+}

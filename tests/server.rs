@@ -1,0 +1,856 @@
+//! The HTTP API end to end: a real listener on loopback, real components,
+//! driven with a real HTTP client.
+
+mod support;
+
+use reqwest::StatusCode;
+use runway::config::{Scope, ServerSettings, TokenConfig};
+use runway::{Host, HostConfig};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+struct Server {
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Server {
+    async fn start(dir: &Path, tokens: &[(&str, Scope)], secrets: &[(&str, &str)]) -> Server {
+        support::guest_dir();
+        if !secrets.is_empty() {
+            let text: String = secrets
+                .iter()
+                .map(|(k, v)| format!("{k} = \"{v}\"\n"))
+                .collect();
+            std::fs::write(dir.join("secrets.toml"), text).unwrap();
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(
+                    dir.join("secrets.toml"),
+                    std::fs::Permissions::from_mode(0o600),
+                );
+            }
+        }
+        let settings = ServerSettings {
+            tokens: tokens
+                .iter()
+                .map(|(t, s)| TokenConfig {
+                    name: t.to_string(),
+                    sha256: hex::encode(Sha256::digest(t.as_bytes())),
+                    scope: *s,
+                })
+                .collect(),
+            ..ServerSettings::default()
+        };
+        // A host that just shut down releases the data directory as its
+        // last handle drops.
+        let mut host = None;
+        for _ in 0..400 {
+            match Host::open(HostConfig::new(dir)).await {
+                Ok(h) => {
+                    host = Some(h);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        let host = host.expect("opening the data directory");
+        host.recover().await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (cron_stop_tx, cron_stop_rx) = tokio::sync::watch::channel(false);
+        let cron = tokio::spawn(runway::cron::run(host.clone(), cron_stop_rx));
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop_rx.await;
+                let _ = cron_stop_tx.send(true);
+            };
+            runway::api::serve(host, settings, listener, shutdown)
+                .await
+                .expect("serving");
+            let _ = cron.await;
+        });
+        Server {
+            base,
+            stop: Some(stop_tx),
+            task: Some(task),
+            http: reqwest::Client::new(),
+            token: tokens.last().map(|(t, _)| t.to_string()),
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    async fn deploy(&self, example: &str, manifest: &str) -> Value {
+        let slug = manifest
+            .lines()
+            .find_map(|l| l.strip_prefix("slug = \""))
+            .and_then(|l| l.strip_suffix('"'))
+            .expect("a slug line")
+            .to_owned();
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "component",
+                reqwest::multipart::Part::bytes(support::wasm_bytes(example)).file_name("c.wasm"),
+            )
+            .text("manifest", manifest.to_owned());
+        let res = self
+            .req(reqwest::Method::PUT, &format!("/v1/workflows/{slug}"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            res.status().is_success(),
+            "deploy {example}: {}",
+            res.status()
+        );
+        res.json().await.unwrap()
+    }
+
+    async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.req(reqwest::Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get_json(&self, path: &str) -> Value {
+        let res = self.req(reqwest::Method::GET, path).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "GET {path}");
+        res.json().await.unwrap()
+    }
+}
+
+fn envelope_code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_trigger_wait_and_idempotent_triggers() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]).await;
+    let d = s.deploy("hello", &support::manifest("hello")).await;
+    assert_eq!(d["version"], 1);
+    assert_eq!(d["created"], true);
+
+    let res = s
+        .post_json(
+            "/v1/workflows/hello/runs?wait=10",
+            &json!({ "name": "Ada" }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let run: Value = res.json().await.unwrap();
+    assert_eq!(run["status"], "completed");
+    assert_eq!(run["output"]["greeting"], "Hello, Ada!");
+    assert!(run.get("seed").is_none(), "the seed stays private");
+
+    // No wait: 202 and a Location to poll.
+    let res = s
+        .post_json("/v1/workflows/hello/runs", &json!({ "name": "Bo" }))
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let t0 = Instant::now();
+    loop {
+        let r = s.get_json(&location).await;
+        if r["status"] == "completed" {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Same key and input: the same run, 200. Another input: 409.
+    let with_key = |input: Value| {
+        s.req(reqwest::Method::POST, "/v1/workflows/hello/runs?wait=10")
+            .header("Idempotency-Key", "order-42")
+            .json(&input)
+            .send()
+    };
+    let a: Value = with_key(json!({ "name": "K" }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let res = with_key(json!({ "name": "K" })).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let b: Value = res.json().await.unwrap();
+    assert_eq!(a["id"], b["id"]);
+    let res = with_key(json!({ "name": "other" })).await.unwrap();
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    let e: Value = res.json().await.unwrap();
+    assert_eq!(envelope_code(&e), "IDEMPOTENCY_CONFLICT");
+    let page = s.get_json("/v1/runs?workflow=hello").await;
+    assert_eq!(page["runs"].as_array().unwrap().len(), 3);
+
+    // Cursor paging, newest first, without overlap.
+    let first = s.get_json("/v1/runs?limit=2").await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = s
+        .get_json(&format!("/v1/runs?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(second["runs"].as_array().unwrap().len(), 1);
+    assert!(second["next_cursor"].is_null());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_page_without_gaps_and_the_stream_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]).await;
+    s.deploy("steps", &support::manifest("steps")).await;
+    let res = s
+        .post_json(
+            "/v1/workflows/steps/runs",
+            &json!({ "count": 12, "pause_ms": 40 }),
+        )
+        .await;
+    let run: Value = res.json().await.unwrap();
+    let id = run["id"].as_str().unwrap().to_owned();
+
+    // Read part of the stream, then drop the connection mid-run.
+    let mut first = Vec::new();
+    {
+        let res = s
+            .req(
+                reqwest::Method::GET,
+                &format!("/v1/runs/{id}/events/stream"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let mut body = res.bytes_stream();
+        let mut buf = String::new();
+        use futures_util::StreamExt;
+        while first.len() < 8 {
+            let chunk = body.next().await.expect("more events").unwrap();
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let frame: String = buf.drain(..end + 2).collect();
+                if let Some(e) = parse_frame(&frame) {
+                    first.push(e);
+                }
+            }
+        }
+    }
+    let last = first.last().unwrap()["seq"].as_u64().unwrap();
+    // Resume with Last-Event-ID; the stream ends after the terminal event.
+    let res = s
+        .req(
+            reqwest::Method::GET,
+            &format!("/v1/runs/{id}/events/stream"),
+        )
+        .header("Last-Event-ID", last.to_string())
+        .send()
+        .await
+        .unwrap();
+    let text = tokio::time::timeout(Duration::from_secs(30), res.text())
+        .await
+        .expect("the stream ends after the run")
+        .unwrap();
+    let rest: Vec<Value> = text.split("\n\n").filter_map(parse_frame).collect();
+    let streamed: Vec<Value> = first.into_iter().chain(rest).collect();
+
+    // Pages of 5 give the same log, gap-free.
+    let mut paged = Vec::new();
+    let mut after = 0;
+    loop {
+        let p = s
+            .get_json(&format!("/v1/runs/{id}/events?after={after}&limit=5"))
+            .await;
+        let events = p["events"].as_array().unwrap().clone();
+        after = p["next_after"].as_u64().unwrap();
+        paged.extend(events);
+        if p["complete"] == true {
+            break;
+        }
+    }
+    let seqs: Vec<u64> = paged.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=paged.len() as u64).collect::<Vec<_>>());
+    assert_eq!(
+        streamed, paged,
+        "the stream's union is exactly the event log"
+    );
+    assert_eq!(paged.last().unwrap()["kind"], "completed");
+    s.stop().await;
+}
+
+fn parse_frame(frame: &str) -> Option<Value> {
+    let data: String = frame
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+        .collect();
+    (!data.is_empty()).then(|| serde_json::from_str(&data).expect("event JSON"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_signal_and_artifacts_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]).await;
+    s.deploy("approval", &support::manifest("approval")).await;
+    let run: Value = s
+        .post_json("/v1/workflows/approval/runs", &json!({ "request": "ship" }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = run["id"].as_str().unwrap().to_owned();
+    let wait_status = |status: &'static str| {
+        let s = &s;
+        let id = id.clone();
+        async move {
+            let t0 = Instant::now();
+            loop {
+                let r = s.get_json(&format!("/v1/runs/{id}")).await;
+                if r["status"] == status {
+                    return r;
+                }
+                assert!(t0.elapsed() < Duration::from_secs(10), "{r}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    wait_status("waiting-signal").await;
+    let res = s
+        .req(
+            reqwest::Method::POST,
+            &format!("/v1/runs/{id}/signals/approve"),
+        )
+        .header("Signal-Id", "d1")
+        .json(&json!({ "by": "ada" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let res = s
+        .req(
+            reqwest::Method::POST,
+            &format!("/v1/runs/{id}/signals/approve"),
+        )
+        .header("Signal-Id", "d1")
+        .json(&json!({ "by": "ada" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let dup: Value = res.json().await.unwrap();
+    assert_eq!(dup["duplicate"], true);
+    let done = wait_status("completed").await;
+    assert_eq!(done["output"]["approved"], true);
+
+    let list = s.get_json(&format!("/v1/runs/{id}/artifacts")).await;
+    assert_eq!(list[0]["name"], "decision.json");
+    let res = s
+        .req(
+            reqwest::Method::GET,
+            &format!("/v1/runs/{id}/artifacts/decision.json"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let h = res.headers();
+    assert_eq!(h["content-type"], "application/json");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(
+        h["content-disposition"],
+        "attachment; filename=\"decision.json\""
+    );
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["signal"]["by"], "ada");
+    let res = s
+        .req(
+            reqwest::Method::GET,
+            &format!("/v1/runs/{id}/artifacts/nope.txt"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+    // A second run, cancelled while it waits.
+    let run: Value = s
+        .post_json("/v1/workflows/approval/runs", &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id2 = run["id"].as_str().unwrap().to_owned();
+    let t0 = Instant::now();
+    while s.get_json(&format!("/v1/runs/{id2}")).await["status"] != "waiting-signal" {
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let res = s
+        .req(reqwest::Method::POST, &format!("/v1/runs/{id2}/cancel"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let c: Value = res.json().await.unwrap();
+    assert_eq!(c["status"], "cancelled", "{c}");
+    let res = s
+        .req(
+            reqwest::Method::POST,
+            &format!("/v1/runs/{id2}/signals/approve"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounds_answer_with_the_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]).await;
+    s.deploy("hello", &support::manifest("hello")).await;
+    let big = json!({ "name": "x".repeat(2 << 20) });
+    let res = s.post_json("/v1/workflows/hello/runs", &big).await;
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(envelope_code(&res.json().await.unwrap()), "BODY_TOO_LARGE");
+
+    let deep = "[".repeat(200) + &"]".repeat(200);
+    let res = s
+        .req(reqwest::Method::POST, "/v1/workflows/hello/runs")
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(envelope_code(&res.json().await.unwrap()), "JSON_TOO_DEEP");
+
+    let res = s
+        .req(reqwest::Method::POST, "/v1/workflows/hello/runs")
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let res = s
+        .req(reqwest::Method::POST, "/v1/workflows/hello/runs")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+
+    let res = s
+        .req(reqwest::Method::GET, "/v1/nothing/here")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(envelope_code(&res.json().await.unwrap()), "NOT_FOUND");
+    let res = s
+        .req(reqwest::Method::PATCH, "/v1/runs")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        envelope_code(&res.json().await.unwrap()),
+        "METHOD_NOT_ALLOWED"
+    );
+    let res = s
+        .req(reqwest::Method::GET, "/v1/runs/not-a-run")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = s
+        .req(reqwest::Method::GET, "/v1/runs?status=bogus")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+
+    // A deploy with a mismatched slug, and one that is not multipart.
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "component",
+            reqwest::multipart::Part::bytes(support::wasm_bytes("hello")),
+        )
+        .text("manifest", support::manifest("hello"));
+    let res = s
+        .req(reqwest::Method::PUT, "/v1/workflows/other")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = s
+        .req(reqwest::Method::PUT, "/v1/workflows/hello")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_auth_matrix_holds_on_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = [
+        ("t-read", Scope::Read),
+        ("t-exec", Scope::Execute),
+        ("t-admin", Scope::Admin),
+    ];
+    let s = Server::start(dir.path(), &tokens, &[]).await;
+    s.deploy("hello", &support::manifest("hello")).await;
+    let run: Value = s
+        .post_json("/v1/workflows/hello/runs?wait=10", &json!({ "name": "A" }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = run["id"].as_str().unwrap();
+    let routes: Vec<(reqwest::Method, String, Scope)> = vec![
+        (reqwest::Method::GET, "/v1/workflows".into(), Scope::Read),
+        (
+            reqwest::Method::GET,
+            "/v1/workflows/hello".into(),
+            Scope::Read,
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/workflows/hello".into(),
+            Scope::Admin,
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/v1/workflows/zzz".into(),
+            Scope::Admin,
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/workflows/hello/runs".into(),
+            Scope::Execute,
+        ),
+        (reqwest::Method::GET, "/v1/runs".into(), Scope::Read),
+        (reqwest::Method::GET, format!("/v1/runs/{id}"), Scope::Read),
+        (
+            reqwest::Method::GET,
+            format!("/v1/runs/{id}/events"),
+            Scope::Read,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/v1/runs/{id}/events/stream"),
+            Scope::Read,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/v1/runs/{id}/cancel"),
+            Scope::Execute,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/v1/runs/{id}/signals/x"),
+            Scope::Execute,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/v1/runs/{id}/artifacts"),
+            Scope::Read,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/v1/runs/{id}/artifacts/none"),
+            Scope::Read,
+        ),
+        (reqwest::Method::GET, "/metrics".into(), Scope::Read),
+    ];
+    let client = reqwest::Client::new();
+    for (method, path, need) in &routes {
+        let url = format!("{}{path}", s.base);
+        let send = |token: Option<&str>| {
+            let mut r = client.request(method.clone(), &url);
+            if let Some(t) = token {
+                r = r.bearer_auth(t);
+            }
+            r.send()
+        };
+        let res = send(None).await.unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without a token"
+        );
+        let res = send(Some("wrong")).await.unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} with a bad token"
+        );
+        for (token, scope) in &tokens {
+            let res = send(Some(token)).await.unwrap();
+            let st = res.status();
+            if scope < need {
+                assert_eq!(st, StatusCode::FORBIDDEN, "{method} {path} as {token}");
+            } else {
+                assert!(
+                    st != StatusCode::UNAUTHORIZED && st != StatusCode::FORBIDDEN,
+                    "{method} {path} as {token}: {st}"
+                );
+            }
+        }
+    }
+    // Probes and the API description are public.
+    for path in ["/healthz", "/readyz", "/v1/openapi.json"] {
+        let res = client
+            .get(format!("{}{path}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_verify_each_scheme_and_refuse_replays() {
+    use runway::webhook::{sign_github, sign_hmac, sign_stripe};
+    let dir = tempfile::tempdir().unwrap();
+    let key = "whsec-test-key";
+    let s = Server::start(dir.path(), &[], &[("HOOK_KEY", key)]).await;
+    let manifests = [
+        (
+            "gh",
+            "scheme = \"github\"\nsecret = \"HOOK_KEY\"\ninput_pointer = \"/who\"\n",
+        ),
+        (
+            "st",
+            "scheme = \"stripe\"\nsecret = \"HOOK_KEY\"\ninput_pointer = \"/data\"\n",
+        ),
+        (
+            "hm",
+            "scheme = \"hmac\"\nsecret = \"HOOK_KEY\"\nheader = \"X-Sig\"\nprefix = \"v1=\"\ndelivery_id_header = \"X-Delivery\"\n",
+        ),
+    ];
+    for (slug, hook) in manifests {
+        let m = format!("slug = \"{slug}\"\n[triggers.webhook]\n{hook}");
+        s.deploy("hello", &m).await;
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let post = |slug: &str, body: Vec<u8>, headers: Vec<(&'static str, String)>| {
+        let mut r = s
+            .http
+            .post(format!("{}/hooks/{slug}", s.base))
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            r = r.header(k, v);
+        }
+        r.send()
+    };
+    async fn reason(res: reqwest::Response) -> (StatusCode, String) {
+        let st = res.status();
+        let v: Value = res.json().await.unwrap_or_default();
+        (st, v["error"]["message"].as_str().unwrap_or("").to_owned())
+    }
+
+    // github
+    let body = br#"{"who":{"name":"gh-user"}}"#.to_vec();
+    let good = vec![
+        ("X-Hub-Signature-256", sign_github(key.as_bytes(), &body)),
+        ("X-GitHub-Delivery", "gh-1".into()),
+    ];
+    let res = post("gh", body.clone(), good.clone()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let first: Value = res.json().await.unwrap();
+    let res = post("gh", body.clone(), good).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "a replayed delivery id");
+    let again: Value = res.json().await.unwrap();
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["run_id"], first["run_id"]);
+    let bad = vec![
+        ("X-Hub-Signature-256", sign_github(b"other key", &body)),
+        ("X-GitHub-Delivery", "gh-2".into()),
+    ];
+    let (st, why) = reason(post("gh", body.clone(), bad).await.unwrap()).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert!(why.starts_with("bad_signature"), "{why}");
+    let (st, why) = reason(post("gh", body.clone(), vec![]).await.unwrap()).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert!(why.starts_with("missing_signature"), "{why}");
+
+    // stripe: good, bad, stale, replayed (the payload's id)
+    let body = br#"{"id":"evt_1","data":{"name":"stripe-user"}}"#.to_vec();
+    let res = post(
+        "st",
+        body.clone(),
+        vec![("Stripe-Signature", sign_stripe(key.as_bytes(), &body, now))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let res = post(
+        "st",
+        body.clone(),
+        vec![("Stripe-Signature", sign_stripe(key.as_bytes(), &body, now))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "evt_1 again");
+    let (st, why) = reason(
+        post(
+            "st",
+            body.clone(),
+            vec![(
+                "Stripe-Signature",
+                sign_stripe(key.as_bytes(), &body, now - 3600),
+            )],
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert!(why.starts_with("stale_timestamp"), "{why}");
+    let (st, why) = reason(
+        post(
+            "st",
+            body.clone(),
+            vec![("Stripe-Signature", sign_stripe(b"nope", &body, now))],
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert!(why.starts_with("bad_signature"), "{why}");
+
+    // hmac with a custom header, prefix and delivery header
+    let body = br#"{"name":"hmac-user"}"#.to_vec();
+    let sig = sign_hmac(key.as_bytes(), &body, "v1=");
+    let res = post(
+        "hm",
+        body.clone(),
+        vec![("X-Sig", sig.clone()), ("X-Delivery", "h1".into())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let started: Value = res.json().await.unwrap();
+    let res = post(
+        "hm",
+        body.clone(),
+        vec![("X-Sig", sig), ("X-Delivery", "h1".into())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let (st, _) = reason(
+        post(
+            "hm",
+            body.clone(),
+            vec![("X-Sig", "v1=00".into()), ("X-Delivery", "h2".into())],
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+
+    // The verified payload (at the pointer) became the input.
+    let id = started["run_id"].as_str().unwrap();
+    let t0 = Instant::now();
+    let run = loop {
+        let r = s.get_json(&format!("/v1/runs/{id}")).await;
+        if r["status"] == "completed" {
+            break r;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(run["output"]["greeting"], "Hello, hmac-user!");
+    let gh_runs = s.get_json("/v1/runs?workflow=gh").await;
+    assert_eq!(gh_runs["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(gh_runs["runs"][0]["input"], json!({ "name": "gh-user" }));
+
+    // Rejections are counted by reason; the key is nowhere in the metrics.
+    let metrics = s
+        .req(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    if !metrics.is_empty() {
+        assert!(
+            metrics.contains("runway_webhooks_rejected_total"),
+            "{metrics}"
+        );
+        assert!(!metrics.contains(key));
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cron_fires_every_second_and_never_twice_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = "slug = \"tick\"\n[[triggers.cron]]\nschedule = \"* * * * * *\"\ninput = { name = \"cron\" }\n";
+    let s = Server::start(dir.path(), &[], &[]).await;
+    s.deploy("hello", manifest).await;
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    s.stop().await;
+    // Down for a while: several instants are missed.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let s = Server::start(dir.path(), &[], &[]).await;
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let page = s.get_json("/v1/runs?workflow=tick&limit=1000").await;
+    let runs = page["runs"].as_array().unwrap();
+    let keys: Vec<&str> = runs
+        .iter()
+        .map(|r| r["idempotency_key"].as_str().unwrap())
+        .collect();
+    let mut unique = keys.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), keys.len(), "an instant fired twice: {keys:?}");
+    // About 2 fires before, 1 for the missed ones, about 1–2 after.
+    assert!(
+        (3..=7).contains(&runs.len()),
+        "{} runs: {keys:?}",
+        runs.len()
+    );
+    for r in runs {
+        assert_eq!(r["input"], json!({ "name": "cron" }));
+    }
+    s.stop().await;
+}
