@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+./scripts/setup-test-tools.sh
 cargo test -p runway
 cargo test -p runway-sdk --doc

@@ -854,3 +854,64 @@ async fn cron_fires_every_second_and_never_twice_across_a_restart() {
     }
     s.stop().await;
 }
+
+/// schemathesis, installed by `scripts/setup-test-tools.sh`.
+fn schemathesis() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("RUNWAY_SCHEMATHESIS") {
+        return p.into();
+    }
+    support::root().join("target/tools/venv/bin/st")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn property_based_fuzzing_of_the_openapi_description_finds_no_5xx() {
+    let st = schemathesis();
+    assert!(
+        st.exists(),
+        "schemathesis is not installed at {}: run ./scripts/setup-test-tools.sh",
+        st.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[("fuzz-admin", Scope::Admin)], &[]).await;
+    // Data to reach past 404s: workflows, runs, an artifact.
+    s.deploy("hello", &support::manifest("hello")).await;
+    s.deploy("approval", &support::manifest("approval")).await;
+    s.post_json(
+        "/v1/workflows/hello/runs?wait=10",
+        &json!({ "name": "fuzz" }),
+    )
+    .await;
+    s.post_json("/v1/workflows/approval/runs", &json!({})).await;
+    let spec = format!("{}/v1/openapi.json", s.base);
+    let mut cmd = std::process::Command::new(&st);
+    cmd.args([
+        "run",
+        &spec,
+        "--checks",
+        "not_a_server_error",
+        // The stateful phase infers links from our Location headers and
+        // then rejects its own inferences (schemathesis 4.32); the
+        // coverage and fuzzing phases exercise every operation.
+        "--phases",
+        "coverage,fuzzing",
+        "--max-examples",
+        "30",
+        "--seed",
+        "20261121",
+        "--header",
+        "Authorization: Bearer fuzz-admin",
+    ])
+    .env("NO_COLOR", "1");
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("running schemathesis");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "schemathesis found problems:\n{text}");
+    assert!(text.contains("passed"), "{text}");
+    s.stop().await;
+}

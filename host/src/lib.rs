@@ -12,6 +12,7 @@ pub mod artifact_store;
 mod bindings;
 pub mod budget;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod cron;
 pub mod engine;
