@@ -915,3 +915,94 @@ async fn property_based_fuzzing_of_the_openapi_description_finds_no_5xx() {
     assert!(text.contains("passed"), "{text}");
     s.stop().await;
 }
+
+/// The `runway` binary against the server (`--server`, `--token`).
+fn cli(base: &str, token: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_runway"))
+        .args(["--server", base, "--token", token])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("RUNWAY_DATA_DIR")
+        .output()
+        .expect("running runway")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_talks_to_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[("cli-admin", Scope::Admin)], &[]).await;
+    let base = s.base.clone();
+    let run = move |args: Vec<String>| {
+        let base = base.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                cli(&base, "cli-admin", &refs)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let wasm = support::wasm("steps").to_str().unwrap().to_owned();
+    let manifest = support::manifest_path("steps").to_str().unwrap().to_owned();
+    let o = run(vec!["deploy".into(), wasm, "--manifest".into(), manifest]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("deployed steps v1"), "{}", text(&o));
+
+    let o = run(["run", "steps", "--json", "--input", r#"{"count":3}"#]
+        .map(String::from)
+        .to_vec())
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["status"], "completed");
+    let id = v["run_id"].as_str().unwrap().to_owned();
+
+    let o = run(vec![
+        "events".into(),
+        id.clone(),
+        "--follow".into(),
+        "--json".into(),
+    ])
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let kinds: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(kinds.first().map(String::as_str), Some("queued"));
+    assert_eq!(kinds.last().map(String::as_str), Some("completed"));
+    assert_eq!(kinds.iter().filter(|k| *k == "artifact_written").count(), 3);
+
+    let o = run(vec!["workflows".into()]).await;
+    assert!(text(&o).contains("steps"), "{}", text(&o));
+    let o = run(vec!["runs".into(), "--json".into()]).await;
+    let list: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list[0]["run_id"], json!(id));
+
+    // A bad token is the server's 401, as a clear error and exit code 2.
+    let base = s.base.clone();
+    let o = tokio::task::spawn_blocking(move || cli(&base, "wrong", &["runs"]))
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("UNAUTHORIZED"), "{}", text(&o));
+    assert!(
+        !text(&o).contains("wrong"),
+        "the token is not echoed: {}",
+        text(&o)
+    );
+    s.stop().await;
+}
