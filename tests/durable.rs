@@ -35,7 +35,7 @@ async fn finish(host: &Host, id: RunId) -> RunRecord {
 async fn until_status(host: &Host, id: RunId, status: RunStatus) {
     let t0 = Instant::now();
     loop {
-        let r = host.store().run(id).unwrap().unwrap();
+        let r = host.run_record(id).await.unwrap();
         if r.status == status {
             return;
         }
@@ -319,7 +319,7 @@ async fn a_sleeping_run_is_cancelled_at_once_and_idle_returns() {
         tokio::time::timeout(Duration::from_secs(10), host.idle())
             .await
             .expect("idle while waiting for outside input");
-        let r = host.store().run(id).unwrap().unwrap();
+        let r = host.run_record(id).await.unwrap();
         assert_eq!(r.status, RunStatus::WaitingSignal, "{mode}");
         host.signal(id, "go", Value::Bool(true), None)
             .await

@@ -9,6 +9,9 @@
 //! 5. replay of a 10,000-call history (an evicted run woken from a timer)
 //! 6. 10,000 runs sleeping at once: resident memory and wake-up lateness
 //! 7. wake-to-resume of one evicted run, against one kept warm
+//! 8. `runway serve`: `hello` through `POST …/runs?wait=` with 1, 16 and 64
+//!    keep-alive clients; the server's resident memory after those runs
+//! 9. 1,000 SSE subscribers on one busy run
 //!
 //! 1 and 2 run once per instance allocator (pooling, on-demand) to show
 //! which pays. `RUNWAY_BENCH_QUICK=1` shrinks every sample count.
@@ -482,6 +485,184 @@ async fn wake_to_resume(warm: usize) -> Duration {
     pct(&late, 0.5)
 }
 
+/// A `runway serve` process on a fresh data directory.
+struct ServerProcess {
+    child: std::process::Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    async fn start() -> ServerProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_runway"))
+            .args(["--data-dir"])
+            .arg(dir.path())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting runway serve");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..500 {
+            if http.get(format!("{base}/healthz")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        ServerProcess {
+            child,
+            base,
+            _dir: dir,
+        }
+    }
+
+    async fn deploy(&self, name: &str) {
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "component",
+                reqwest::multipart::Part::bytes(support::wasm_bytes(name)),
+            )
+            .text("manifest", support::manifest(name));
+        let res = reqwest::Client::new()
+            .put(format!("{}/v1/workflows/{name}", self.base))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success());
+    }
+
+    fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Figure 8: `clients` keep-alive connections, each posting `hello` runs
+/// with `?wait=10` back to back for `dur`; every answer is a finished,
+/// durable run.
+async fn http_load(
+    server: &ServerProcess,
+    clients: usize,
+    dur: Duration,
+) -> (f64, Duration, Duration) {
+    let url = format!("{}/v1/workflows/hello/runs?wait=10", server.base);
+    let t0 = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let url = url.clone();
+        tasks.spawn(async move {
+            // One client each: one keep-alive connection each.
+            let http = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .tcp_nodelay(true)
+                .build()
+                .unwrap();
+            let body = format!(r#"{{"name":"c{c}"}}"#);
+            let mut lat = Vec::new();
+            while t0.elapsed() < dur {
+                let s = Instant::now();
+                let res = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), reqwest::StatusCode::OK);
+                let _ = res.bytes().await.unwrap();
+                lat.push(s.elapsed());
+            }
+            lat
+        });
+    }
+    let mut all: Vec<Duration> = tasks.join_all().await.into_iter().flatten().collect();
+    let elapsed = t0.elapsed();
+    all.sort();
+    let rate = all.len() as f64 / elapsed.as_secs_f64();
+    (rate, pct(&all, 0.5), pct(&all, 0.99))
+}
+
+/// Figure 9: `subscribers` SSE streams on one run that emits events while
+/// they watch; each must receive the whole log, in order, exactly once.
+async fn sse_fanout(server: &ServerProcess, subscribers: usize) {
+    server.deploy("steps").await;
+    let http = reqwest::Client::new();
+    let run: serde_json::Value = http
+        .post(format!("{}/v1/workflows/steps/runs", server.base))
+        .header("content-type", "application/json")
+        .body(r#"{"count":150,"pause_ms":10}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = run["id"].as_str().unwrap().to_owned();
+    let url = format!("{}/v1/runs/{id}/events/stream", server.base);
+    let t0 = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..subscribers {
+        let url = url.clone();
+        tasks.spawn(async move {
+            let text = reqwest::Client::new()
+                .get(&url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.lines()
+                .filter_map(|l| l.strip_prefix("id: "))
+                .map(|s| s.parse::<u64>().unwrap())
+                .collect::<Vec<u64>>()
+        });
+    }
+    let results = tasks.join_all().await;
+    let elapsed = t0.elapsed();
+    let full = results.iter().map(Vec::len).max().unwrap_or(0);
+    let complete = results
+        .iter()
+        .filter(|seqs| **seqs == (1..=full as u64).collect::<Vec<_>>())
+        .count();
+    for seqs in results
+        .iter()
+        .filter(|s| s.len() != full || **s != (1..=full as u64).collect::<Vec<_>>())
+    {
+        let first_bad = seqs.iter().enumerate().find(|(i, s)| **s != *i as u64 + 1);
+        println!(
+            "  INCOMPLETE: {} events, first out of order at {:?}, last {:?}",
+            seqs.len(),
+            first_bad,
+            seqs.last()
+        );
+    }
+    println!(
+        "  {subscribers} SSE subscribers on one run emitting {full} events over {}: {complete} received the whole log in order with no gap or duplicate ({:.0} events delivered/s)",
+        ms(elapsed),
+        (full * subscribers) as f64 / elapsed.as_secs_f64()
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; ignore arguments.
     support::guest_dir();
@@ -532,6 +713,88 @@ fn main() {
         if wanted(6) {
             println!("\n6. many sleeping runs");
             sleeping_10k().await;
+        }
+        if wanted(8) {
+            println!("\n8. runway serve: hello via POST /v1/workflows/hello/runs?wait=10, keep-alive clients");
+            {
+                // For comparison: the same run, one at a time, in process.
+                let dir = tempfile::tempdir().unwrap();
+                let host = open(dir.path(), Allocator::Pooling).await;
+                deploy_hello(&host).await;
+                let mut lat = Vec::new();
+                for _ in 0..scale(2000) {
+                    let t = Instant::now();
+                    host.run("hello", json!({"name": "x"})).await.unwrap();
+                    lat.push(t.elapsed());
+                }
+                lat.sort();
+                println!(
+                    "  in process, one at a time, no HTTP: p50 {} p99 {}",
+                    ms(pct(&lat, 0.5)),
+                    ms(pct(&lat, 0.99))
+                );
+            }
+
+            let server = ServerProcess::start().await;
+            server.deploy("hello").await;
+            let dur = Duration::from_secs(if quick() { 1 } else { 5 });
+            // Warm-up: compile cache, connections.
+            http_load(&server, 4, Duration::from_millis(300)).await;
+            let mut total = 0.0;
+            for clients in [1, 16, 64] {
+                let (rate, p50, p99) = http_load(&server, clients, dur).await;
+                total += rate * dur.as_secs_f64();
+                println!(
+                    "  {clients:>2} clients: {rate:.0} runs/s, p50 {} p99 {}{}",
+                    ms(p50),
+                    ms(p99),
+                    match clients {
+                        1 => "  (target p50 <= 1 ms)",
+                        64 => "  (target >= 7,000 runs/s)",
+                        _ => "",
+                    }
+                );
+            }
+            println!(
+                "  server resident memory after these {total:.0} runs: {:.0} MiB",
+                server.rss_mib()
+            );
+            drop(server);
+            // A fresh server after exactly 10,000 runs (16 clients).
+            let server = ServerProcess::start().await;
+            server.deploy("hello").await;
+            let idle = server.rss_mib();
+            let n = scale(10_000);
+            let url = format!("{}/v1/workflows/hello/runs?wait=10", server.base);
+            let mut tasks = tokio::task::JoinSet::new();
+            for c in 0..16 {
+                let url = url.clone();
+                tasks.spawn(async move {
+                    let http = reqwest::Client::new();
+                    for _ in 0..n / 16 {
+                        let res = http
+                            .post(&url)
+                            .header("content-type", "application/json")
+                            .body(format!(r#"{{"name":"m{c}"}}"#))
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(res.status(), reqwest::StatusCode::OK);
+                    }
+                });
+            }
+            tasks.join_all().await;
+            println!(
+                "  server resident memory after {} runs: {:.0} MiB (idle after deploy: {:.0} MiB)  (target <= 64 MiB)",
+                n / 16 * 16,
+                server.rss_mib(),
+                idle
+            );
+        }
+        if wanted(9) {
+            println!("\n9. SSE fan-out");
+            let server = ServerProcess::start().await;
+            sse_fanout(&server, if quick() { 100 } else { 1000 }).await;
         }
         if wanted(7) {
             println!("\n7. wake-to-resume (timer due -> guest runs again; includes the 1 ms timer granularity)");

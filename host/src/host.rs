@@ -206,7 +206,8 @@ impl Host {
         self.start_version(slug, None, input).await
     }
 
-    /// Starts a run of a given version (or the newest).
+    /// Starts a run of a given version (or the newest). The run is durable
+    /// once it ends, or after [`Host::flush`].
     pub async fn start_version(
         &self,
         slug: &str,
@@ -234,15 +235,29 @@ impl Host {
         Ok(Started { id, created })
     }
 
-    /// Queues a run durably without starting it; [`Host::recover`] (in
-    /// this process or a later one) starts it.
+    /// Queues a run without starting it; [`Host::recover`] (in this
+    /// process or a later one) starts it. Durable after [`Host::flush`].
     pub async fn enqueue(
         &self,
         slug: &str,
         version: Option<u32>,
         input: serde_json::Value,
     ) -> Result<RunId, HostError> {
-        Ok(self.queue(slug, version, input, None).await?.0.id)
+        let id = self.queue(slug, version, input, None).await?.0.id;
+        // Visible to reads (not yet durable) before this returns.
+        self.store().apply(Vec::new()).await?;
+        Ok(id)
+    }
+
+    /// A run as stored. A run started a moment ago may still be on its
+    /// way to the store (starts do not wait for the writer): on a miss,
+    /// wait for what is queued to be applied and look again.
+    pub async fn run_record(&self, id: RunId) -> Result<RunRecord, HostError> {
+        if let Some(r) = self.store().run(id)? {
+            return Ok(r);
+        }
+        self.store().apply(Vec::new()).await?;
+        self.store().run(id)?.ok_or(HostError::RunNotFound(id))
     }
 
     async fn queue(
@@ -271,14 +286,21 @@ impl Host {
                 version: wf.version,
             },
         };
-        let out = self
-            .store()
-            .commit(vec![Write::StartRun {
-                record: Box::new(record.clone()),
-                queued,
-                key: key.clone(),
-            }])
-            .await?;
+        // Not fsynced here: the run's first effect that leaves the host (a
+        // child, its end, an answer to a client after `flush`) makes this
+        // durable too, so a run that only computes costs one fsync.
+        let start = Write::StartRun {
+            record: Box::new(record.clone()),
+            queued,
+            key: key.clone(),
+        };
+        let out = if key.is_some() {
+            // The key's outcome is needed now.
+            self.store().apply(vec![start]).await?
+        } else {
+            self.store().enqueue(vec![start]);
+            Vec::new()
+        };
         if let Some(WriteOutcome::Existing(id)) = out.first() {
             let existing = self.store().run(*id)?.ok_or(HostError::RunNotFound(*id))?;
             if existing.input != record.input || existing.workflow != record.workflow {
@@ -625,7 +647,7 @@ impl Host {
         {
             return Ok(record);
         }
-        self.store().run(id)?.ok_or(HostError::RunNotFound(id))
+        self.run_record(id).await
     }
 
     /// Starts a run and waits for its end.
@@ -638,7 +660,7 @@ impl Host {
     /// ended. An executing run is interrupted at once; a parked one, or one
     /// nobody drives, is ended directly.
     pub async fn cancel(&self, id: RunId) -> Result<CancelOutcome, HostError> {
-        let record = self.store().run(id)?.ok_or(HostError::RunNotFound(id))?;
+        let record = self.run_record(id).await?;
         if record.status.is_terminal() {
             return Ok(CancelOutcome::AlreadyEnded(record.status));
         }
@@ -695,7 +717,7 @@ impl Host {
                 "signal data is over {MAX_SIGNAL_BYTES} bytes"
             )));
         }
-        let record = self.store().run(id)?.ok_or(HostError::RunNotFound(id))?;
+        let record = self.run_record(id).await?;
         if record.status.is_terminal() {
             return Err(HostError::RunEnded(id, record.status));
         }

@@ -131,6 +131,7 @@ pub async fn stream(
             follow,
             closing: state.closing.clone(),
             done: false,
+            ended: false,
         },
         |mut tail| async move {
             let batch = tail.next().await?;
@@ -151,6 +152,8 @@ struct Tail {
     /// `Last-Event-ID` on the next server).
     closing: tokio::sync::watch::Receiver<bool>,
     done: bool,
+    /// The run was seen ended once; the next empty read ends the stream.
+    ended: bool,
 }
 
 impl Tail {
@@ -183,9 +186,16 @@ impl Tail {
                 }
                 return Some(out);
             }
-            // Nothing new: a run that has ended has nothing more to say.
+            // Nothing new: a run that has ended has nothing more to say —
+            // once its last events are read (they may have landed between
+            // the two reads, which are separate snapshots).
             match self.host.store().run(self.run) {
-                Ok(Some(r)) if r.status.is_terminal() => return None,
+                Ok(Some(r)) if r.status.is_terminal() => {
+                    if std::mem::replace(&mut self.ended, true) {
+                        return None;
+                    }
+                    continue;
+                }
                 Ok(Some(_)) => {}
                 _ => return None,
             }

@@ -110,6 +110,8 @@ pub async fn receive(
     })?;
     let key = verified.delivery_id.map(|d| format!("hook:{slug}:{d}"));
     let started = state.host.start_with_key(&slug, None, input, key).await?;
+    // The answer acknowledges the delivery: it must survive a crash.
+    state.host.flush().await?;
     let status = if started.created {
         StatusCode::ACCEPTED
     } else {

@@ -122,29 +122,22 @@ pub async fn start(
         return Err(e);
     }
     let started = state.host.start_with_key(&slug, None, input, key).await?;
-    let record = match wait {
-        Some(w) if !w.is_zero() => {
-            let mut closing = state.closing.clone();
-            let waited = tokio::select! {
-                r = tokio::time::timeout(w, state.host.wait(started.id)) => r.ok(),
-                _ = closing.wait_for(|c| *c) => None,
-            };
-            match waited {
-                Some(r) => r?,
-                None => state
-                    .host
-                    .store()
-                    .run(started.id)?
-                    .ok_or(crate::HostError::RunNotFound(started.id))?,
-            }
+    if let Some(w) = wait.filter(|w| !w.is_zero()) {
+        let mut closing = state.closing.clone();
+        tokio::select! {
+            _ = tokio::time::timeout(w, state.host.wait(started.id)) => {}
+            _ = closing.wait_for(|c| *c) => {}
         }
-        _ => state
-            .host
-            .store()
-            .run(started.id)?
-            .ok_or(crate::HostError::RunNotFound(started.id))?,
-    };
-    let done = record.status.is_terminal();
+    }
+    let mut record = state.host.run_record(started.id).await?;
+    if !record.status.is_terminal() {
+        // The answer names the run: it must survive a crash from now on.
+        state.host.flush().await?;
+        record = state.host.run_record(started.id).await?;
+    }
+    // 200 when the caller waited and the run ended, or when the key named
+    // an existing run; otherwise 202 (even if it happens to have ended).
+    let done = record.status.is_terminal() && wait.is_some_and(|w| !w.is_zero());
     let status = if done || !started.created {
         StatusCode::OK
     } else {

@@ -126,7 +126,7 @@ impl RunState {
                 workflow: slug.clone(),
             });
         }
-        let mut writes = self.shared.take_writes();
+        let mut writes = Vec::new();
         if let Child::New(child) = child {
             let queued = crate::types::Event {
                 seq: 1,
@@ -149,7 +149,7 @@ impl RunState {
         }
         // The commit rule: the child exists, and the parent's record of it
         // is durable, before the child can do anything.
-        if let Err(e) = self.host.store.commit(writes).await {
+        if let Err(e) = self.shared.submit_recorded(writes).wait().await {
             return Err(self.fail(RunFault::Internal(format!("starting a child run: {e}"))));
         }
         if new {

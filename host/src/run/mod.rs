@@ -42,6 +42,8 @@ const TIMEOUT_GRACE: Duration = Duration::from_millis(50);
 /// Pending events are handed to the store writer in chunks this size, so a
 /// long run's log is visible while it runs.
 const FLUSH_EVENTS: usize = 256;
+/// How long a run may execute before its `running` status is written.
+const STATUS_DELAY: Duration = Duration::from_millis(50);
 
 /// What the host knows about a run while it executes.
 pub(crate) struct RunContext {
@@ -65,6 +67,12 @@ pub(crate) struct RunShared {
     services: Arc<HostServices>,
     pub journal: Mutex<Journal>,
     pub recorder: Mutex<Recorder>,
+    /// Writes held back until the next flush (the `running` status: a run
+    /// that ends quickly writes it with its end, in one transaction).
+    deferred: Mutex<Vec<Write>>,
+    /// Serializes flushes from the run and from its status timer, so
+    /// writes reach the writer in the order they were recorded.
+    pub(crate) flushing: Mutex<()>,
 }
 
 impl RunShared {
@@ -76,7 +84,8 @@ impl RunShared {
             let mut rec = self.recorder.lock();
             (rec.take_pending(), std::mem::take(&mut rec.new_artifacts))
         };
-        let mut writes = Vec::with_capacity(2 + artifacts.len());
+        let mut writes = std::mem::take(&mut *self.deferred.lock());
+        writes.reserve(2 + artifacts.len());
         if !entries.is_empty() {
             writes.push(Write::AppendJournal(self.run, entries));
         }
@@ -97,7 +106,17 @@ impl RunShared {
     /// Hands what is recorded to the writer (ordered, durable with the next
     /// durable commit).
     pub(crate) fn flush(&self) {
+        let _order = self.flushing.lock();
         self.services.store.enqueue(self.take_writes());
+    }
+
+    /// Submits what is recorded plus `extra` for a durable commit, in
+    /// order; wait on the ticket.
+    pub(crate) fn submit_recorded(&self, extra: Vec<Write>) -> crate::store::Ticket {
+        let _order = self.flushing.lock();
+        let mut w = self.take_writes();
+        w.extend(extra);
+        self.services.store.submit(w)
     }
 
     /// Flushes once enough events are pending.
@@ -249,6 +268,8 @@ pub(crate) fn sandbox(
             budget.max_events,
             budget.max_output_bytes,
         )),
+        deferred: Mutex::new(Vec::new()),
+        flushing: Mutex::new(()),
     });
     let env: Vec<(String, String)> = manifest
         .env
@@ -349,10 +370,21 @@ pub(crate) async fn execute(
     let run_ctx = store.data().run.clone();
     let live = store.data().live.clone();
 
+    // The `running` status waits for the run's first flush, its end, or
+    // STATUS_DELAY, whichever comes first: a short run then costs one
+    // transaction, and a long one shows it is running within the delay.
     shared.recorder.lock().system(EventBody::Running);
-    let mut writes = shared.take_writes();
-    writes.push(Write::PutRun(Box::new(record.clone())));
-    services.store.enqueue(writes);
+    shared
+        .deferred
+        .lock()
+        .push(Write::PutRun(Box::new(record.clone())));
+    let weak = Arc::downgrade(&shared);
+    tokio::spawn(async move {
+        tokio::time::sleep(STATUS_DELAY).await;
+        if let Some(shared) = weak.upgrade() {
+            shared.flush();
+        }
+    });
 
     let input = record.input.to_string();
     let result = match setup {
@@ -387,13 +419,13 @@ pub(crate) async fn execute(
             // needed before the wake, so it rides along.
             record.status = wait.status();
             record.wait = Some(wait);
-            services.store.enqueue(shared.take_writes());
+            shared.flush();
             return Ok(Executed::Parked(record));
         }
         outcome = Outcome::Fault(RunFault::Cancelled);
     }
     if matches!(outcome, Outcome::Fault(RunFault::Suspended)) && !live.cancelled() {
-        services.store.enqueue(shared.take_writes());
+        shared.flush();
         return Ok(Executed::Suspended);
     }
     if live.cancelled() {
@@ -404,9 +436,13 @@ pub(crate) async fn execute(
     let duration = Duration::from_millis(now_ms().saturating_sub(run_ctx.first_start_ms))
         .max(started.elapsed());
     finish(&shared, &mut record, &state, outcome, fuel_used, duration);
-    let mut writes = shared.take_writes();
-    writes.push(Write::PutRun(Box::new(record.clone())));
-    services.store.commit(writes).await?;
+    let ticket = {
+        let _order = shared.flushing.lock();
+        let mut w = shared.take_writes();
+        w.push(Write::PutRun(Box::new(record.clone())));
+        services.store.submit(w)
+    };
+    ticket.wait().await?;
     Ok(Executed::Finished(record))
 }
 

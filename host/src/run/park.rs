@@ -25,13 +25,12 @@ impl RunState {
     /// eviction (the error, a trap).
     pub(crate) async fn park(&mut self, wait: &Wait) -> wasmtime::Result<Parked> {
         self.shared.recorder.lock().system(EventBody::parked(wait));
-        let mut writes = self.shared.take_writes();
-        writes.push(Write::SetStatus {
+        let status = Write::SetStatus {
             run: self.run.id,
             status: wait.status(),
             wait: Some(wait.clone()),
-        });
-        if let Err(e) = self.host.store.commit(writes).await {
+        };
+        if let Err(e) = self.shared.submit_recorded(vec![status]).wait().await {
             return Err(self.fail(RunFault::Internal(format!("recording a wait: {e}"))));
         }
         let registry = &self.host.registry;
@@ -79,6 +78,7 @@ impl RunState {
             Err(_) => return Err(self.fail(RunFault::Internal("the host is closing".into()))),
         }
         self.shared.recorder.lock().system(EventBody::Running);
+        let _order = self.shared.flushing.lock();
         let mut writes = self.shared.take_writes();
         writes.push(Write::SetStatus {
             run: self.run.id,

@@ -8,7 +8,7 @@
 mod tables;
 mod writer;
 
-pub use writer::{Write, WriteOutcome};
+pub use writer::{Ticket, Write, WriteOutcome};
 
 use crate::journal::JournalEntry;
 use crate::types::{ArtifactMeta, Event, RunId, RunRecord, RunStatus, Signal, WorkflowVersion};
@@ -58,6 +58,11 @@ pub struct Progress {
     pub output: [u64; 2],
 }
 
+/// redb's page cache. Its default (1 GiB) lets a long-lived server grow
+/// with its history; the hot pages (active runs, recent events) fit in far
+/// less.
+const CACHE_BYTES: usize = 32 << 20;
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -70,7 +75,10 @@ impl Store {
     /// Opens (or creates) `runway.redb` in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let path = dir.join("runway.redb");
-        let db = match Database::create(&path) {
+        let db = match Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+        {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(StoreError::Locked(path.display().to_string()));
@@ -91,7 +99,22 @@ impl Store {
     /// Applies `writes` in one transaction of the next batch and waits until
     /// it is durable (fsynced).
     pub async fn commit(&self, writes: Vec<Write>) -> Result<Vec<WriteOutcome>, StoreError> {
-        self.writer.commit(writes).await
+        self.writer.commit(writes, true).await
+    }
+
+    /// Queues `writes` for a durable commit now, in order with everything
+    /// queued before; the ticket waits for it. For callers that must not
+    /// hold a lock across the wait but need the order fixed under it.
+    pub fn submit(&self, writes: Vec<Write>) -> Ticket {
+        self.writer.submit(writes, true)
+    }
+
+    /// Applies `writes` in one transaction of the next batch and waits
+    /// until it is committed, not until it is durable: for writes whose
+    /// outcome is needed now but whose durability can ride along with the
+    /// next durable commit (see the commit rule).
+    pub async fn apply(&self, writes: Vec<Write>) -> Result<Vec<WriteOutcome>, StoreError> {
+        self.writer.commit(writes, false).await
     }
 
     /// Queues `writes` behind everything queued before; they become durable
@@ -102,7 +125,7 @@ impl Store {
 
     /// Waits until the writer has applied everything queued so far, durably.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.writer.commit(Vec::new()).await.map(|_| ())
+        self.writer.commit(Vec::new(), true).await.map(|_| ())
     }
 
     /// Follows a run's event log: the receiver holds the newest event seq

@@ -92,6 +92,8 @@ type Reply = oneshot::Sender<Result<Vec<WriteOutcome>, StoreError>>;
 struct Request {
     writes: Vec<Write>,
     reply: Option<Reply>,
+    /// The reply waits for an fsync (otherwise only for the commit).
+    durable: bool,
 }
 
 #[derive(Clone)]
@@ -100,15 +102,24 @@ pub(super) struct WriterHandle {
 }
 
 impl WriterHandle {
-    pub(super) async fn commit(&self, writes: Vec<Write>) -> Result<Vec<WriteOutcome>, StoreError> {
+    pub(super) async fn commit(
+        &self,
+        writes: Vec<Write>,
+        durable: bool,
+    ) -> Result<Vec<WriteOutcome>, StoreError> {
+        self.submit(writes, durable).wait().await
+    }
+
+    /// Queues `writes` now (in order with everything queued before) and
+    /// returns a ticket to wait for their commit with.
+    pub(super) fn submit(&self, writes: Vec<Write>, durable: bool) -> Ticket {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request {
-                writes,
-                reply: Some(reply),
-            })
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        let sent = self.tx.send(Request {
+            writes,
+            reply: Some(reply),
+            durable,
+        });
+        Ticket(sent.ok().map(|()| rx))
     }
 
     pub(super) fn enqueue(&self, writes: Vec<Write>) {
@@ -120,7 +131,21 @@ impl WriterHandle {
         let _ = self.tx.send(Request {
             writes,
             reply: None,
+            durable: false,
         });
+    }
+}
+
+/// A submitted commit.
+pub struct Ticket(Option<oneshot::Receiver<Result<Vec<WriteOutcome>, StoreError>>>);
+
+impl Ticket {
+    /// Waits until the writes are committed (durably, if asked).
+    pub async fn wait(self) -> Result<Vec<WriteOutcome>, StoreError> {
+        match self.0 {
+            Some(rx) => rx.await.map_err(|_| StoreError::Closed)?,
+            None => Err(StoreError::Closed),
+        }
     }
 }
 
@@ -152,7 +177,7 @@ pub(super) fn spawn(db: Arc<Database>, watchers: Watchers) -> WriterHandle {
 }
 
 fn apply_batch(db: &Database, batch: &mut Vec<Request>, watchers: &Watchers) {
-    let mut durable = batch.iter().any(|r| r.reply.is_some());
+    let mut durable = batch.iter().any(|r| r.durable);
     let mut appended = Vec::new();
     let result = (|| -> Result<Vec<Vec<WriteOutcome>>, StoreError> {
         let mut tx = db.begin_write()?;
