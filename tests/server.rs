@@ -1006,3 +1006,68 @@ async fn the_cli_talks_to_a_server() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_can_signal_the_run_whose_input_matches() {
+    use runway::webhook::sign_hmac;
+    let dir = tempfile::tempdir().unwrap();
+    let key = "corr-key";
+    let s = Server::start(dir.path(), &[], &[("APPROVALS_KEY", key)]).await;
+    let manifest = format!(
+        "{}\n[triggers.webhook]\nscheme = \"hmac\"\nsecret = \"APPROVALS_KEY\"\ndelivery_id_header = \"X-Delivery\"\ninput_pointer = \"/decision\"\n[triggers.webhook.signal]\nname = \"approve\"\ncorrelation_pointer = \"/pr\"\ninput_pointer = \"/request\"\n",
+        support::manifest("approval").trim_end()
+    );
+    s.deploy("approval", &manifest).await;
+    let mut ids = Vec::new();
+    for pr in ["pr-6", "pr-7"] {
+        let run: Value = s
+            .post_json("/v1/workflows/approval/runs", &json!({ "request": pr }))
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(run["id"].as_str().unwrap().to_owned());
+    }
+    let body = br#"{"pr":"pr-7","decision":{"by":"ada"}}"#.to_vec();
+    let send = |delivery: &'static str| {
+        s.http
+            .post(format!("{}/hooks/approval", s.base))
+            .header("content-type", "application/json")
+            .header("X-Signature", sign_hmac(key.as_bytes(), &body, ""))
+            .header("X-Delivery", delivery)
+            .body(body.clone())
+            .send()
+    };
+    // The runs may still be starting: the hook needs them waiting.
+    let t0 = Instant::now();
+    let res = loop {
+        let res = send("d-1").await.unwrap();
+        if res.status() != StatusCode::NOT_FOUND || t0.elapsed() > Duration::from_secs(10) {
+            break res;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let receipt: Value = res.json().await.unwrap();
+    assert_eq!(receipt["action"], "signalled");
+    assert_eq!(receipt["run_id"], json!(ids[1]));
+    let res = send("d-1").await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "a replayed delivery is not signalled twice"
+    );
+    let t0 = Instant::now();
+    let done = loop {
+        let r = s.get_json(&format!("/v1/runs/{}", ids[1])).await;
+        if r["status"] == "completed" {
+            break r;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "{r}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(done["output"]["signal"], json!({ "by": "ada" }));
+    let other = s.get_json(&format!("/v1/runs/{}", ids[0])).await;
+    assert_eq!(other["status"], "waiting-signal");
+    s.stop().await;
+}

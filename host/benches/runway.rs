@@ -556,6 +556,64 @@ impl Drop for ServerProcess {
     }
 }
 
+/// A minimal HTTP/1.1 keep-alive client: the load generator must cost the
+/// two shared cores as little as possible. One request at a time per
+/// connection; reads exactly `Content-Length` bytes of each answer.
+struct RawClient {
+    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+    request: Vec<u8>,
+}
+
+impl RawClient {
+    async fn connect(addr: &str, path: &str, body: &str) -> RawClient {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes();
+        RawClient {
+            stream: tokio::io::BufReader::new(tcp),
+            request,
+        }
+    }
+
+    /// Sends the request, returns the status code.
+    async fn call(&mut self) -> u16 {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        self.stream
+            .get_mut()
+            .write_all(&self.request)
+            .await
+            .unwrap();
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await.unwrap();
+        let status: u16 = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).await.unwrap();
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; len];
+        self.stream.read_exact(&mut body).await.unwrap();
+        status
+    }
+}
+
 /// Figure 8: `clients` keep-alive connections, each posting `hello` runs
 /// with `?wait=10` back to back for `dur`; every answer is a finished,
 /// durable run.
@@ -564,31 +622,19 @@ async fn http_load(
     clients: usize,
     dur: Duration,
 ) -> (f64, Duration, Duration) {
-    let url = format!("{}/v1/workflows/hello/runs?wait=10", server.base);
+    let addr = server.base.trim_start_matches("http://").to_owned();
     let t0 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..clients {
-        let url = url.clone();
+        let addr = addr.clone();
         tasks.spawn(async move {
-            // One client each: one keep-alive connection each.
-            let http = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .tcp_nodelay(true)
-                .build()
-                .unwrap();
             let body = format!(r#"{{"name":"c{c}"}}"#);
+            let mut client =
+                RawClient::connect(&addr, "/v1/workflows/hello/runs?wait=10", &body).await;
             let mut lat = Vec::new();
             while t0.elapsed() < dur {
                 let s = Instant::now();
-                let res = http
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(res.status(), reqwest::StatusCode::OK);
-                let _ = res.bytes().await.unwrap();
+                assert_eq!(client.call().await, 200);
                 lat.push(s.elapsed());
             }
             lat

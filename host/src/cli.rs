@@ -71,9 +71,18 @@ enum Command {
     /// Serve the HTTP API: recovers the data directory (resumes runs, fires
     /// due timers and cron schedules), then serves until SIGTERM or Ctrl-C.
     Serve {
-        /// Address to listen on.
+        /// Address to listen on (default 127.0.0.1:8686).
         #[arg(long, env = "RUNWAY_LISTEN")]
         listen: Option<std::net::SocketAddr>,
+        /// Largest request body, e.g. "1 MiB" (deploys: --deploy-limit).
+        #[arg(long, env = "RUNWAY_BODY_LIMIT")]
+        body_limit: Option<bytesize::ByteSize>,
+        /// Largest deploy request.
+        #[arg(long, env = "RUNWAY_DEPLOY_LIMIT")]
+        deploy_limit: Option<bytesize::ByteSize>,
+        /// Runs waiting to execute before triggers get 429.
+        #[arg(long, env = "RUNWAY_MAX_QUEUED_RUNS")]
+        max_queued_runs: Option<usize>,
     },
     /// Resume every run that has not ended (after a crash, or runs queued
     /// with --detach) and wait until none can make progress by itself.
@@ -197,8 +206,8 @@ async fn open(cli: &Cli) -> anyhow::Result<Host> {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Command::Serve { listen } = &cli.command {
-        return serve(&cli, *listen).await;
+    if let Command::Serve { .. } = &cli.command {
+        return serve(&cli).await;
     }
     if let Some(server) = &cli.server {
         return remote(&cli, server).await;
@@ -545,13 +554,31 @@ fn read_deploy(wasm: &Path, manifest: Option<&Path>) -> anyhow::Result<(Vec<u8>,
     Ok((bytes, toml))
 }
 
-async fn serve(cli: &Cli, listen: Option<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
+async fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let Command::Serve {
+        listen,
+        body_limit,
+        deploy_limit,
+        max_queued_runs,
+    } = &cli.command
+    else {
+        anyhow::bail!("not the serve command");
+    };
     let mut config = HostConfig::new(&cli.data_dir);
     if let Some(path) = &cli.config {
         config = config.apply_file(path)?;
     }
     if let Some(l) = listen {
-        config.server.listen = l;
+        config.server.listen = *l;
+    }
+    if let Some(b) = body_limit {
+        config.server.body_limit = b.as_u64();
+    }
+    if let Some(b) = deploy_limit {
+        config.server.deploy_limit = b.as_u64();
+    }
+    if let Some(n) = max_queued_runs {
+        config.server.max_queued_runs = *n;
     }
     if let Ok(list) = std::env::var("RUNWAY_API_TOKENS") {
         config
