@@ -1071,3 +1071,70 @@ async fn a_webhook_can_signal_the_run_whose_input_matches() {
     assert_eq!(other["status"], "waiting-signal");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_loses_nothing_and_delete_waits_for_runs_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]).await;
+    s.deploy("sleepy", &support::manifest("sleepy")).await;
+    let run: Value = s
+        .post_json("/v1/workflows/sleepy/runs", &json!({ "ms": 1500 }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = run["id"].as_str().unwrap().to_owned();
+    let res = s
+        .req(reqwest::Method::DELETE, "/v1/workflows/sleepy")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CONFLICT, "a run is in flight");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.stop().await;
+
+    // A new server resumes the sleeping run; it wakes on time.
+    let s = Server::start(dir.path(), &[], &[]).await;
+    let t0 = Instant::now();
+    let done = loop {
+        let r = s.get_json(&format!("/v1/runs/{id}")).await;
+        if r["status"] == "completed" {
+            break r;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "{r}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let late =
+        done["output"]["after_ms"].as_i64().unwrap() - done["output"]["until_ms"].as_i64().unwrap();
+    assert!((0..=100).contains(&late), "woke {late} ms late");
+    let res = s
+        .req(reqwest::Method::DELETE, "/v1/workflows/sleepy")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = s
+        .req(reqwest::Method::GET, "/v1/workflows/sleepy")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    // The finished run still names its version.
+    assert_eq!(s.get_json(&format!("/v1/runs/{id}")).await["version"], 1);
+    s.stop().await;
+}
+
+#[test]
+fn serve_refuses_to_listen_beyond_loopback_without_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runway"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .env_remove("RUNWAY_API_TOKENS")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("without API tokens"), "{err}");
+}
