@@ -307,10 +307,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             id,
             json,
         } => {
-            let payload = match data {
-                Some(d) => read_input(Some(d))?,
-                None => serde_json::Value::Null,
-            };
+            let payload = read_signal_data(data.as_deref())?;
             let receipt = host.signal(*run_id, name, payload, id.clone()).await?;
             host.resume(*run_id);
             let record = until_done_or_idle(&host, *run_id).await?;
@@ -507,10 +504,7 @@ async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> {
             id,
             json,
         } => {
-            let payload = match data {
-                Some(d) => read_input(Some(d))?,
-                None => serde_json::Value::Null,
-            };
+            let payload = read_signal_data(data.as_deref())?;
             let v = client
                 .signal(*run_id, name, &payload, id.as_deref())
                 .await?;
@@ -655,6 +649,14 @@ async fn deploy(
 ) -> anyhow::Result<crate::Deployment> {
     let (bytes, toml) = read_deploy(wasm, manifest)?;
     Ok(host.deploy(bytes, &toml).await?)
+}
+
+/// `--data` of a signal: JSON or @FILE; none is `null`.
+fn read_signal_data(arg: Option<&str>) -> anyhow::Result<serde_json::Value> {
+    match arg {
+        Some(d) => read_input(Some(d)),
+        None => Ok(serde_json::Value::Null),
+    }
 }
 
 fn read_input(arg: Option<&str>) -> anyhow::Result<serde_json::Value> {

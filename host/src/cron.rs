@@ -55,7 +55,7 @@ pub async fn run(host: Host, mut stop: tokio::sync::watch::Receiver<bool>) {
 async fn tick(host: &Host) -> Result<(), crate::HostError> {
     let now = now_ms();
     for wf in host.store().workflows()? {
-        let Ok(manifest) = crate::Manifest::parse(&wf.manifest_toml) else {
+        let Ok(manifest) = host.manifest(&wf) else {
             continue;
         };
         for (i, trigger) in manifest.triggers.cron.iter().enumerate() {

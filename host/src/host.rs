@@ -190,7 +190,8 @@ impl Host {
         })
     }
 
-    fn manifest(&self, wf: &WorkflowVersion) -> Result<Arc<Manifest>, HostError> {
+    /// A version's manifest, parsed once per host.
+    pub(crate) fn manifest(&self, wf: &WorkflowVersion) -> Result<Arc<Manifest>, HostError> {
         let key = (wf.slug.clone(), wf.version);
         if let Some(m) = self.inner.manifests.lock().get(&key) {
             return Ok(m.clone());
@@ -412,13 +413,9 @@ impl Host {
         record: &RunRecord,
         wait: &Wait,
     ) -> Result<(), RunFault> {
+        let started = record.first_start_ms();
         let run_deadline = match self.manifest_of(record) {
-            Ok(m) => {
-                let started = record
-                    .started_at
-                    .map_or_else(now_ms, |t| (t.unix_timestamp_nanos() / 1_000_000) as u64);
-                started.saturating_add(self.budget(&m).max_duration.as_millis() as u64)
-            }
+            Ok(m) => started.saturating_add(self.budget(&m).max_duration.as_millis() as u64),
             Err(_) => u64::MAX,
         };
         let until = wait.until_ms();
@@ -431,15 +428,10 @@ impl Host {
             }
             let now = now_ms();
             if now >= run_deadline {
-                let limit = run_deadline.saturating_sub(
-                    record
-                        .started_at
-                        .map_or(now, |t| (t.unix_timestamp_nanos() / 1_000_000) as u64),
-                );
                 return Err(RunFault::Budget {
                     budget: BudgetKind::MaxDuration,
-                    limit,
-                    used: limit + (now - run_deadline),
+                    limit: run_deadline - started,
+                    used: now - started,
                 });
             }
             if until.is_some_and(|u| now >= u) {

@@ -311,6 +311,15 @@ pub struct RunRecord {
     pub idempotency_key: Option<String>,
 }
 
+impl RunRecord {
+    /// When the run first started, in ms since the Unix epoch (now if it
+    /// has not): `max_duration` counts from here, across restarts.
+    pub fn first_start_ms(&self) -> u64 {
+        self.started_at
+            .map_or_else(now_ms, |t| (t.unix_timestamp_nanos() / 1_000_000) as u64)
+    }
+}
+
 /// What a parked run waits for. Times are milliseconds since the Unix epoch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "for", rename_all = "snake_case")]

@@ -21,9 +21,7 @@ pub async fn list(
 ) -> ApiResult<Json<Vec<ArtifactMeta>>> {
     state.auth.check(&headers, Scope::Read)?;
     let id = run_id(&id)?;
-    if state.host.store().run(id)?.is_none() {
-        return Err(crate::HostError::RunNotFound(id).into());
-    }
+    state.host.run_record(id).await?;
     Ok(Json(state.host.store().artifacts(id)?))
 }
 

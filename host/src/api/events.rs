@@ -56,11 +56,7 @@ pub async fn page(
 ) -> ApiResult<Json<EventPage>> {
     state.auth.check(&headers, Scope::Read)?;
     let id = run_id(&id)?;
-    let run = state
-        .host
-        .store()
-        .run(id)?
-        .ok_or(crate::HostError::RunNotFound(id))?;
+    let run = state.host.run_record(id).await?;
     if !run.status.is_terminal() {
         state.host.flush().await?;
     }
@@ -114,9 +110,7 @@ pub async fn stream(
                 })?,
         ),
     };
-    if state.host.store().run(id)?.is_none() {
-        return Err(crate::HostError::RunNotFound(id).into());
-    }
+    state.host.run_record(id).await?;
     let after = last_event_id.or(q.after).unwrap_or(0);
     // Follow first, then make everything committed so far durable: from
     // here on, every batch touching this run is fsynced before it is seen.

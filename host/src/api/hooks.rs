@@ -7,7 +7,6 @@
 use super::AppStateRef;
 use super::body::{Body, json};
 use super::error::{ApiError, ApiResult};
-use crate::manifest::Manifest;
 use crate::types::RunId;
 use crate::webhook::{self, extract};
 use axum::Json;
@@ -45,8 +44,8 @@ pub async fn receive(
         .store()
         .workflow(&slug, None)?
         .ok_or_else(no_hook)?;
-    let manifest = Manifest::parse(&wf.manifest_toml).map_err(crate::HostError::from)?;
-    let trigger = manifest.triggers.webhook.ok_or_else(no_hook)?;
+    let manifest = state.host.manifest(&wf)?;
+    let trigger = manifest.triggers.webhook.clone().ok_or_else(no_hook)?;
     let Some(key) = state.host.host_secret(&trigger.secret) else {
         tracing::error!(workflow = %slug, secret = %trigger.secret, "webhook key is not set on this host");
         return Err(ApiError::new(

@@ -224,11 +224,7 @@ pub async fn get(
 ) -> ApiResult<Json<RunView>> {
     state.auth.check(&headers, Scope::Read)?;
     let id = run_id(&id)?;
-    let run = state
-        .host
-        .store()
-        .run(id)?
-        .ok_or(crate::HostError::RunNotFound(id))?;
+    let run = state.host.run_record(id).await?;
     Ok(Json(view(&state, run)?))
 }
 

@@ -94,23 +94,6 @@ impl Host for RunState {
 }
 
 impl RunState {
-    /// Starts a call that may park: its sequence number if a pending entry
-    /// is being resumed, its recorded result if it is answered already.
-    fn step<T: serde::de::DeserializeOwned>(&self, call: &Call) -> wasmtime::Result<Step<T>> {
-        let step = self.shared.journal.lock().step(call);
-        step.map_err(|e| self.fail(e.into()))
-    }
-
-    /// Records a parking call's result: in place of its pending entry, or
-    /// as a new entry if it never parked.
-    fn settle<T: Serialize>(&self, pending: Option<u64>, call: Call, result: &T) {
-        let mut journal = self.shared.journal.lock();
-        match pending {
-            Some(seq) => journal.resolve(seq, call, result),
-            None => journal.record(call, result),
-        }
-    }
-
     async fn sleep_impl(&mut self, millis: u64) -> wasmtime::Result<()> {
         let call = Call::new("runway:workflow/runtime.sleep", &[&millis.to_le_bytes()]);
         let (pending, until_ms) = match self.step::<()>(&call)? {

@@ -227,7 +227,7 @@ impl RunState {
 
     async fn join_child(&mut self, run_id: String) -> wasmtime::Result<Result<String, Failure>> {
         let call = Call::new("runway:workflow/workflows.join", &[run_id.as_bytes()]);
-        let mut pending = match self.step_answer(&call)? {
+        let mut pending = match self.step::<Answer>(&call)? {
             Step::Done(answer) => return Ok(answer.into()),
             Step::Pending { seq, .. } => Some(seq),
             Step::Fresh => None,
@@ -271,18 +271,8 @@ impl RunState {
         Ok(answer)
     }
 
-    fn step_answer(&self, call: &Call) -> wasmtime::Result<Step<Answer>> {
-        let step = self.shared.journal.lock().step(call);
-        step.map_err(|e| self.fail(e.into()))
-    }
-
     fn settle_answer(&self, pending: Option<u64>, call: Call, answer: &Result<String, Failure>) {
-        let answer = Answer::from(answer.clone());
-        let mut journal = self.shared.journal.lock();
-        match pending {
-            Some(seq) => journal.resolve(seq, call, &answer),
-            None => journal.record(call, &answer),
-        }
+        self.settle(pending, call, &Answer::from(answer.clone()));
     }
 }
 

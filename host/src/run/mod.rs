@@ -254,9 +254,7 @@ pub(crate) fn sandbox(
         live,
         permit,
     } = setup;
-    let first_start_ms = record
-        .started_at
-        .map_or_else(now_ms, |t| (t.unix_timestamp_nanos() / 1_000_000) as u64);
+    let first_start_ms = record.first_start_ms();
     let deadline_ms = first_start_ms.saturating_add(budget.max_duration.as_millis() as u64);
     let deadline = Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
     let shared = Arc::new(RunShared {

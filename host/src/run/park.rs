@@ -10,6 +10,7 @@
 
 use super::RunState;
 use super::fault::RunFault;
+use crate::journal::{Call, Step};
 use crate::store::Write;
 use crate::types::{EventBody, RunStatus, Wait, now_ms};
 use std::time::Duration;
@@ -21,6 +22,26 @@ pub(crate) struct Parked {
 }
 
 impl RunState {
+    /// Starts a call that may park: its sequence number if a pending entry
+    /// is being resumed, its recorded result if it is answered already.
+    pub(crate) fn step<T: serde::de::DeserializeOwned>(
+        &self,
+        call: &Call,
+    ) -> wasmtime::Result<Step<T>> {
+        let step = self.shared.journal.lock().step(call);
+        step.map_err(|e| self.fail(e.into()))
+    }
+
+    /// Records a parking call's result: in place of its pending entry, or
+    /// as a new entry if it never parked.
+    pub(crate) fn settle<T: serde::Serialize>(&self, pending: Option<u64>, call: Call, result: &T) {
+        let mut journal = self.shared.journal.lock();
+        match pending {
+            Some(seq) => journal.resolve(seq, call, result),
+            None => journal.record(call, result),
+        }
+    }
+
     /// Parks the run on `wait`: durable announcement, then a warm slot or
     /// eviction (the error, a trap).
     pub(crate) async fn park(&mut self, wait: &Wait) -> wasmtime::Result<Parked> {

@@ -157,23 +157,7 @@ impl Store {
         workflow: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(RUNS)?;
-        let mut out = Vec::new();
-        for row in t.iter()?.rev() {
-            let (_, v) = row?;
-            let run: RunRecord = serde_json::from_slice(v.value())?;
-            if status.is_some_and(|s| s != run.status)
-                || workflow.is_some_and(|w| w != run.workflow)
-            {
-                continue;
-            }
-            out.push(run);
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+        self.runs_page(status, workflow, limit, None)
     }
 
     /// A page of runs, newest first, strictly older than `before`.
