@@ -1067,6 +1067,12 @@ async fn a_webhook_can_signal_the_run_whose_input_matches() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     assert_eq!(done["output"]["signal"], json!({ "by": "ada" }));
+    let res = send("d-1").await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "a delivery replayed after its run ended is still a duplicate"
+    );
     let other = s.get_json(&format!("/v1/runs/{}", ids[0])).await;
     assert_eq!(other["status"], "waiting-signal");
     s.stop().await;

@@ -7,6 +7,7 @@
 use super::AppStateRef;
 use super::body::{Body, json};
 use super::error::{ApiError, ApiResult};
+use crate::store::Write;
 use crate::types::RunId;
 use crate::webhook::{self, extract};
 use axum::Json;
@@ -78,6 +79,27 @@ pub async fn receive(
                 format!("the payload has nothing at {}", route.correlation_pointer),
             )
         })?;
+        // A replayed delivery is answered from its key: the run it signalled
+        // may have ended since, and must not turn the replay into a 404.
+        let key = verified
+            .delivery_id
+            .as_ref()
+            .map(|d| format!("hook:{slug}:{d}"));
+        if let Some(run) = key
+            .as_deref()
+            .map(|k| state.host.store().run_for_key(k))
+            .transpose()?
+            .flatten()
+        {
+            return Ok((
+                StatusCode::OK,
+                Json(HookReceipt {
+                    run_id: run,
+                    action: "signalled",
+                    duplicate: true,
+                }),
+            ));
+        }
         let run = find_correlated(&state, &slug, &route.input_pointer, &wanted)?
             .ok_or_else(|| ApiError::not_found("no run of this workflow waits for that value"))?;
         let data = extract(&payload, trigger.input_pointer.as_deref()).unwrap_or_default();
@@ -85,6 +107,13 @@ pub async fn receive(
             .host
             .signal(run, &route.name, data, verified.delivery_id)
             .await?;
+        if let Some(key) = key {
+            state
+                .host
+                .store()
+                .commit(vec![Write::PutKey(key, run)])
+                .await?;
+        }
         let status = if receipt.duplicate {
             StatusCode::OK
         } else {
