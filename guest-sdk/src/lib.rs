@@ -9,6 +9,11 @@
 //! The host records each call in the run's journal, so a run that is
 //! resumed after a crash sees the same results and repeats no side effect.
 //!
+//! Language models are called through the host with [`models::generate`]
+//! (and [`models::generate_json`] for structured output): the workflow never
+//! holds a provider key, and the host accounts every token against the
+//! run's budget.
+//!
 //! A run can also wait, durably: [`sleep`] on a timer, [`wait_signal`] for
 //! data sent to the run, and [`call`] (or [`start`] then [`join`]) for child
 //! runs of other workflows; a wait survives a host restart. A child that
@@ -358,6 +363,223 @@ pub mod artifacts {
     /// Reads back an artifact this run wrote.
     pub fn read(name: &str) -> Result<Vec<u8>> {
         Ok(wit::artifacts::read(name)?)
+    }
+}
+
+/// Language models, called through the host: a workflow names a model and
+/// never holds a provider key. The host resolves the model, calls the
+/// provider, charges the run's `max_tokens` and `max_usd` budgets (and
+/// those of every run above it) and journals the answer, so a resumed run
+/// gets the same answer without paying again.
+///
+/// ```no_run
+/// use runway_sdk::models::{self, Request};
+///
+/// # fn f() -> runway_sdk::Result<()> {
+/// let answer = models::generate(
+///     &Request::new("default")
+///         .system("Answer in one sentence.")
+///         .user("Why do workflows need durable timers?")
+///         .max_output_tokens(200),
+/// )?;
+/// println!("{} ({} tokens out, ${:.4})", answer.text, answer.usage.output_tokens, answer.cost_usd);
+/// # Ok(()) }
+/// ```
+///
+/// Failures come back as an [`Error`](crate::Error) whose code is one of
+/// `MODEL_NOT_ALLOWED`, `MODEL_UNKNOWN`, `PROVIDER_ERROR`, `PROVIDER_TIMEOUT`,
+/// `RATE_LIMITED`, `INVALID_RESPONSE` or `INVALID_REQUEST`.
+pub mod models {
+    use super::{Error, Result, wit};
+    use serde::de::DeserializeOwned;
+
+    pub use wit::models::Role;
+
+    /// One turn of a conversation.
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct Message {
+        pub role: Role,
+        pub content: String,
+    }
+
+    /// What to ask a model; build it with the methods below.
+    #[derive(Clone, Debug, PartialEq, Default)]
+    pub struct Request {
+        /// An alias (`default`, `fast`, ...) or `provider/model`; the
+        /// manifest's `models` must allow it.
+        pub model: String,
+        pub system: Option<String>,
+        pub messages: Vec<Message>,
+        pub max_output_tokens: Option<u32>,
+        pub temperature: Option<f32>,
+        pub stop: Vec<String>,
+        /// A JSON Schema the answer must follow.
+        pub json_schema: Option<serde_json::Value>,
+    }
+
+    impl Request {
+        pub fn new(model: impl Into<String>) -> Request {
+            Request {
+                model: model.into(),
+                ..Request::default()
+            }
+        }
+        pub fn system(mut self, text: impl Into<String>) -> Request {
+            self.system = Some(text.into());
+            self
+        }
+        /// Appends a user message.
+        pub fn user(mut self, text: impl Into<String>) -> Request {
+            self.messages.push(Message {
+                role: Role::User,
+                content: text.into(),
+            });
+            self
+        }
+        /// Appends an assistant message (an earlier answer, for context).
+        pub fn assistant(mut self, text: impl Into<String>) -> Request {
+            self.messages.push(Message {
+                role: Role::Assistant,
+                content: text.into(),
+            });
+            self
+        }
+        pub fn max_output_tokens(mut self, n: u32) -> Request {
+            self.max_output_tokens = Some(n);
+            self
+        }
+        pub fn temperature(mut self, t: f32) -> Request {
+            self.temperature = Some(t);
+            self
+        }
+        /// Adds a stop sequence.
+        pub fn stop(mut self, s: impl Into<String>) -> Request {
+            self.stop.push(s.into());
+            self
+        }
+        /// Asks for structured output following `schema` (JSON Schema).
+        pub fn json_schema(mut self, schema: serde_json::Value) -> Request {
+            self.json_schema = Some(schema);
+            self
+        }
+    }
+
+    /// Tokens one call used.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Usage {
+        /// All input tokens, cached ones included.
+        pub input_tokens: u64,
+        pub output_tokens: u64,
+        pub cached_tokens: u64,
+    }
+
+    /// US dollars per million tokens.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    pub struct Rates {
+        pub input_per_million: f64,
+        pub output_per_million: f64,
+        pub cached_input_per_million: f64,
+    }
+
+    /// What a model reference resolves to (never the provider's key).
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct Model {
+        /// `provider/model`.
+        pub reference: String,
+        pub provider: String,
+        /// `openai` or `anthropic`.
+        pub kind: String,
+        pub model: String,
+        pub base_url: String,
+        pub context_window: Option<u64>,
+        pub rates: Rates,
+    }
+
+    /// A model's answer.
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct Response {
+        pub text: String,
+        /// `stop`, `length`, `stop-sequence`, `content-filter`, or the
+        /// provider's own word.
+        pub finish_reason: String,
+        pub usage: Usage,
+        pub cost_usd: f64,
+        pub model: Model,
+    }
+
+    fn model(m: wit::models::ResolvedModel) -> Model {
+        Model {
+            reference: m.reference,
+            provider: m.provider,
+            kind: m.kind,
+            model: m.model,
+            base_url: m.base_url,
+            context_window: m.context_window,
+            rates: Rates {
+                input_per_million: m.rates.input_per_million,
+                output_per_million: m.rates.output_per_million,
+                cached_input_per_million: m.rates.cached_input_per_million,
+            },
+        }
+    }
+
+    /// What `reference` resolves to on this host.
+    pub fn resolve(reference: &str) -> Result<Model> {
+        Ok(model(wit::models::resolve(reference)?))
+    }
+
+    /// Asks a model.
+    pub fn generate(request: &Request) -> Result<Response> {
+        let schema = request.json_schema.as_ref().map(|s| s.to_string());
+        let messages: Vec<wit::models::Message> = request
+            .messages
+            .iter()
+            .map(|m| wit::models::Message {
+                role: m.role,
+                content: m.content.clone(),
+            })
+            .collect();
+        let r = wit::models::generate(&wit::models::GenerateRequest {
+            model: request.model.clone(),
+            system: request.system.clone(),
+            messages,
+            max_output_tokens: request.max_output_tokens,
+            temperature: request.temperature,
+            stop: request.stop.clone(),
+            json_schema: schema,
+        })?;
+        Ok(Response {
+            text: r.text,
+            finish_reason: r.finish_reason,
+            usage: Usage {
+                input_tokens: r.usage.input_tokens,
+                output_tokens: r.usage.output_tokens,
+                cached_tokens: r.usage.cached_tokens,
+            },
+            cost_usd: r.cost_usd,
+            model: model(r.model),
+        })
+    }
+
+    /// Asks a model for structured output and decodes it as `T`. The
+    /// request must carry a [`Request::json_schema`]; an answer that does not
+    /// decode as `T` is an `INVALID_RESPONSE` error (the call is still
+    /// charged).
+    pub fn generate_json<T: DeserializeOwned>(request: &Request) -> Result<(T, Response)> {
+        if request.json_schema.is_none() {
+            return Err(Error::new(
+                "INVALID_REQUEST",
+                "generate_json needs a request with a json_schema",
+            ));
+        }
+        let response = generate(request)?;
+        let value = serde_json::from_str(&response.text).map_err(|e| {
+            Error::new(
+                "INVALID_RESPONSE",
+                format!("the model's answer does not match the expected structure: {e}"),
+            )
+        })?;
+        Ok((value, response))
     }
 }
 

@@ -1,5 +1,6 @@
 //! Per-run budgets: the manifest's values over the host's defaults.
 
+use crate::types::Usd;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -21,6 +22,10 @@ pub struct Budget {
     pub max_artifact_bytes: u64,
     /// Child runs one run may start.
     pub max_children: u64,
+    /// Model tokens (input plus output) of the run and every run below it.
+    pub max_tokens: Option<u64>,
+    /// Model cost of the run and every run below it.
+    pub max_usd: Option<Usd>,
 }
 
 impl Default for Budget {
@@ -35,6 +40,8 @@ impl Default for Budget {
             max_output_bytes: 1 << 20,
             max_artifact_bytes: 64 << 20,
             max_children: 100,
+            max_tokens: None,
+            max_usd: None,
         }
     }
 }
@@ -49,6 +56,8 @@ pub struct BudgetOverrides {
     pub max_output_bytes: Option<u64>,
     pub max_artifact_bytes: Option<u64>,
     pub max_children: Option<u64>,
+    pub max_tokens: Option<u64>,
+    pub max_usd: Option<Usd>,
 }
 
 impl Budget {
@@ -62,6 +71,8 @@ impl Budget {
             max_output_bytes: o.max_output_bytes.unwrap_or(self.max_output_bytes),
             max_artifact_bytes: o.max_artifact_bytes.unwrap_or(self.max_artifact_bytes),
             max_children: o.max_children.unwrap_or(self.max_children),
+            max_tokens: o.max_tokens.or(self.max_tokens),
+            max_usd: o.max_usd.or(self.max_usd),
         }
     }
 }

@@ -147,6 +147,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the configured models (--config's [models], or the server's):
+    /// each alias and what it resolves to.
+    Models {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -211,6 +217,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     if let Some(server) = &cli.server {
         return remote(&cli, server).await;
+    }
+    if let Command::Models { json } = &cli.command {
+        // Needs only the config, not the data directory (a server may hold it).
+        let mut config = HostConfig::new(&cli.data_dir);
+        if let Some(path) = &cli.config {
+            config = config.apply_file(path)?;
+        }
+        let models = crate::models::Models::new(&config.models).map_err(anyhow::Error::msg)?;
+        print_models(&models.list(), *json)?;
+        return Ok(ExitCode::SUCCESS);
     }
     if let Command::Events { follow: true, .. } = &cli.command {
         anyhow::bail!(
@@ -369,6 +385,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             ExitCode::SUCCESS
         }
+        Command::Models { json } => {
+            print_models(&host.models(), *json)?;
+            ExitCode::SUCCESS
+        }
         Command::Workflows { json } => {
             let wfs = host.store().workflows()?;
             if *json {
@@ -524,6 +544,10 @@ async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> {
             } else {
                 print_workflows(&wfs);
             }
+            ExitCode::SUCCESS
+        }
+        Command::Models { json } => {
+            print_models(&client.models().await?, *json)?;
             ExitCode::SUCCESS
         }
         Command::Exec { .. } | Command::Resume { .. } | Command::Serve { .. } => {
@@ -818,6 +842,48 @@ fn print_events(events: &[Event]) {
     table(&["SEQ", "TIME", "KIND", "DETAIL"], rows);
 }
 
+fn print_models(models: &[crate::models::Listing], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(models)?);
+        return Ok(());
+    }
+    if models.is_empty() {
+        println!("no models configured: add [models] to runway-host.toml (see the README)");
+        return Ok(());
+    }
+    let rows = models
+        .iter()
+        .map(|m| {
+            let r = &m.resolved;
+            vec![
+                m.name.clone(),
+                r.reference.clone(),
+                r.kind.as_str().to_owned(),
+                r.base_url.clone(),
+                format!(
+                    "${} / ${}",
+                    r.rates.input_per_million, r.rates.output_per_million
+                ),
+                r.context_window.map_or_else(String::new, |c| c.to_string()),
+                m.key_secret.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "RESOLVES TO",
+            "KIND",
+            "BASE URL",
+            "IN / OUT PER 1M",
+            "CONTEXT",
+            "KEY SECRET",
+        ],
+        rows,
+    );
+    Ok(())
+}
+
 fn print_workflows(wfs: &[WorkflowVersion]) {
     let rows = wfs
         .iter()
@@ -900,6 +966,27 @@ fn event_detail(body: &EventBody) -> String {
         EventBody::WaitingChild { run } => run.to_string(),
         EventBody::SignalReceived { name, signal_seq } => format!("{name} (#{signal_seq})"),
         EventBody::ChildStarted { run, workflow } => format!("{run} ({workflow})"),
+        EventBody::ModelCall {
+            model,
+            provider,
+            provider_model,
+            input_tokens,
+            output_tokens,
+            cost_usd,
+            latency_ms,
+            finish_reason,
+            error,
+            ..
+        } => match error {
+            Some(e) => format!(
+                "{model} -> {provider}/{provider_model}: {}: {}",
+                e.code, e.message
+            ),
+            None => format!(
+                "{model} -> {provider}/{provider_model}: {input_tokens} in, {output_tokens} out, {cost_usd}, {latency_ms} ms, {}",
+                finish_reason.as_deref().unwrap_or("")
+            ),
+        },
     };
     first_line(&s, 120)
 }

@@ -170,6 +170,12 @@ impl Client {
         self.decode(res, "the workflow list").await
     }
 
+    /// The server's configured models.
+    pub async fn models(&self) -> Result<Vec<crate::models::Listing>, ClientError> {
+        let res = self.send(self.request(Method::GET, "/v1/models")).await?;
+        self.decode(res, "the model list").await
+    }
+
     /// Starts a run of the newest version of `slug` with `input`. With
     /// `wait_secs` the server holds the answer until the run ends or that
     /// many seconds (at most 300) pass; `idempotency_key` makes a repeat
@@ -755,6 +761,7 @@ mod tests {
             wait: None,
             depth: 0,
             idempotency_key: None,
+            ancestors: Vec::new(),
         };
         let mut v = serde_json::to_value(r).unwrap();
         v.as_object_mut().unwrap().remove("seed");

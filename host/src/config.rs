@@ -16,6 +16,11 @@
 //! [budget]                   # defaults for runs whose manifest is silent
 //! max_duration = "5m"
 //! max_memory = "256 MiB"
+//! [models.aliases]           # see `models` for every key
+//! default = "openai/gpt-4o-mini"
+//! [models.providers.openai]
+//! kind = "openai"
+//! key_secret = "OPENAI_API_KEY"
 //! ```
 
 use crate::budget::Budget;
@@ -40,6 +45,8 @@ pub struct HostConfig {
     pub max_child_depth: u32,
     /// `runway serve` settings.
     pub server: ServerSettings,
+    /// `[models]`: aliases and providers.
+    pub models: crate::models::ModelsConfig,
 }
 
 /// Access a bearer token grants; each scope includes the ones before it.
@@ -98,6 +105,7 @@ impl HostConfig {
             max_warm_instances: 64,
             max_child_depth: 8,
             server: ServerSettings::default(),
+            models: Default::default(),
         }
     }
 
@@ -157,6 +165,11 @@ impl HostConfig {
             }
         }
         self.server.tokens.extend(srv.tokens);
+        crate::models::Models::new(&file.models).map_err(|message| ConfigError {
+            path: path.display().to_string(),
+            message,
+        })?;
+        self.models = file.models;
         Ok(self)
     }
 }
@@ -215,6 +228,8 @@ struct ConfigFile {
     budget: BudgetSection,
     #[serde(default)]
     server: ServerSection,
+    #[serde(default)]
+    models: crate::models::ModelsConfig,
 }
 
 #[derive(Deserialize, Default)]

@@ -99,12 +99,16 @@ impl Host {
             .max((config.max_concurrent_runs + config.max_warm_instances) as u32);
         let engine = Engine::new(&engine_options, &dir.join("cache"))
             .map_err(|e| HostError::Internal(format!("starting the engine: {e:#}")))?;
+        let models = crate::models::Models::new(&config.models)
+            .map_err(|e| HostError::Internal(format!("host config: {e}")))?;
         let (registry, mut launches) =
             Registry::new(config.max_warm_instances, config.max_concurrent_runs);
         let host = Host {
             inner: Arc::new(Inner {
                 engine,
                 services: Arc::new(HostServices {
+                    ledger: crate::ledger::Ledger::new(store.clone()),
+                    models,
                     store,
                     secrets,
                     artifacts: Arc::new(artifacts),
@@ -254,11 +258,24 @@ impl Host {
     /// way to the store (starts do not wait for the writer): on a miss,
     /// wait for what is queued to be applied and look again.
     pub async fn run_record(&self, id: RunId) -> Result<RunRecord, HostError> {
-        if let Some(r) = self.store().run(id)? {
-            return Ok(r);
-        }
-        self.store().apply(Vec::new()).await?;
-        self.store().run(id)?.ok_or(HostError::RunNotFound(id))
+        let mut r = match self.store().run(id)? {
+            Some(r) => r,
+            None => {
+                self.store().apply(Vec::new()).await?;
+                self.store().run(id)?.ok_or(HostError::RunNotFound(id))?
+            }
+        };
+        // A run that has not ended is charged as it goes (and by its
+        // descendants after it ends).
+        let totals = self.inner.services.ledger.totals(id);
+        r.usage.model = totals.own;
+        r.usage.model_tree = totals.tree;
+        Ok(r)
+    }
+
+    /// The configured models: aliases, then models configured by name.
+    pub fn models(&self) -> Vec<crate::models::Listing> {
+        self.inner.services.models.list()
     }
 
     async fn queue(
@@ -375,7 +392,12 @@ impl Host {
                 break record;
             }
             if live.cancelled() || record.status == RunStatus::Cancelling {
-                break self.end_unexecuted(record, RunFault::Cancelled).await;
+                break self.end_unexecuted(record, live.stop_fault()).await;
+            }
+            if let Some(fault) = self.model_budget_crossed(&record) {
+                // Crossed by a descendant's call while this run was not
+                // driven (before a crash, say).
+                break self.end_unexecuted(record, fault).await;
             }
             let check_now =
                 std::mem::take(&mut first) && !matches!(record.wait, Some(Wait::Timer { .. }));
@@ -397,6 +419,15 @@ impl Host {
                 Executed::Suspended => return self.registry().finish(&live, None),
             }
         };
+        if live.aborted() {
+            // Its budget is spent: nothing under it may go on.
+            for child in self.store().children(end.id).unwrap_or_default() {
+                if let Err(e) = Box::pin(self.cancel(child)).await {
+                    tracing::warn!(run = %child, error = %e, "could not cancel a child run");
+                }
+            }
+        }
+        self.inner.services.ledger.forget(end.id);
         if let Some(parent) = end.parent {
             // Before this run stops counting as busy: see `Registry::wake`.
             self.registry().wake(parent);
@@ -421,7 +452,7 @@ impl Host {
         let until = wait.until_ms();
         loop {
             if live.cancelled() {
-                return Err(RunFault::Cancelled);
+                return Err(live.stop_fault());
             }
             if live.suspending() {
                 return Err(RunFault::Suspended);
@@ -533,6 +564,31 @@ impl Host {
         self.manifest(&wf)
     }
 
+    /// The fault for a run whose model budget its tree has crossed.
+    fn model_budget_crossed(&self, record: &RunRecord) -> Option<RunFault> {
+        let budget = self.budget(self.manifest_of(record).ok()?.as_ref());
+        if budget.max_tokens.is_none() && budget.max_usd.is_none() {
+            return None;
+        }
+        let link = crate::types::Ancestor {
+            run: record.id,
+            max_tokens: budget.max_tokens,
+            max_usd: budget.max_usd,
+        };
+        let c = self
+            .inner
+            .services
+            .ledger
+            .crossed(&[link])
+            .into_iter()
+            .next()?;
+        Some(RunFault::Budget {
+            budget: c.budget,
+            limit: c.limit,
+            used: c.used,
+        })
+    }
+
     /// Ends a run that is not executing (parked, or never resumed) with `fault`.
     async fn end_unexecuted(&self, mut record: RunRecord, fault: RunFault) -> RunRecord {
         let mut seq = match self.store().progress(record.id) {
@@ -553,6 +609,9 @@ impl Host {
         };
         record.finished_at = Some(now());
         record.wait = None;
+        let totals = self.inner.services.ledger.totals(record.id);
+        record.usage.model = totals.own;
+        record.usage.model_tree = totals.tree;
         match fault {
             RunFault::Cancelled => {
                 record.status = RunStatus::Cancelled;
@@ -567,6 +626,12 @@ impl Host {
                     budget,
                     limit,
                     used,
+                }
+                | RunFault::TreeBudget {
+                    budget,
+                    limit,
+                    used,
+                    ..
                 } = &fault
                 {
                     event(EventBody::BudgetExceeded {
@@ -873,6 +938,7 @@ pub(crate) fn new_record(wf: &WorkflowVersion, input: serde_json::Value) -> RunR
         wait: None,
         depth: 0,
         idempotency_key: None,
+        ancestors: Vec::new(),
     }
 }
 

@@ -19,6 +19,10 @@ pub struct Manifest {
     /// Names of host secrets this workflow may read.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Models this workflow may call: aliases (`default`), `provider/model`
+    /// or `provider/*`. Anything else fails with `MODEL_NOT_ALLOWED`.
+    #[serde(default)]
+    pub models: Vec<String>,
     #[serde(default)]
     pub budget: BudgetSection,
     /// The guest's whole environment (WASI `environ`); never secrets.
@@ -68,6 +72,12 @@ pub struct BudgetSection {
     /// Child runs one run may start (0 forbids children).
     #[serde(default)]
     pub max_children: Option<u64>,
+    /// Model tokens (input plus output) of the run and its descendants.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// Model cost in US dollars of the run and its descendants.
+    #[serde(default)]
+    pub max_usd: Option<f64>,
 }
 
 impl BudgetSection {
@@ -80,6 +90,8 @@ impl BudgetSection {
             max_output_bytes: self.max_output_bytes,
             max_artifact_bytes: self.max_artifact_bytes,
             max_children: self.max_children,
+            max_tokens: self.max_tokens,
+            max_usd: self.max_usd.map(crate::types::Usd::from_dollars),
         }
     }
 }
@@ -120,6 +132,18 @@ impl Manifest {
                 )));
             }
         }
+        for (i, m) in self.models.iter().enumerate() {
+            let ok = !m.is_empty()
+                && m.len() <= 256
+                && !m.chars().any(|c| c.is_whitespace() || c.is_control())
+                && m.split_once('/')
+                    .is_none_or(|(p, model)| !p.is_empty() && !model.is_empty());
+            if !ok {
+                return Err(ManifestError(format!(
+                    "models[{i}]: {m:?} is not an alias, provider/model or provider/*"
+                )));
+            }
+        }
         for (k, v) in &self.env {
             if !is_identifier(k) {
                 return Err(ManifestError(format!(
@@ -154,6 +178,18 @@ impl Manifest {
         if b.max_duration == Some(Duration::ZERO) {
             return Err(ManifestError(
                 "budget.max_duration: must be greater than 0".into(),
+            ));
+        }
+        if let Some(usd) = b.max_usd
+            && (!usd.is_finite() || usd <= 0.0)
+        {
+            return Err(ManifestError(
+                "budget.max_usd: must be a number of dollars greater than 0".into(),
+            ));
+        }
+        if b.max_tokens == Some(0) {
+            return Err(ManifestError(
+                "budget.max_tokens: must be greater than 0".into(),
             ));
         }
         if b.max_fuel == Some(FuelLimit::Limited(0)) {
@@ -216,7 +252,7 @@ fn fuel<'de, D: Deserializer<'de>>(d: D) -> Result<Option<FuelLimit>, D::Error> 
     }
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     use serde::de::Error;
     match IntOrString::deserialize(d)? {
         IntOrString::Str(s) => humantime::parse_duration(&s).map(Some).map_err(|e| {
@@ -257,7 +293,10 @@ mod tests {
             slug = "report"
             description = "Weekly report"
             secrets = ["REPORT_TOKEN"]
+            models = ["default", "openai/gpt-4o", "local/*"]
             [budget]
+            max_tokens = 5000
+            max_usd = 0.25
             max_fuel = "unlimited"
             max_duration = "1500ms"
             max_memory = "64 MiB"
@@ -271,6 +310,10 @@ mod tests {
         .unwrap();
         assert_eq!(m.slug, "report");
         assert_eq!(m.budget.max_fuel, Some(FuelLimit::Unlimited));
+        assert_eq!(m.models, ["default", "openai/gpt-4o", "local/*"]);
+        let o = m.budget.overrides();
+        assert_eq!(o.max_tokens, Some(5000));
+        assert_eq!(o.max_usd, Some(crate::types::Usd(250_000_000)));
         assert_eq!(m.budget.max_duration, Some(Duration::from_millis(1500)));
         assert_eq!(m.budget.max_memory, Some(64 << 20));
         assert_eq!(m.budget.max_artifact_bytes, Some(1 << 20));
@@ -296,6 +339,10 @@ mod tests {
         assert!(e.0.starts_with("budget.max_events:"), "{e}");
         let e = Manifest::parse("slug = \"Bad Slug\"").unwrap_err();
         assert!(e.0.starts_with("slug:"), "{e}");
+        let e = Manifest::parse("slug = \"a\"\nmodels = [\"/x\"]").unwrap_err();
+        assert!(e.0.starts_with("models[0]:"), "{e}");
+        let e = Manifest::parse("slug = \"a\"\n[budget]\nmax_usd = -1").unwrap_err();
+        assert!(e.0.starts_with("budget.max_usd:"), "{e}");
         let e = Manifest::parse("slug = \"a\"\nsecrets = [\"a-b\"]").unwrap_err();
         assert!(e.0.starts_with("secrets[0]:"), "{e}");
         let e = Manifest::parse("description = \"x\"").unwrap_err();

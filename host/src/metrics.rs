@@ -64,3 +64,23 @@ pub(crate) fn gauges(warm: usize, queued: usize, live: usize) {
     metrics::gauge!("runway_queue_depth").set(queued as f64);
     metrics::gauge!("runway_live_runs").set(live as f64);
 }
+
+/// A model call the host made: its outcome, and its tokens and cost when
+/// the provider answered.
+pub(crate) fn model_call(provider: &str, usage: Option<&crate::types::ModelUsage>) {
+    let outcome = if usage.is_some() {
+        "answered"
+    } else {
+        "failed"
+    };
+    metrics::counter!("runway_model_calls_total", "provider" => provider.to_owned(), "outcome" => outcome)
+        .increment(1);
+    if let Some(u) = usage {
+        metrics::counter!("runway_model_tokens_total", "provider" => provider.to_owned(), "direction" => "input")
+            .increment(u.input_tokens);
+        metrics::counter!("runway_model_tokens_total", "provider" => provider.to_owned(), "direction" => "output")
+            .increment(u.output_tokens);
+        metrics::counter!("runway_model_cost_nano_usd_total", "provider" => provider.to_owned())
+            .increment(u.cost_usd.0);
+    }
+}

@@ -6,6 +6,7 @@
 //! before the run starts waiting is not lost; a woken run always re-checks
 //! what it waits for, so a spurious wake costs a check, never a wrong answer.
 
+use crate::run::fault::RunFault;
 use crate::types::{RunId, RunRecord};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -24,6 +25,9 @@ pub(crate) struct LiveRun {
     pub suspend: AtomicBool,
     /// Woken by signals, finished children, cancels.
     pub wake: Notify,
+    /// Why the run is stopped, when it is not a plain cancel (an
+    /// ancestor's model budget ran out under it).
+    stop: Mutex<Option<RunFault>>,
     done: watch::Sender<Option<RunRecord>>,
     /// Whether the run can make progress by itself (executing, or parked on
     /// a deadline), as opposed to waiting for outside input.
@@ -39,6 +43,7 @@ impl LiveRun {
             cancel: AtomicBool::new(false),
             suspend: AtomicBool::new(false),
             wake: Notify::new(),
+            stop: Mutex::new(None),
             done: watch::channel(None).0,
             busy: AtomicBool::new(false),
         })
@@ -46,6 +51,17 @@ impl LiveRun {
 
     pub(crate) fn cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// The fault a stopped run ends with: `Cancelled` unless it was
+    /// stopped for something else.
+    pub(crate) fn stop_fault(&self) -> RunFault {
+        self.stop.lock().clone().unwrap_or(RunFault::Cancelled)
+    }
+
+    /// Whether the run was stopped for a fault other than a cancel.
+    pub(crate) fn aborted(&self) -> bool {
+        self.stop.lock().is_some()
     }
 
     pub(crate) fn suspending(&self) -> bool {
@@ -130,6 +146,17 @@ impl Registry {
     }
 
     /// Flags a run for cancellation and wakes it. Returns whether it is live here.
+    /// Stops a live run with `fault` (like a cancel, but it ends failed).
+    pub(crate) fn abort(&self, id: RunId, fault: RunFault) -> bool {
+        match self.get(id) {
+            Some(live) => {
+                live.stop.lock().get_or_insert(fault);
+                self.cancel(id)
+            }
+            None => false,
+        }
+    }
+
     pub(crate) fn cancel(&self, id: RunId) -> bool {
         match self.get(id) {
             Some(live) => {

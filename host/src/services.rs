@@ -14,4 +14,6 @@ pub(crate) struct HostServices {
     pub registry: Registry,
     /// Deepest chain of parent and child runs.
     pub max_depth: u32,
+    pub models: crate::models::Models,
+    pub ledger: crate::ledger::Ledger,
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod provider;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -25,6 +27,8 @@ const GUESTS: &[&str] = &[
     "fanout",
     "steps",
     "collect",
+    "summarize",
+    "review",
 ];
 
 /// Builds every example guest (once per process) and returns the directory

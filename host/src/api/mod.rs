@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}/artifacts", get(artifacts::list))
         .route("/v1/runs/{id}/artifacts/{name}", get(artifacts::download))
         .route("/hooks/{slug}", post(hooks::receive))
+        .route("/v1/models", get(ops::models))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

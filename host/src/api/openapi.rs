@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi};
         events::page, events::stream,
         artifacts::list, artifacts::download,
         hooks::receive,
-        ops::healthz, ops::readyz, ops::metrics,
+        ops::healthz, ops::readyz, ops::metrics, ops::models,
         spec,
     ),
     modifiers(&Bearer),

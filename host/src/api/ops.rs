@@ -52,3 +52,17 @@ pub async fn metrics(state: AppStateRef, headers: HeaderMap) -> ApiResult<Respon
     );
     Ok(res)
 }
+
+/// The models this host can call: each alias, then each model configured
+/// by name, with what it resolves to (never a key).
+#[utoipa::path(get, path = "/v1/models", tag = "models",
+    responses((status = 200, body = Vec<crate::models::Listing>),
+        (status = 401, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn models(
+    state: AppStateRef,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<crate::models::Listing>>> {
+    state.auth.check(&headers, Scope::Read)?;
+    Ok(Json(state.host.models()))
+}

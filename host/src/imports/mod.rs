@@ -2,6 +2,7 @@
 //! plus the virtualized WASI pieces (clocks, random) in `wasi`.
 
 mod artifacts;
+mod models;
 mod runtime;
 mod secrets;
 pub(crate) mod wasi;

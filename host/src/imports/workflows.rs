@@ -222,6 +222,7 @@ impl RunState {
         child.parent = Some(self.run.id);
         child.depth = depth;
         child.idempotency_key = Some(scoped);
+        child.ancestors = self.run.budget_chain();
         Ok(Ok(Child::New(Box::new(child))))
     }
 

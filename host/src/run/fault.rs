@@ -8,8 +8,17 @@ use crate::types::{BudgetKind, ErrorCode, Wait};
 /// how the trap travelled.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RunFault {
-    #[error("budget {budget} exceeded: limit {limit} {unit}, used {used} {unit}", unit = budget.unit())]
+    #[error("budget {budget} exceeded: limit {}, used {}", budget.show(*limit), budget.show(*used))]
     Budget {
+        budget: BudgetKind,
+        limit: u64,
+        used: u64,
+    },
+    /// A model call crossed (or found used up) the budget of an ancestor:
+    /// a tree of runs cannot outspend its root.
+    #[error("budget {budget} of ancestor run {run} exceeded: limit {}, used {}", budget.show(*limit), budget.show(*used))]
+    TreeBudget {
+        run: crate::types::RunId,
         budget: BudgetKind,
         limit: u64,
         used: u64,
@@ -37,7 +46,7 @@ pub enum RunFault {
 impl RunFault {
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Budget { .. } => ErrorCode::BudgetExceeded,
+            Self::Budget { .. } | Self::TreeBudget { .. } => ErrorCode::BudgetExceeded,
             Self::SecretUndeclared(_) => ErrorCode::SecretUndeclared,
             Self::SecretMissing(_) => ErrorCode::SecretMissing,
             Self::Nondeterminism(_) => ErrorCode::Nondeterminism,

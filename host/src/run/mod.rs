@@ -58,6 +58,22 @@ pub(crate) struct RunContext {
     /// the Unix epoch).
     pub deadline_ms: u64,
     pub first_start_ms: u64,
+    /// The runs above this one, root first, with their model budgets.
+    pub ancestors: Vec<crate::types::Ancestor>,
+}
+
+impl RunContext {
+    /// The model budgets a call of this run counts against: every
+    /// ancestor's, then its own.
+    pub(crate) fn budget_chain(&self) -> Vec<crate::types::Ancestor> {
+        let mut chain = self.ancestors.clone();
+        chain.push(crate::types::Ancestor {
+            run: self.id,
+            max_tokens: self.budget.max_tokens,
+            max_usd: self.budget.max_usd,
+        });
+        chain
+    }
 }
 
 /// State shared between the store data and the WASI pieces that cannot
@@ -142,7 +158,7 @@ pub struct RunState {
     pub(crate) consumed_signals: HashSet<u64>,
     /// Child runs started so far (replayed starts included).
     pub(crate) children: u64,
-    deadline: Instant,
+    pub(crate) deadline: Instant,
     pub(crate) live: Arc<LiveRun>,
     /// The run's place among the runs executing at once; given back while
     /// it is parked warm.
@@ -285,6 +301,7 @@ pub(crate) fn sandbox(
             budget,
             deadline_ms,
             first_start_ms,
+            ancestors: record.ancestors.clone(),
         }),
         host: services.clone(),
         wasi: imports::wasi::context(&shared, &env, record.seed),
@@ -313,7 +330,7 @@ pub(crate) fn sandbox(
     store.epoch_deadline_callback(|mut ctx| {
         let s = ctx.data_mut();
         if s.live.cancelled() {
-            return Err(s.fail(RunFault::Cancelled));
+            return Err(s.fail(s.live.stop_fault()));
         }
         if s.live.suspending() {
             return Err(s.fail(RunFault::Suspended));
@@ -420,15 +437,21 @@ pub(crate) async fn execute(
             shared.flush();
             return Ok(Executed::Parked(record));
         }
-        outcome = Outcome::Fault(RunFault::Cancelled);
+        outcome = Outcome::Fault(live.stop_fault());
     }
     if matches!(outcome, Outcome::Fault(RunFault::Suspended)) && !live.cancelled() {
         shared.flush();
         return Ok(Executed::Suspended);
     }
-    if live.cancelled() {
-        // Whatever else happened, a run asked to stop ends cancelled.
-        outcome = Outcome::Fault(RunFault::Cancelled);
+    let spent = matches!(
+        outcome,
+        Outcome::Fault(RunFault::Budget { .. } | RunFault::TreeBudget { .. })
+    );
+    if live.cancelled() && !spent {
+        // Whatever else happened, a run asked to stop ends cancelled (or
+        // with the fault it was stopped for); one that ran out of a budget
+        // first keeps that failure.
+        outcome = Outcome::Fault(live.stop_fault());
     }
 
     let duration = Duration::from_millis(now_ms().saturating_sub(run_ctx.first_start_ms))
@@ -453,6 +476,7 @@ fn finish(
     fuel_used: u64,
     duration: Duration,
 ) {
+    let totals = state.host.ledger.totals(record.id);
     let mut rec = shared.recorder.lock();
     rec.finish_output();
     let (events, output_bytes) = rec.usage();
@@ -463,6 +487,8 @@ fn finish(
         events,
         output_bytes,
         artifact_bytes: state.artifact_bytes,
+        model: totals.own,
+        model_tree: totals.tree,
     };
     record.finished_at = Some(now());
     match outcome {
@@ -492,6 +518,12 @@ fn finish(
                 budget,
                 limit,
                 used,
+            }
+            | RunFault::TreeBudget {
+                budget,
+                limit,
+                used,
+                ..
             } = &fault
             {
                 rec.system(EventBody::BudgetExceeded {
@@ -582,7 +614,7 @@ fn error_outcome(
             });
         }
         Some(Trap::Interrupt) if state.live.cancelled() => {
-            return Outcome::Fault(RunFault::Cancelled);
+            return Outcome::Fault(state.live.stop_fault());
         }
         _ => {}
     }

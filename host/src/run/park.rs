@@ -76,7 +76,7 @@ impl RunState {
             () = tokio::time::sleep(delay) => {}
         }
         if self.live.cancelled() {
-            return Err(self.fail(RunFault::Cancelled));
+            return Err(self.fail(self.live.stop_fault()));
         }
         if self.live.suspending() {
             return Err(self.fail(RunFault::Suspended));

@@ -255,6 +255,16 @@ impl Store {
         Ok(tx.open_table(CRON)?.get(key)?.map(|v| v.value()))
     }
 
+    /// A run's model usage (zero if it made no model calls).
+    pub fn model_totals(&self, run: RunId) -> Result<crate::types::ModelTotals, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(MODEL_USAGE)?;
+        Ok(match t.get(run.to_string().as_str())? {
+            Some(v) => serde_json::from_slice(v.value())?,
+            None => Default::default(),
+        })
+    }
+
     /// The run an idempotency key names.
     pub fn run_for_key(&self, key: &str) -> Result<Option<RunId>, StoreError> {
         let tx = self.db.begin_read()?;

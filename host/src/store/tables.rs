@@ -34,6 +34,9 @@ pub const CHILDREN: TableDefinition<(&str, &str), u8> = TableDefinition::new("ch
 /// run id -> `[stdout, stderr]` bytes already recorded as events.
 pub const PROGRESS: TableDefinition<&str, &[u8]> = TableDefinition::new("progress");
 
+/// run id -> `ModelTotals`: model usage of the run and of its tree.
+pub const MODEL_USAGE: TableDefinition<&str, &[u8]> = TableDefinition::new("model_usage");
+
 /// cron trigger (slug#index#schedule) -> next fire time, ms since the epoch.
 pub const CRON: TableDefinition<&str, u64> = TableDefinition::new("cron");
 
@@ -54,6 +57,7 @@ pub fn create_all(db: &Database) -> Result<(), redb::Error> {
     tx.open_table(CHILDREN)?;
     tx.open_table(PROGRESS)?;
     tx.open_table(CRON)?;
+    tx.open_table(MODEL_USAGE)?;
     tx.commit()?;
     Ok(())
 }

@@ -11,7 +11,8 @@ use super::StoreError;
 use super::tables::*;
 use crate::journal::JournalEntry;
 use crate::types::{
-    ArtifactMeta, Event, RunId, RunRecord, RunStatus, Signal, Wait, WorkflowVersion, now,
+    ArtifactMeta, Event, ModelTotals, ModelUsage, RunId, RunRecord, RunStatus, Signal, Wait,
+    WorkflowVersion, now,
 };
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use std::collections::HashMap;
@@ -57,6 +58,13 @@ pub enum Write {
     },
     /// A cron trigger's next fire time.
     CronNext(String, u64),
+    /// Charges one model call to a run (its own and its tree's usage) and
+    /// to the tree usage of each of its ancestors.
+    ChargeModel {
+        run: RunId,
+        ancestors: Vec<RunId>,
+        usage: ModelUsage,
+    },
     /// Removes a workflow from the list of deployed ones (its versions stay
     /// for the runs that name them).
     DeleteWorkflow(String),
@@ -161,6 +169,8 @@ pub(super) fn spawn(db: Arc<Database>, watchers: Watchers) -> WriterHandle {
         .name("runway-store-writer".into())
         .spawn(move || {
             let mut batch = Vec::with_capacity(64);
+            // A commit since the last fsync that was not fsynced.
+            let mut dirty = false;
             while let Some(first) = rx.blocking_recv() {
                 batch.push(first);
                 while batch.len() < MAX_BATCH {
@@ -169,15 +179,24 @@ pub(super) fn spawn(db: Arc<Database>, watchers: Watchers) -> WriterHandle {
                         Err(_) => break,
                     }
                 }
-                apply_batch(&db, &mut batch, &watchers);
+                apply_batch(&db, &mut batch, &watchers, &mut dirty);
             }
         })
         .expect("spawning the store writer thread");
     WriterHandle { tx }
 }
 
-fn apply_batch(db: &Database, batch: &mut Vec<Request>, watchers: &Watchers) {
+fn apply_batch(db: &Database, batch: &mut Vec<Request>, watchers: &Watchers, dirty: &mut bool) {
     let mut durable = batch.iter().any(|r| r.durable);
+    if !*dirty && batch.iter().all(|r| r.writes.is_empty()) {
+        // Everything is on disk already: a flush costs no fsync.
+        for req in batch.drain(..) {
+            if let Some(reply) = req.reply {
+                let _ = reply.send(Ok(Vec::new()));
+            }
+        }
+        return;
+    }
     let mut appended = Vec::new();
     let result = (|| -> Result<Vec<Vec<WriteOutcome>>, StoreError> {
         let mut tx = db.begin_write()?;
@@ -203,6 +222,7 @@ fn apply_batch(db: &Database, batch: &mut Vec<Request>, watchers: &Watchers) {
             let _ = tx.set_durability(Durability::None);
         }
         tx.commit()?;
+        *dirty = !durable;
         Ok(outcomes)
     })();
     if result.is_ok() && !appended.is_empty() {
@@ -259,6 +279,7 @@ struct Tables<'t> {
     children: Table<'t, (&'static str, &'static str), u8>,
     progress: Table<'t, &'static str, &'static [u8]>,
     cron: Table<'t, &'static str, u64>,
+    model_usage: Table<'t, &'static str, &'static [u8]>,
     /// (run, newest seq) of every event append in this transaction.
     appended: Vec<(RunId, u64)>,
 }
@@ -280,6 +301,7 @@ impl<'t> Tables<'t> {
             children: tx.open_table(CHILDREN)?,
             progress: tx.open_table(PROGRESS)?,
             cron: tx.open_table(CRON)?,
+            model_usage: tx.open_table(MODEL_USAGE)?,
             appended: Vec::new(),
         })
     }
@@ -461,6 +483,28 @@ impl<'t> Tables<'t> {
                 Some(_) => WriteOutcome::Done,
                 None => WriteOutcome::Ignored,
             }),
+            Write::ChargeModel {
+                run,
+                ancestors,
+                usage,
+            } => {
+                let runs =
+                    std::iter::once((run, true)).chain(ancestors.into_iter().map(|a| (a, false)));
+                for (id, own) in runs {
+                    let key = id.to_string();
+                    let mut totals: ModelTotals = match self.model_usage.get(key.as_str())? {
+                        Some(v) => serde_json::from_slice(v.value())?,
+                        None => ModelTotals::default(),
+                    };
+                    if own {
+                        totals.own.add(&usage);
+                    }
+                    totals.tree.add(&usage);
+                    self.model_usage
+                        .insert(key.as_str(), serde_json::to_vec(&totals)?.as_slice())?;
+                }
+                Ok(WriteOutcome::Done)
+            }
             Write::PutKey(k, run) => {
                 self.keys.insert(k.as_str(), run.to_string().as_str())?;
                 Ok(WriteOutcome::Done)

@@ -1,0 +1,403 @@
+//! `runway:workflow/models`: model calls the host makes for the guest.
+//!
+//! The order of a fresh `generate` is the contract:
+//! 1. resolve the reference against the manifest's allowed models;
+//! 2. refuse the call if any budget of the run or an ancestor is used up;
+//! 3. make everything recorded so far durable (the commit rule: a provider
+//!    must never see a request that a crash could make the run not send);
+//! 4. call the provider (retries, timeout, cap), interruptible by a cancel;
+//! 5. charge the run and its ancestors, write a `model_call` event and the
+//!    journal entry, and submit them as one durable commit before the guest
+//!    sees the answer;
+//! 6. end the run (and any ancestor) whose budget the call crossed.
+//!
+//! A replay answers from the journal: no provider call, no second charge.
+
+use super::failure;
+use crate::bindings::models::{
+    GenerateRequest, GenerateResponse, Host, Message as WitMessage, Rates as WitRates,
+    ResolvedModel, Role as WitRole, Usage as WitUsage,
+};
+use crate::bindings::types::Failure;
+use crate::journal::Call;
+use crate::ledger::Crossing;
+use crate::models::{Generated, Message, ModelError, Request, Resolved, Role};
+use crate::run::RunState;
+use crate::run::fault::RunFault;
+use crate::types::{CallFailure, EventBody, ModelUsage, Usd};
+use serde::{Deserialize, Serialize};
+
+const RESOLVE: &str = "runway:workflow/models.resolve";
+const GENERATE: &str = "runway:workflow/models.generate";
+/// Largest request (messages, system prompt, schema) a guest may send.
+const MAX_REQUEST_BYTES: usize = 4 << 20;
+
+/// A journaled result.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Answer<T> {
+    Ok(T),
+    Err(CallFailure),
+}
+
+impl<T> Answer<T> {
+    fn failed(e: &ModelError) -> Self {
+        Answer::Err(CallFailure {
+            code: e.code().to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    fn into_result<U>(self, f: impl FnOnce(T) -> U) -> Result<U, Failure> {
+        match self {
+            Answer::Ok(v) => Ok(f(v)),
+            Answer::Err(e) => Err(failure(&e.code, e.message)),
+        }
+    }
+}
+
+impl Host for RunState {
+    async fn resolve(
+        &mut self,
+        model_ref: String,
+    ) -> wasmtime::Result<Result<ResolvedModel, Failure>> {
+        let call = Call::new(RESOLVE, &[model_ref.as_bytes()]);
+        let host = self.host.clone();
+        let allowed = &self.run.manifest.models;
+        let answer = self
+            .shared
+            .journal
+            .lock()
+            .call(call, || {
+                match host.models.resolve_allowed(allowed, &model_ref) {
+                    Ok(r) => Answer::Ok(r),
+                    Err(e) => Answer::failed(&e),
+                }
+            })
+            .map_err(|e| self.fail(e.into()))?;
+        Ok(answer.into_result(wit_resolved))
+    }
+
+    async fn generate(
+        &mut self,
+        req: GenerateRequest,
+    ) -> wasmtime::Result<Result<GenerateResponse, Failure>> {
+        let (model, request) = from_wit(req);
+        let encoded = serde_json::to_vec(&request).unwrap_or_default();
+        let call = Call::new(GENERATE, &[model.as_bytes(), &encoded]);
+        let replayed = self
+            .shared
+            .journal
+            .lock()
+            .replay::<Answer<Generated>>(&call);
+        if let Some(answer) = replayed.map_err(|e| self.fail(e.into()))? {
+            // Its `model_call` event is in the log; count it again.
+            self.shared.recorder.lock().replayed(0);
+            return Ok(answer.into_result(wit_response));
+        }
+        let mut fresh = self.generate_fresh(&model, &request, encoded.len()).await?;
+        if let (false, Answer::Err(e)) = (fresh.evented, &fresh.answer) {
+            // Refused before any provider saw it; the log says so too.
+            let event = EventBody::ModelCall {
+                model: model.clone(),
+                provider: String::new(),
+                provider_model: String::new(),
+                input_tokens: 0,
+                output_tokens: 0,
+                cached_tokens: 0,
+                cost_usd: Usd(0),
+                latency_ms: 0,
+                attempts: 0,
+                finish_reason: None,
+                error: Some(e.clone()),
+            };
+            if let Err(f) = self.shared.recorder.lock().guest(event) {
+                fresh.fault.get_or_insert(f);
+            }
+        }
+        let result = match &fresh.answer {
+            Answer::Ok(g) => Ok(wit_response(g.clone())),
+            Answer::Err(e) => Err(failure(&e.code, e.message.clone())),
+        };
+        // Journaled before the guest sees it. The entry, its event and the
+        // charge go in one transaction, submitted now: from its commit on,
+        // a crash never pays for this call twice. The next call that leaves
+        // the host waits for it (writes are committed in order).
+        self.shared.journal.lock().record(call, &fresh.answer);
+        drop(
+            self.shared
+                .submit_recorded(fresh.charge.into_iter().collect()),
+        );
+        match fresh.fault {
+            Some(f) => Err(self.fail(f)),
+            None => Ok(result),
+        }
+    }
+}
+
+/// A fresh call's outcome, before it is journaled.
+struct Fresh {
+    answer: Answer<Generated>,
+    /// The ledger's durable write, if the provider answered.
+    charge: Option<crate::store::Write>,
+    /// What ends the run after this call (a budget it crossed).
+    fault: Option<RunFault>,
+    /// Its `model_call` event is recorded.
+    evented: bool,
+}
+
+impl Fresh {
+    fn failed(e: &ModelError) -> Fresh {
+        Fresh {
+            answer: Answer::failed(e),
+            charge: None,
+            fault: None,
+            evented: false,
+        }
+    }
+}
+
+impl RunState {
+    /// Steps 1–6 above, up to the journal entry.
+    async fn generate_fresh(
+        &mut self,
+        model: &str,
+        request: &Request,
+        size: usize,
+    ) -> wasmtime::Result<Fresh> {
+        let host = self.host.clone();
+        let models = &host.models;
+        let resolved = match models.resolve_allowed(&self.run.manifest.models, model) {
+            Ok(r) => r,
+            Err(e) => return Ok(Fresh::failed(&e)),
+        };
+        if let Some(problem) = invalid(request, size) {
+            return Ok(Fresh::failed(&ModelError::InvalidRequest(problem)));
+        }
+        let chain = self.run.budget_chain();
+        if let Some(c) = self.host.ledger.exhausted(&chain) {
+            return Err(self.fail(self.crossing_fault(c)));
+        }
+        let key = match models.key_secret(&resolved.provider) {
+            None => None,
+            Some(name) => match self.host.secrets.get(name) {
+                Some(k) => Some(k),
+                None => {
+                    tracing::error!(provider = %resolved.provider, secret = name, "a model provider's key is not set on this host");
+                    return Ok(Fresh::failed(&ModelError::Provider {
+                        provider: resolved.provider.clone(),
+                        status: 0,
+                        message: format!("this host has no value for the key secret {name:?}"),
+                    }));
+                }
+            },
+        };
+        if let Err(e) = self.shared.submit_recorded(Vec::new()).wait().await {
+            return Err(self.fail(RunFault::Internal(format!(
+                "recording the run before a model call: {e}"
+            ))));
+        }
+
+        let called = {
+            let deadline = tokio::time::Instant::from_std(self.deadline);
+            let call = models.generate(&resolved, request, key.as_deref(), deadline);
+            tokio::pin!(call);
+            loop {
+                tokio::select! {
+                    r = &mut call => break r,
+                    () = self.live.wake.notified() => {
+                        if self.live.cancelled() {
+                            return Err(self.fail(self.live.stop_fault()));
+                        }
+                    }
+                }
+            }
+        };
+
+        let (answer, usage, event) = match called {
+            Ok(g) => {
+                let usage = ModelUsage {
+                    calls: 1,
+                    input_tokens: g.tokens.input,
+                    output_tokens: g.tokens.output,
+                    cached_tokens: g.tokens.cached,
+                    cost_usd: Usd(g.cost_nanos),
+                };
+                let event = call_event(model, &resolved, &g, None);
+                let answer = match g.json_problem(request) {
+                    Some(message) => Answer::failed(&ModelError::InvalidResponse {
+                        provider: resolved.provider.clone(),
+                        message,
+                    }),
+                    None => Answer::Ok(g),
+                };
+                (answer, Some(usage), event)
+            }
+            Err(e) => {
+                tracing::info!(run = %self.run.id, provider = %resolved.provider, code = e.code(), error = %e, "a model call failed");
+                let event = EventBody::ModelCall {
+                    model: model.to_owned(),
+                    provider: resolved.provider.clone(),
+                    provider_model: resolved.model.clone(),
+                    input_tokens: 0,
+                    output_tokens: 0,
+                    cached_tokens: 0,
+                    cost_usd: Usd(0),
+                    latency_ms: 0,
+                    attempts: 0,
+                    finish_reason: None,
+                    error: Some(CallFailure {
+                        code: e.code().to_owned(),
+                        message: e.to_string(),
+                    }),
+                };
+                (Answer::failed(&e), None, event)
+            }
+        };
+        crate::metrics::model_call(&resolved.provider, usage.as_ref());
+        let charge = usage.map(|u| {
+            let ancestors: Vec<_> = self.run.ancestors.iter().map(|a| a.run).collect();
+            self.host.ledger.charge(self.run.id, &ancestors, &u)
+        });
+        // Past `max_events` the run ends; the call is still accounted.
+        let over_events = self.shared.recorder.lock().guest(event).err();
+        let crossed = if charge.is_some() {
+            self.host.ledger.crossed(&chain)
+        } else {
+            Vec::new()
+        };
+        for c in crossed.iter().filter(|c| c.run != self.run.id) {
+            let fault = RunFault::Budget {
+                budget: c.budget,
+                limit: c.limit,
+                used: c.used,
+            };
+            self.host.registry.abort(c.run, fault);
+        }
+        // Its own budget if crossed, else the nearest ancestor's.
+        let crossing = crossed
+            .iter()
+            .find(|c| c.run == self.run.id)
+            .or(crossed.last());
+        let fault = crossing
+            .map(|c| self.crossing_fault(*c))
+            .or(over_events)
+            .or_else(|| {
+                (std::time::Instant::now() >= self.deadline).then(|| self.run.duration_fault())
+            });
+        Ok(Fresh {
+            answer,
+            charge,
+            fault,
+            evented: true,
+        })
+    }
+
+    /// The fault that ends this run for `c`.
+    fn crossing_fault(&self, c: Crossing) -> RunFault {
+        if c.run == self.run.id {
+            RunFault::Budget {
+                budget: c.budget,
+                limit: c.limit,
+                used: c.used,
+            }
+        } else {
+            RunFault::TreeBudget {
+                run: c.run,
+                budget: c.budget,
+                limit: c.limit,
+                used: c.used,
+            }
+        }
+    }
+}
+
+/// Why the host refuses to send `request` at all.
+fn invalid(r: &Request, size: usize) -> Option<String> {
+    if r.messages.is_empty() {
+        return Some("a request needs at least one message".into());
+    }
+    if size > MAX_REQUEST_BYTES {
+        return Some(format!(
+            "the request is {size} bytes; at most {MAX_REQUEST_BYTES} are sent"
+        ));
+    }
+    if r.temperature.is_some_and(|t| !t.is_finite() || t < 0.0) {
+        return Some("temperature must be a number >= 0".into());
+    }
+    if r.max_output_tokens == Some(0) {
+        return Some("max-output-tokens must be at least 1".into());
+    }
+    None
+}
+
+fn call_event(model: &str, m: &Resolved, g: &Generated, error: Option<CallFailure>) -> EventBody {
+    EventBody::ModelCall {
+        model: model.to_owned(),
+        provider: m.provider.clone(),
+        provider_model: m.model.clone(),
+        input_tokens: g.tokens.input,
+        output_tokens: g.tokens.output,
+        cached_tokens: g.tokens.cached,
+        cost_usd: Usd(g.cost_nanos),
+        latency_ms: g.latency_ms,
+        attempts: g.attempts,
+        finish_reason: Some(g.finish_reason.clone()),
+        error,
+    }
+}
+
+fn from_wit(r: GenerateRequest) -> (String, Request) {
+    let json_schema = r
+        .json_schema
+        .map(|s| serde_json::from_str(&s).unwrap_or(serde_json::Value::String(s)));
+    let request = Request {
+        system: r.system,
+        messages: r
+            .messages
+            .into_iter()
+            .map(|m: WitMessage| Message {
+                role: match m.role {
+                    WitRole::User => Role::User,
+                    WitRole::Assistant => Role::Assistant,
+                },
+                content: m.content,
+            })
+            .collect(),
+        max_output_tokens: r.max_output_tokens,
+        temperature: r.temperature,
+        stop: r.stop,
+        json_schema,
+    };
+    (r.model, request)
+}
+
+fn wit_resolved(r: Resolved) -> ResolvedModel {
+    ResolvedModel {
+        reference: r.reference,
+        provider: r.provider,
+        kind: r.kind.as_str().to_owned(),
+        model: r.model,
+        base_url: r.base_url,
+        context_window: r.context_window,
+        rates: WitRates {
+            input_per_million: r.rates.input_per_million,
+            output_per_million: r.rates.output_per_million,
+            cached_input_per_million: r.rates.cached_input_per_million,
+        },
+    }
+}
+
+fn wit_response(g: Generated) -> GenerateResponse {
+    GenerateResponse {
+        text: g.text,
+        finish_reason: g.finish_reason,
+        usage: WitUsage {
+            input_tokens: g.tokens.input,
+            output_tokens: g.tokens.output,
+            cached_tokens: g.tokens.cached,
+        },
+        cost_usd: Usd(g.cost_nanos).dollars(),
+        model: wit_resolved(g.model),
+    }
+}
