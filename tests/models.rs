@@ -415,3 +415,194 @@ async fn replay_never_calls_the_provider_again_and_the_cap_holds() {
     assert_eq!(p.count() - before, 6);
     assert_eq!(p.max_in_flight(), 2);
 }
+
+/// The `runway` binary on `dir`, logging everything at debug level.
+fn runway(dir: &Path, config: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_runway"));
+    cmd.arg("--data-dir")
+        .arg(dir)
+        .arg("--config")
+        .arg(config)
+        .env("NO_COLOR", "1")
+        .env("RUNWAY_LOG", "debug")
+        .env_remove("RUNWAY_DATA_DIR")
+        .env_remove("RUNWAY_SERVER");
+    cmd
+}
+
+/// `runway serve` on a free loopback port, its log in `log`.
+async fn serve(dir: &Path, config: &Path, log: &Path) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = runway(dir, config)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let t0 = Instant::now();
+    while reqwest::get(format!("{base}/healthz")).await.is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the server never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (child, base)
+}
+
+async fn get(base: &str, path: &str) -> (String, Value) {
+    let text = reqwest::get(format!("{base}{path}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let v = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (text, v)
+}
+
+async fn model_calls_over_http(base: &str, id: &str) -> usize {
+    let (_, page) = get(base, &format!("/v1/runs/{id}/events?limit=1000")).await;
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "model_call")
+        .count()
+}
+
+/// Waits until the run has `status` (and, if given, that many model calls).
+async fn until(base: &str, id: &str, status: &str, calls: Option<usize>) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let (_, r) = get(base, &format!("/v1/runs/{id}")).await;
+        if r["status"] == status
+            && match calls {
+                Some(n) => model_calls_over_http(base, id).await == n,
+                None => true,
+            }
+        {
+            return r;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "run {id} never became {status} (with {calls:?} model calls): {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_host_never_calls_twice_and_the_key_shows_nowhere() {
+    let p = Provider::start(KEY).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let config = configure(&data, &p, "");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let out = runway(&data, &config)
+        .arg("deploy")
+        .arg(support::wasm("summarize"))
+        .arg("--manifest")
+        .arg(support::manifest_path("summarize"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    // Four calls with a durable sleep before each of the last three; the
+    // host is killed in the first two sleeps.
+    let (mut server, mut base) = serve(&data, &config, &logs.join("0.log")).await;
+    let http = reqwest::Client::new();
+    let run: Value = http
+        .post(format!("{base}/v1/workflows/summarize/runs"))
+        .json(&json!({ "text": "kill me softly", "rounds": 4, "pause_ms": 700 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = run["id"].as_str().unwrap().to_owned();
+    for kill in 1..=2 {
+        until(&base, &id, "sleeping", Some(kill)).await;
+        server.kill().unwrap();
+        server.wait().unwrap();
+        assert_eq!(p.count(), kill, "calls made before kill {kill}");
+        (server, base) = serve(&data, &config, &logs.join(format!("{kill}.log"))).await;
+    }
+    let done = until(&base, &id, "completed", None).await;
+    assert_eq!(p.count(), 4, "each journaled call was made exactly once");
+    assert_eq!(model_calls_over_http(&base, &id).await, 4);
+    assert_eq!(done["output"]["calls"], 4);
+    assert_eq!(done["usage"]["model"]["calls"], 4);
+
+    // A provider that echoes the key, in an error and in an answer.
+    let mut ids = vec![id];
+    for (behavior, status) in [
+        (Behavior::EchoKey, "failed"),
+        (Behavior::EchoKeyInText, "completed"),
+    ] {
+        p.script([behavior]);
+        let run: Value = http
+            .post(format!("{base}/v1/workflows/summarize/runs?wait=30"))
+            .json(&json!({ "text": "echo" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(run["status"], status, "{run}");
+        ids.push(run["id"].as_str().unwrap().to_owned());
+    }
+    // The provider did get the key: it is masked, not missing.
+    assert!(p.requests().iter().all(|r| r.authorized));
+
+    // Everything the API shows of these runs...
+    let mut shown = String::new();
+    for id in &ids {
+        for path in [
+            format!("/v1/runs/{id}"),
+            format!("/v1/runs/{id}/events?limit=1000"),
+            format!("/v1/runs/{id}/artifacts"),
+            format!("/v1/runs/{id}/artifacts/summary.md"),
+        ] {
+            shown.push_str(&get(&base, &path).await.0);
+        }
+    }
+    shown.push_str(&get(&base, "/v1/models").await.0);
+    assert!(shown.contains("PROVIDER_ERROR"), "{shown}");
+    assert!(shown.contains("the key is ****"), "{shown}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // ...every byte in the data directory but the secrets file, and every
+    // log line: no key, nor a 12-byte piece of it.
+    let mut haystacks = vec![("the API".to_owned(), shown.into_bytes())];
+    for f in support::files(&data)
+        .into_iter()
+        .chain(support::files(&logs))
+    {
+        if f.file_name().is_some_and(|n| n == "secrets.toml") {
+            continue;
+        }
+        haystacks.push((f.display().to_string(), std::fs::read(&f).unwrap()));
+    }
+    assert!(haystacks.len() > 5, "{haystacks:?}");
+    for (name, bytes) in &haystacks {
+        for piece in KEY.as_bytes().windows(12) {
+            assert!(
+                !bytes.windows(piece.len()).any(|w| w == piece),
+                "{name} holds part of the key"
+            );
+        }
+    }
+    let log = std::fs::read_to_string(logs.join("2.log")).unwrap();
+    assert!(log.contains("DEBUG"), "the log is at debug level: {log}");
+}
