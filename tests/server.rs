@@ -593,6 +593,7 @@ async fn the_auth_matrix_holds_on_every_route() {
             Scope::Read,
         ),
         (reqwest::Method::GET, "/metrics".into(), Scope::Read),
+        (reqwest::Method::GET, "/v1/models".into(), Scope::Read),
     ];
     let client = reqwest::Client::new();
     for (method, path, need) in &routes {

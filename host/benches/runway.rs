@@ -12,6 +12,8 @@
 //! 8. `runway serve`: `hello` through `POST …/runs?wait=` with 1, 16 and 64
 //!    keep-alive clients; the server's resident memory after those runs
 //! 9. 1,000 SSE subscribers on one busy run
+//! 10. host overhead per model `generate` call, beyond the provider's own
+//!     round trip (a loopback OpenAI-format provider answering at once)
 //!
 //! 1 and 2 run once per instance allocator (pooling, on-demand) to show
 //! which pays. `RUNWAY_BENCH_QUICK=1` shrinks every sample count.
@@ -709,6 +711,112 @@ async fn sse_fanout(server: &ServerProcess, subscribers: usize) {
     );
 }
 
+const MODEL_KEY: &str = "sk-bench-0123456789abcdef";
+
+/// Median round trip of the same request sent straight to the provider
+/// with a plain client: the part of a call that is the provider's.
+async fn bare_model_round_trip(p: &support::provider::Provider, n: usize) -> Duration {
+    let http = reqwest::Client::builder().tcp_nodelay(true).build().unwrap();
+    let body = json!({
+        "model": "gpt-bench",
+        "messages": [
+            {"role": "system", "content": "You summarize documents for busy engineers. Be faithful and brief."},
+            {"role": "user", "content": "Summarize:\n\nsummary: x"}
+        ],
+        "max_tokens": 400,
+        "temperature": 0.2
+    });
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let res = http
+            .post(format!("{}/chat/completions", p.openai_url()))
+            .bearer_auth(MODEL_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success());
+        res.bytes().await.unwrap();
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    pct(&lat, 0.5)
+}
+
+/// Runs `summarize` with many rounds (one `generate` each) on a data dir
+/// under `parent`; returns the gaps between consecutive calls' events.
+async fn model_call_gaps(p: &support::provider::Provider, parent: &Path, rounds: usize) -> Vec<Duration> {
+    let dir = tempfile::tempdir_in(parent).unwrap();
+    std::fs::write(
+        dir.path().join("secrets.toml"),
+        format!("KEY = \"{MODEL_KEY}\"\n"),
+    )
+    .unwrap();
+    let config = dir.path().join("runway-host.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[models.aliases]\ndefault = \"bench/gpt-bench\"\n[models.providers.bench]\nkind = \"openai\"\nbase_url = \"{}\"\nkey_secret = \"KEY\"\ninput_per_million = 1\noutput_per_million = 2\n",
+            p.openai_url()
+        ),
+    )
+    .unwrap();
+    let host = Host::open(HostConfig::new(dir.path()).apply_file(&config).unwrap())
+        .await
+        .unwrap();
+    host.deploy(
+        support::wasm_bytes("summarize"),
+        &support::manifest("summarize"),
+    )
+    .await
+    .unwrap();
+    let r = host
+        .run("summarize", json!({ "text": "x", "rounds": rounds }))
+        .await
+        .unwrap();
+    assert_eq!(r.status, RunStatus::Completed, "{r:?}");
+    let at: Vec<time::OffsetDateTime> = host
+        .store()
+        .events(r.id, 0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.body.kind() == "model_call")
+        .map(|e| e.at)
+        .collect();
+    assert_eq!(at.len(), rounds);
+    let mut gaps: Vec<Duration> = at.windows(2).map(|w| between(w[0], w[1])).collect();
+    gaps.sort();
+    host.shutdown().await;
+    gaps
+}
+
+async fn model_overhead() {
+    let p = support::provider::Provider::start(MODEL_KEY).await;
+    let n = scale(2_000);
+    bare_model_round_trip(&p, 200).await;
+    let bare = bare_model_round_trip(&p, n).await;
+    println!("  the provider's own round trip (plain client, same request): p50 {}", us(bare));
+    let shm = Path::new("/dev/shm");
+    let mut places = vec![("data dir on disk (fsync per commit)", std::env::temp_dir())];
+    if shm.is_dir() {
+        places.push(("data dir on tmpfs (fsync ~free)", shm.to_path_buf()));
+    }
+    for (label, parent) in places {
+        // Warm-up: compile cache, connection pool.
+        model_call_gaps(&p, &parent, 20).await;
+        let gaps = model_call_gaps(&p, &parent, scale(1_000)).await;
+        let p50 = pct(&gaps, 0.5);
+        println!(
+            "  {label}: call to call p50 {} p99 {}; host overhead p50 {}{}",
+            us(p50),
+            us(pct(&gaps, 0.99)),
+            us(p50.saturating_sub(bare)),
+            "  (target p50 <= 200 us)"
+        );
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; ignore arguments.
     support::guest_dir();
@@ -836,6 +944,10 @@ fn main() {
                 server.rss_mib(),
                 idle
             );
+        }
+        if wanted(10) {
+            println!("\n10. model calls: summarize with back-to-back generate calls, OpenAI format on loopback");
+            model_overhead().await;
         }
         if wanted(9) {
             println!("\n9. SSE fan-out");
