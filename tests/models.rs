@@ -515,6 +515,22 @@ async fn a_killed_host_never_calls_twice_and_the_key_shows_nowhere() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
 
+    // `runway models` shows what each alias resolves to, never the key.
+    let out = runway(&data, &config)
+        .args(["models", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["name"], "default");
+    assert_eq!(listed[0]["resolved"]["reference"], "oa/gpt-test");
+    assert_eq!(listed[0]["key_secret"], "PROVIDER_KEY");
+    assert_eq!(listed[1]["resolved"]["kind"], "anthropic");
+    let table = runway(&data, &config).arg("models").output().unwrap();
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(table.contains("an/claude-test"), "{table}");
+    assert!(!table.contains(KEY) && !String::from_utf8_lossy(&out.stdout).contains(KEY));
+
     // Four calls with a durable sleep before each of the last three; the
     // host is killed in the first two sleeps.
     let (mut server, mut base) = serve(&data, &config, &logs.join("0.log")).await;
