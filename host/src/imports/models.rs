@@ -98,19 +98,7 @@ impl Host for RunState {
         let mut fresh = self.generate_fresh(&model, &request, encoded.len()).await?;
         if let (false, Answer::Err(e)) = (fresh.evented, &fresh.answer) {
             // Refused before any provider saw it; the log says so too.
-            let event = EventBody::ModelCall {
-                model: model.clone(),
-                provider: String::new(),
-                provider_model: String::new(),
-                input_tokens: 0,
-                output_tokens: 0,
-                cached_tokens: 0,
-                cost_usd: Usd(0),
-                latency_ms: 0,
-                attempts: 0,
-                finish_reason: None,
-                error: Some(e.clone()),
-            };
+            let event = failed_event(&model, "", "", e.clone());
             if let Err(f) = self.shared.recorder.lock().guest(event) {
                 fresh.fault.get_or_insert(f);
             }
@@ -223,7 +211,7 @@ impl RunState {
                     cached_tokens: g.tokens.cached,
                     cost_usd: Usd(g.cost_nanos),
                 };
-                let event = call_event(model, &resolved, &g, None);
+                let event = answered_event(model, &resolved, &g);
                 let answer = match g.json_problem(request) {
                     Some(message) => Answer::failed(&ModelError::InvalidResponse {
                         provider: resolved.provider.clone(),
@@ -235,22 +223,15 @@ impl RunState {
             }
             Err(e) => {
                 tracing::info!(run = %self.run.id, provider = %resolved.provider, code = e.code(), error = %e, "a model call failed");
-                let event = EventBody::ModelCall {
-                    model: model.to_owned(),
-                    provider: resolved.provider.clone(),
-                    provider_model: resolved.model.clone(),
-                    input_tokens: 0,
-                    output_tokens: 0,
-                    cached_tokens: 0,
-                    cost_usd: Usd(0),
-                    latency_ms: 0,
-                    attempts: 0,
-                    finish_reason: None,
-                    error: Some(CallFailure {
+                let event = failed_event(
+                    model,
+                    &resolved.provider,
+                    &resolved.model,
+                    CallFailure {
                         code: e.code().to_owned(),
                         message: e.to_string(),
-                    }),
-                };
+                    },
+                );
                 (Answer::failed(&e), None, event)
             }
         };
@@ -331,7 +312,7 @@ fn invalid(r: &Request, size: usize) -> Option<String> {
     None
 }
 
-fn call_event(model: &str, m: &Resolved, g: &Generated, error: Option<CallFailure>) -> EventBody {
+fn answered_event(model: &str, m: &Resolved, g: &Generated) -> EventBody {
     EventBody::ModelCall {
         model: model.to_owned(),
         provider: m.provider.clone(),
@@ -343,7 +324,30 @@ fn call_event(model: &str, m: &Resolved, g: &Generated, error: Option<CallFailur
         latency_ms: g.latency_ms,
         attempts: g.attempts,
         finish_reason: Some(g.finish_reason.clone()),
-        error,
+        error: None,
+    }
+}
+
+/// The event of a call that got no answer (`provider` is empty when it
+/// was refused before reaching one).
+fn failed_event(
+    model: &str,
+    provider: &str,
+    provider_model: &str,
+    error: CallFailure,
+) -> EventBody {
+    EventBody::ModelCall {
+        model: model.to_owned(),
+        provider: provider.to_owned(),
+        provider_model: provider_model.to_owned(),
+        input_tokens: 0,
+        output_tokens: 0,
+        cached_tokens: 0,
+        cost_usd: Usd(0),
+        latency_ms: 0,
+        attempts: 0,
+        finish_reason: None,
+        error: Some(error),
     }
 }
 
