@@ -17,7 +17,7 @@ const KEY: &str = "sk-test-3f9a7c1e5b2d4086a1c9e7f3";
 
 /// `[models]` for a provider: `default` speaks OpenAI, `fast` Anthropic.
 /// Rates: $1 per million input tokens, $2 per million output tokens.
-fn models_toml(p: &Provider, extra: &str) -> String {
+fn models_toml(p: &Provider) -> String {
     format!(
         r#"
 [models.aliases]
@@ -33,7 +33,6 @@ output_per_million = 2.0
 timeout = "400ms"
 retries = 2
 backoff = "10ms"
-{extra}
 
 [models.providers.an]
 kind = "anthropic"
@@ -44,7 +43,6 @@ output_per_million = 2.0
 timeout = "400ms"
 retries = 2
 backoff = "10ms"
-{extra}
 "#,
         p.openai_url(),
         p.anthropic_url()
@@ -52,19 +50,19 @@ backoff = "10ms"
 }
 
 /// Writes the host config and the key (in the data dir's secrets file).
-fn configure(dir: &Path, p: &Provider, extra: &str) -> std::path::PathBuf {
+fn configure(dir: &Path, p: &Provider) -> std::path::PathBuf {
     std::fs::write(
         dir.join("secrets.toml"),
         format!("PROVIDER_KEY = \"{KEY}\"\n"),
     )
     .unwrap();
     let path = dir.join("runway-host.toml");
-    std::fs::write(&path, models_toml(p, extra)).unwrap();
+    std::fs::write(&path, models_toml(p)).unwrap();
     path
 }
 
 async fn host_with(dir: &Path, p: &Provider, tweak: impl FnOnce(&mut HostConfig)) -> Host {
-    let path = configure(dir, p, "");
+    let path = configure(dir, p);
     let mut config = HostConfig::new(dir).apply_file(&path).expect("the config");
     tweak(&mut config);
     let host = Host::open(config).await.expect("opening a host");
@@ -394,17 +392,14 @@ async fn replay_never_calls_the_provider_again_and_the_cap_holds() {
     assert_eq!(r.output.unwrap()["calls"], 4);
 
     // The per-provider cap: 6 children, slow answers, at most 16 in flight
-    // by default — and here the config says 2.
+    // by default; here 2.
     let dir = tempfile::tempdir().unwrap();
-    let path = configure(dir.path(), &p, "concurrency = 2");
-    let host = Host::open(HostConfig::new(dir.path()).apply_file(&path).unwrap())
-        .await
-        .unwrap();
-    for name in ["summarize", "review"] {
-        host.deploy(support::wasm_bytes(name), &support::manifest(name))
-            .await
-            .unwrap();
-    }
+    let host = host_with(dir.path(), &p, |c| {
+        for provider in c.models.providers.values_mut() {
+            provider.concurrency = Some(2);
+        }
+    })
+    .await;
     p.set_default(Behavior::Slow(Duration::from_millis(150)));
     let files: Vec<Value> = (0..6)
         .map(|i| json!({ "name": format!("f{i}"), "text": "x" }))
@@ -503,7 +498,7 @@ async fn a_killed_host_never_calls_twice_and_the_key_shows_nowhere() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let config = configure(&data, &p, "");
+    let config = configure(&data, &p);
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     let out = runway(&data, &config)

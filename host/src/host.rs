@@ -622,24 +622,8 @@ impl Host {
                 event(EventBody::Cancelled);
             }
             fault => {
-                if let RunFault::Budget {
-                    budget,
-                    limit,
-                    used,
-                }
-                | RunFault::TreeBudget {
-                    budget,
-                    limit,
-                    used,
-                    ..
-                } = &fault
-                {
-                    event(EventBody::BudgetExceeded {
-                        budget: *budget,
-                        limit: *limit,
-                        used: *used,
-                        unit: budget.unit().to_owned(),
-                    });
+                if let Some(e) = fault.budget_event() {
+                    event(e);
                 }
                 record.status = RunStatus::Failed;
                 let error = RunError {

@@ -1,7 +1,7 @@
 //! Faults that end a run at once, raised by the host (not returned by the guest).
 
 use crate::journal::Nondeterminism;
-use crate::types::{BudgetKind, ErrorCode, Wait};
+use crate::types::{BudgetKind, ErrorCode, EventBody, Wait};
 
 /// Why the host stopped a run. Raised as a trap so the guest cannot catch it;
 /// also recorded in the run's shared state so the outcome never depends on
@@ -44,6 +44,29 @@ pub enum RunFault {
 }
 
 impl RunFault {
+    /// The `budget_exceeded` event for a budget fault (none for others).
+    pub fn budget_event(&self) -> Option<EventBody> {
+        match self {
+            Self::Budget {
+                budget,
+                limit,
+                used,
+            }
+            | Self::TreeBudget {
+                budget,
+                limit,
+                used,
+                ..
+            } => Some(EventBody::BudgetExceeded {
+                budget: *budget,
+                limit: *limit,
+                used: *used,
+                unit: budget.unit().to_owned(),
+            }),
+            _ => None,
+        }
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Budget { .. } | Self::TreeBudget { .. } => ErrorCode::BudgetExceeded,

@@ -443,10 +443,7 @@ pub(crate) async fn execute(
         shared.flush();
         return Ok(Executed::Suspended);
     }
-    let spent = matches!(
-        outcome,
-        Outcome::Fault(RunFault::Budget { .. } | RunFault::TreeBudget { .. })
-    );
+    let spent = matches!(&outcome, Outcome::Fault(f) if f.budget_event().is_some());
     if live.cancelled() && !spent {
         // Whatever else happened, a run asked to stop ends cancelled (or
         // with the fault it was stopped for); one that ran out of a budget
@@ -514,24 +511,8 @@ fn finish(
             rec.system(EventBody::Cancelled);
         }
         Outcome::Fault(fault) => {
-            if let RunFault::Budget {
-                budget,
-                limit,
-                used,
-            }
-            | RunFault::TreeBudget {
-                budget,
-                limit,
-                used,
-                ..
-            } = &fault
-            {
-                rec.system(EventBody::BudgetExceeded {
-                    budget: *budget,
-                    limit: *limit,
-                    used: *used,
-                    unit: budget.unit().to_owned(),
-                });
+            if let Some(e) = fault.budget_event() {
+                rec.system(e);
             }
             let error = RunError {
                 code: fault.code(),
