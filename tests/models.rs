@@ -617,3 +617,62 @@ async fn a_killed_host_never_calls_twice_and_the_key_shows_nowhere() {
     let log = std::fs::read_to_string(logs.join("2.log")).unwrap();
     assert!(log.contains("DEBUG"), "the log is at debug level: {log}");
 }
+
+/// A running run is charged as it goes: its listing and its detail, both
+/// over HTTP, show the same live model usage (not 0 in the listing).
+#[tokio::test(flavor = "multi_thread")]
+async fn list_and_detail_agree_on_a_running_runs_model_usage() {
+    let provider = Provider::start(KEY).await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = host(dir.path(), &provider).await;
+    // One call, then a long durable sleep before the second.
+    let id = host
+        .start(
+            "summarize",
+            json!({ "text": "t", "rounds": 2, "pause_ms": 60_000 }),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while host.run_record(id).await.unwrap().status != RunStatus::Sleeping {
+        assert!(Instant::now() < deadline, "the run never slept");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(runway::api::serve(
+        host.clone(),
+        runway::config::ServerSettings::default(),
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        async move {
+            let res = http.get(path).send().await.unwrap();
+            assert_eq!(res.status(), reqwest::StatusCode::OK);
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    let detail = get(format!("{base}/v1/runs/{id}")).await;
+    let page = get(format!("{base}/v1/runs?workflow=summarize")).await;
+    let listed = page["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id.to_string())
+        .expect("the run is listed")
+        .clone();
+    assert_eq!(detail["status"], "sleeping");
+    assert_eq!(detail["usage"]["model"]["calls"], 1, "{detail}");
+    assert!(detail["usage"]["model"]["input_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(listed["usage"]["model"], detail["usage"]["model"]);
+    assert_eq!(listed["usage"]["model_tree"], detail["usage"]["model_tree"]);
+    host.cancel(id).await.unwrap();
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

@@ -353,7 +353,7 @@ async fn deploy_refuses_an_oversized_component_before_compiling_it() {
     let dir = tempfile::tempdir().unwrap();
     let host = host(dir.path()).await;
     let mut huge = b"\0asm\x0d\0\x01\0".to_vec();
-    huge.resize(runway::engine::MAX_COMPONENT_BYTES + 1, 0);
+    huge.resize(runway::sandbox::engine::MAX_COMPONENT_BYTES + 1, 0);
     let err = host
         .deploy(huge, "slug = \"huge\"\n")
         .await

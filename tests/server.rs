@@ -66,7 +66,7 @@ impl Server {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (cron_stop_tx, cron_stop_rx) = tokio::sync::watch::channel(false);
-        let cron = tokio::spawn(runway::cron::run(host.clone(), cron_stop_rx));
+        let cron = tokio::spawn(runway::triggers::cron::run(host.clone(), cron_stop_rx));
         let task = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stop_rx.await;
@@ -644,7 +644,7 @@ async fn the_auth_matrix_holds_on_every_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_verify_each_scheme_and_refuse_replays() {
-    use runway::webhook::{sign_github, sign_hmac, sign_stripe};
+    use runway::triggers::webhook::{sign_github, sign_hmac, sign_stripe};
     let dir = tempfile::tempdir().unwrap();
     let key = "whsec-test-key";
     let s = Server::start(dir.path(), &[], &[("HOOK_KEY", key)]).await;
@@ -1010,7 +1010,7 @@ async fn the_cli_talks_to_a_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_can_signal_the_run_whose_input_matches() {
-    use runway::webhook::sign_hmac;
+    use runway::triggers::webhook::sign_hmac;
     let dir = tempfile::tempdir().unwrap();
     let key = "corr-key";
     let s = Server::start(dir.path(), &[], &[("APPROVALS_KEY", key)]).await;

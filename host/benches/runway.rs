@@ -21,7 +21,7 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
-use runway::engine::Allocator;
+use runway::sandbox::engine::Allocator;
 use runway::store::{Store, Write};
 use runway::types::{Event, EventBody, RunId, RunStatus, now};
 use runway::{Host, HostConfig};

@@ -24,8 +24,8 @@
 //! ```
 
 use crate::budget::Budget;
-use crate::engine::{Allocator, EngineOptions};
 use crate::manifest::BudgetSection;
+use crate::sandbox::engine::{Allocator, EngineOptions};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -87,7 +87,7 @@ impl Default for ServerSettings {
         ServerSettings {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8686)),
             body_limit: 1 << 20,
-            deploy_limit: (crate::engine::MAX_COMPONENT_BYTES as u64) + (1 << 20),
+            deploy_limit: (crate::sandbox::engine::MAX_COMPONENT_BYTES as u64) + (1 << 20),
             max_queued_runs: 10_000,
             tokens: Vec::new(),
         }

@@ -1,10 +1,12 @@
-//! The host's error type, mapped once to CLI exit codes (and, with the
-//! server, to HTTP statuses).
+//! The host's error type, mapped once (in [`HostError::code_and_status`])
+//! to a stable code and an HTTP status.
 
-use crate::engine::ComponentError;
 use crate::manifest::ManifestError;
+use crate::sandbox::engine::ComponentError;
 use crate::store::StoreError;
+use crate::triggers::webhook::WebhookError;
 use crate::types::RunId;
+use axum::http::StatusCode;
 
 /// Something the host could not do. Run failures are not errors: they are
 /// a run's status.
@@ -37,34 +39,66 @@ pub enum HostError {
         context: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
     #[error("host error: {0}")]
     Internal(String),
 }
 
 impl HostError {
-    /// A stable, machine-readable code for the error envelope.
-    pub fn code(&self) -> &'static str {
+    /// The one table from an error to its stable, machine-readable code
+    /// (the error envelope's `code`, the CLI's message) and the HTTP status
+    /// it answers with.
+    pub fn code_and_status(&self) -> (&'static str, StatusCode) {
+        use StatusCode as S;
         match self {
-            Self::Component(ComponentError::TooLarge(_)) => "COMPONENT_TOO_LARGE",
-            Self::Component(ComponentError::NotWasm) => "NOT_WASM",
-            Self::Component(ComponentError::CoreModule) => "NOT_A_COMPONENT",
-            Self::Component(ComponentError::Invalid(_)) => "INVALID_COMPONENT",
-            Self::Component(ComponentError::WrongWorld(_)) => "WRONG_WORLD",
-            Self::Manifest(_) => "INVALID_MANIFEST",
-            Self::WorkflowNotFound(_) | Self::VersionNotFound(..) => "WORKFLOW_NOT_FOUND",
-            Self::RunNotFound(_) => "RUN_NOT_FOUND",
-            Self::InvalidInput(_) => "INVALID_INPUT",
-            Self::RunEnded(..) => "RUN_ENDED",
-            Self::IdempotencyConflict(_) => "IDEMPOTENCY_CONFLICT",
-            Self::WorkflowBusy(..) => "WORKFLOW_BUSY",
-            Self::ArtifactNotFound(..) => "ARTIFACT_NOT_FOUND",
-            Self::Store(StoreError::Locked(_)) => "DATA_DIR_LOCKED",
-            Self::Store(_) | Self::Io { .. } | Self::Internal(_) => "INTERNAL",
+            Self::Component(ComponentError::TooLarge(_)) => {
+                ("COMPONENT_TOO_LARGE", S::PAYLOAD_TOO_LARGE)
+            }
+            Self::Component(ComponentError::NotWasm) => ("NOT_WASM", S::UNPROCESSABLE_ENTITY),
+            Self::Component(ComponentError::CoreModule) => {
+                ("NOT_A_COMPONENT", S::UNPROCESSABLE_ENTITY)
+            }
+            Self::Component(ComponentError::Invalid(_)) => {
+                ("INVALID_COMPONENT", S::UNPROCESSABLE_ENTITY)
+            }
+            Self::Component(ComponentError::WrongWorld(_)) => {
+                ("WRONG_WORLD", S::UNPROCESSABLE_ENTITY)
+            }
+            Self::Manifest(_) => ("INVALID_MANIFEST", S::UNPROCESSABLE_ENTITY),
+            Self::WorkflowNotFound(_) | Self::VersionNotFound(..) => {
+                ("WORKFLOW_NOT_FOUND", S::NOT_FOUND)
+            }
+            Self::RunNotFound(_) => ("RUN_NOT_FOUND", S::NOT_FOUND),
+            Self::ArtifactNotFound(..) => ("ARTIFACT_NOT_FOUND", S::NOT_FOUND),
+            Self::InvalidInput(_) => ("INVALID_INPUT", S::UNPROCESSABLE_ENTITY),
+            Self::RunEnded(..) => ("RUN_ENDED", S::CONFLICT),
+            Self::IdempotencyConflict(_) => ("IDEMPOTENCY_CONFLICT", S::CONFLICT),
+            Self::WorkflowBusy(..) => ("WORKFLOW_BUSY", S::CONFLICT),
+            Self::Webhook(WebhookError::NoHook(_)) => ("NOT_FOUND", S::NOT_FOUND),
+            Self::Webhook(WebhookError::NoWaitingRun) => ("NOT_FOUND", S::NOT_FOUND),
+            Self::Webhook(WebhookError::KeyMissing) => {
+                ("WEBHOOK_KEY_MISSING", S::SERVICE_UNAVAILABLE)
+            }
+            Self::Webhook(WebhookError::Rejected(_)) => ("WEBHOOK_REJECTED", S::UNAUTHORIZED),
+            Self::Webhook(WebhookError::NoCorrelationValue(_)) => {
+                ("NO_CORRELATION_VALUE", S::UNPROCESSABLE_ENTITY)
+            }
+            Self::Webhook(WebhookError::NoInput) => ("NO_INPUT", S::UNPROCESSABLE_ENTITY),
+            Self::Store(StoreError::Locked(_)) => ("DATA_DIR_LOCKED", S::SERVICE_UNAVAILABLE),
+            Self::Store(_) | Self::Io { .. } | Self::Internal(_) => {
+                ("INTERNAL", S::INTERNAL_SERVER_ERROR)
+            }
         }
+    }
+
+    /// The stable code (see [`HostError::code_and_status`]).
+    pub fn code(&self) -> &'static str {
+        self.code_and_status().0
     }
 
     /// Whether the caller's input is at fault (as opposed to the host).
     pub fn is_client_error(&self) -> bool {
-        !matches!(self.code(), "INTERNAL" | "DATA_DIR_LOCKED")
+        self.code_and_status().1.is_client_error()
     }
 }

@@ -1,36 +1,33 @@
 //! Runway: a host for durable, sandboxed workflows that run as WebAssembly
 //! components.
 //!
-//! Data flows one way: a trigger (CLI, later HTTP) asks the [`Host`] to
-//! start a run; the run executes in its own wasmtime store
-//! (the `run` module), every call across the sandbox goes through the
-//! [`journal`], and everything is written through the [`store`]'s single
-//! group-committing writer.
+//! The modules are the layers, and data flows one way through them:
+//!
+//! - [`cli`] and [`api`] (people and programs) and [`triggers`] (cron,
+//!   webhooks) ask the [`Host`] for things;
+//! - [`host`] is the facade over one data directory: it queues runs, drives
+//!   them (the run driver, the scheduler) and keeps the model ledger;
+//! - [`sandbox`] executes one run in its own wasmtime store, behind the WIT
+//!   world (`sandbox::imports`, one file per interface), and journals every
+//!   call that crosses it;
+//! - [`store`] writes everything through one group-committing writer.
+//!
+//! [`types`] holds the plain data all layers share; [`models`] the model
+//! providers' wire formats.
 
 pub mod api;
-pub mod artifact_store;
-mod bindings;
 pub mod budget;
 pub mod cli;
-pub mod client;
 pub mod config;
-pub mod cron;
-pub mod engine;
 pub mod error;
 pub mod host;
-mod imports;
-pub mod journal;
-mod ledger;
 pub mod manifest;
 mod metrics;
 pub mod models;
-mod run;
-mod scheduler;
-pub mod secrets;
-mod services;
+pub mod sandbox;
 pub mod store;
+pub mod triggers;
 pub mod types;
-pub mod webhook;
 
 pub use config::HostConfig;
 pub use error::HostError;

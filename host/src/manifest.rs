@@ -38,7 +38,7 @@ pub struct Manifest {
 #[serde(deny_unknown_fields)]
 pub struct Triggers {
     #[serde(default)]
-    pub webhook: Option<crate::webhook::WebhookTrigger>,
+    pub webhook: Option<crate::triggers::webhook::WebhookTrigger>,
     #[serde(default)]
     pub cron: Vec<CronTrigger>,
 }
@@ -160,7 +160,7 @@ impl Manifest {
             w.validate().map_err(ManifestError)?;
         }
         for (i, c) in self.triggers.cron.iter().enumerate() {
-            crate::cron::parse(&c.schedule)
+            crate::triggers::cron::parse(&c.schedule)
                 .map_err(|e| ManifestError(format!("triggers.cron[{i}].schedule: {e}")))?;
         }
         let b = &self.budget;

@@ -22,7 +22,7 @@ pub async fn list(
     state.auth.check(&headers, Scope::Read)?;
     let id = run_id(&id)?;
     state.host.run_record(id).await?;
-    Ok(Json(state.host.store().artifacts(id)?))
+    Ok(Json(state.host.artifacts(id)?))
 }
 
 /// An artifact's body, with its stored content type, as an attachment.

@@ -1,7 +1,6 @@
 //! The one error envelope, `{"error":{"code","message"}}`, and the one
 //! mapping from host errors to HTTP statuses.
 
-use crate::engine::ComponentError;
 use crate::error::HostError;
 use crate::store::StoreError;
 use axum::Json;
@@ -52,22 +51,7 @@ impl ApiError {
 
 impl From<HostError> for ApiError {
     fn from(e: HostError) -> ApiError {
-        let status = match &e {
-            HostError::Component(ComponentError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
-            HostError::Component(_) | HostError::Manifest(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            HostError::WorkflowNotFound(_)
-            | HostError::VersionNotFound(..)
-            | HostError::RunNotFound(_)
-            | HostError::ArtifactNotFound(..) => StatusCode::NOT_FOUND,
-            HostError::InvalidInput(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            HostError::RunEnded(..)
-            | HostError::IdempotencyConflict(_)
-            | HostError::WorkflowBusy(..) => StatusCode::CONFLICT,
-            HostError::Store(StoreError::Locked(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            HostError::Store(_) | HostError::Io { .. } | HostError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        };
+        let (code, status) = e.code_and_status();
         let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
             // Details go to the log, not to the client.
             tracing::error!(error = %e, "request failed");
@@ -75,7 +59,7 @@ impl From<HostError> for ApiError {
         } else {
             e.to_string()
         };
-        ApiError::new(status, e.code(), message)
+        ApiError::new(status, code, message)
     }
 }
 

@@ -62,7 +62,7 @@ pub async fn page(
     }
     let after = q.after.unwrap_or(0);
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let events = state.host.store().events(id, after, limit)?;
+    let events = state.host.events(id, after, limit)?;
     let next_after = events.last().map_or(after, |e| e.seq);
     let complete =
         events.last().is_some_and(is_terminal) || (events.is_empty() && run.status.is_terminal());
@@ -114,7 +114,7 @@ pub async fn stream(
     let after = last_event_id.or(q.after).unwrap_or(0);
     // Follow first, then make everything committed so far durable: from
     // here on, every batch touching this run is fsynced before it is seen.
-    let follow = state.host.store().follow(id);
+    let follow = state.host.follow(id);
     state.host.flush().await?;
     let host = state.host.clone();
     let stream = futures_util::stream::unfold(
@@ -158,7 +158,7 @@ impl Tail {
         }
         loop {
             self.follow.borrow_and_update();
-            let events = match self.host.store().events(self.run, self.after, STREAM_CHUNK) {
+            let events = match self.host.events(self.run, self.after, STREAM_CHUNK) {
                 Ok(e) => e,
                 Err(e) => {
                     tracing::error!(run = %self.run, error = %e, "reading events for a stream");
@@ -183,8 +183,8 @@ impl Tail {
             // Nothing new: a run that has ended has nothing more to say —
             // once its last events are read (they may have landed between
             // the two reads, which are separate snapshots).
-            match self.host.store().run(self.run) {
-                Ok(Some(r)) if r.status.is_terminal() => {
+            match self.host.status(self.run) {
+                Ok(Some(s)) if s.is_terminal() => {
                     if std::mem::replace(&mut self.ended, true) {
                         return None;
                     }

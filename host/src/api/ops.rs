@@ -25,8 +25,7 @@ pub async fn healthz() -> Json<Health> {
 pub async fn readyz(state: AppStateRef) -> ApiResult<Json<Health>> {
     state
         .host
-        .store()
-        .workflows()
+        .ready()
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "NOT_READY", e.to_string()))?;
     Ok(Json(Health { status: "ready" }))
 }

@@ -54,7 +54,7 @@ pub(super) fn run_id(s: &str) -> ApiResult<RunId> {
 }
 
 fn view(state: &AppStateRef, run: RunRecord) -> ApiResult<RunView> {
-    let children = state.host.store().children(run.id)?;
+    let children = state.host.children(run.id)?;
     Ok(RunView {
         run: PublicRun::of(&run),
         children,
@@ -196,11 +196,12 @@ pub async fn list(
                 ApiError::bad_request("INVALID_CURSOR", "not a cursor from this API")
             })?),
         };
-    let mut runs =
-        state
-            .host
-            .store()
-            .runs_page(status, q.workflow.as_deref(), limit + 1, before)?;
+    let filter = crate::host::RunFilter {
+        status,
+        workflow: q.workflow.as_deref(),
+        before,
+    };
+    let mut runs = state.host.runs(&filter, limit + 1)?;
     let next_cursor = if runs.len() > limit {
         runs.truncate(limit);
         runs.last().map(|r| r.id.to_string())

@@ -84,7 +84,7 @@ pub async fn deploy(
             ),
         ));
     }
-    let before = state.host.store().workflow(&slug, None)?.map(|w| w.version);
+    let before = state.host.workflow(&slug, None)?.map(|w| w.version);
     let d = state.host.deploy(component.to_vec(), &manifest).await?;
     let created = before != Some(d.version);
     let status = if created {
@@ -122,7 +122,7 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     security(("bearer" = [])))]
 pub async fn list(state: AppStateRef, headers: HeaderMap) -> ApiResult<Json<Vec<WorkflowVersion>>> {
     state.auth.check(&headers, Scope::Read)?;
-    Ok(Json(state.host.store().workflows()?))
+    Ok(Json(state.host.workflows()?))
 }
 
 /// A workflow: its versions, manifest and triggers.
@@ -136,16 +136,11 @@ pub async fn get(
     headers: HeaderMap,
 ) -> ApiResult<Json<WorkflowDetail>> {
     state.auth.check(&headers, Scope::Read)?;
-    let store = state.host.store();
-    let latest = store
-        .workflow(&slug, None)?
+    let versions = state.host.workflow_versions(&slug)?;
+    let latest = versions
+        .last()
+        .cloned()
         .ok_or_else(|| crate::HostError::WorkflowNotFound(slug.clone()))?;
-    let mut versions = Vec::with_capacity(latest.version as usize);
-    for v in 1..=latest.version {
-        if let Some(w) = store.workflow(&slug, Some(v))? {
-            versions.push(w);
-        }
-    }
     let triggers = toml::from_str::<toml::Table>(&latest.manifest_toml)
         .ok()
         .and_then(|t| t.get("triggers").cloned())

@@ -31,6 +31,7 @@ mod anthropic;
 mod openai;
 mod provider;
 
+use crate::types::FailureCode;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -159,14 +160,19 @@ pub enum ModelError {
 
 impl ModelError {
     pub fn code(&self) -> &'static str {
+        self.failure_code().as_str()
+    }
+
+    /// What the guest is told.
+    pub fn failure_code(&self) -> FailureCode {
         match self {
-            Self::NotAllowed(_) => "MODEL_NOT_ALLOWED",
-            Self::Unknown(_) => "MODEL_UNKNOWN",
-            Self::Provider { .. } => "PROVIDER_ERROR",
-            Self::Timeout { .. } => "PROVIDER_TIMEOUT",
-            Self::RateLimited { .. } => "RATE_LIMITED",
-            Self::InvalidResponse { .. } => "INVALID_RESPONSE",
-            Self::InvalidRequest(_) => "INVALID_REQUEST",
+            Self::NotAllowed(_) => FailureCode::ModelNotAllowed,
+            Self::Unknown(_) => FailureCode::ModelUnknown,
+            Self::Provider { .. } => FailureCode::ProviderError,
+            Self::Timeout { .. } => FailureCode::ProviderTimeout,
+            Self::RateLimited { .. } => FailureCode::RateLimited,
+            Self::InvalidResponse { .. } => FailureCode::InvalidResponse,
+            Self::InvalidRequest(_) => FailureCode::InvalidRequest,
         }
     }
 }

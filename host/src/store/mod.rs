@@ -5,12 +5,13 @@
 //! the writes of all runs into one transaction (group commit, see
 //! `writer`), so durability costs one fsync per batch, not per event.
 
+pub mod blobs;
 mod tables;
 mod writer;
 
 pub use writer::{Ticket, Write, WriteOutcome};
 
-use crate::journal::JournalEntry;
+use crate::sandbox::journal::JournalEntry;
 use crate::types::{ArtifactMeta, Event, RunId, RunRecord, RunStatus, Signal, WorkflowVersion};
 use redb::{Database, ReadableDatabase, ReadableTable};
 use std::path::Path;

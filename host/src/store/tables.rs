@@ -27,7 +27,7 @@ pub const ARTIFACTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new
 pub const SIGNALS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("signals");
 /// (run id, signal id) -> signal seq, for deduplicating redeliveries.
 pub const SIGNAL_IDS: TableDefinition<(&str, &str), u64> = TableDefinition::new("signal_ids");
-/// idempotency key -> run id (child starts; later, API triggers).
+/// idempotency key -> run id (API starts, child starts, webhook deliveries).
 pub const KEYS: TableDefinition<&str, &str> = TableDefinition::new("idempotency_keys");
 /// (parent run id, child run id) -> 0.
 pub const CHILDREN: TableDefinition<(&str, &str), u8> = TableDefinition::new("children");

@@ -9,7 +9,7 @@
 
 use super::StoreError;
 use super::tables::*;
-use crate::journal::JournalEntry;
+use crate::sandbox::journal::JournalEntry;
 use crate::types::{
     ArtifactMeta, Event, ModelTotals, ModelUsage, RunId, RunRecord, RunStatus, Signal, Wait,
     WorkflowVersion, now,
@@ -331,6 +331,115 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
+    /// The next version of `slug` (or the newest, if it is the same).
+    fn deploy(
+        &mut self,
+        slug: String,
+        digest: String,
+        component: Option<Vec<u8>>,
+        manifest_toml: String,
+        description: Option<String>,
+    ) -> Result<WriteOutcome, StoreError> {
+        if let Some(bytes) = component
+            && self.components.get(digest.as_str())?.is_none()
+        {
+            self.components.insert(digest.as_str(), bytes.as_slice())?;
+        }
+        let current = self
+            .workflows
+            .get(slug.as_str())?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        // A deleted slug keeps its old versions (finished runs name
+        // them); numbering goes on after the last.
+        let last = self
+            .versions
+            .range((slug.as_str(), 0)..=(slug.as_str(), u32::MAX))?
+            .next_back()
+            .transpose()?
+            .map_or(0, |(k, _)| k.value().1);
+        if current > 0 {
+            // Deploying what is already the newest version is a no-op.
+            if let Some(v) = self.versions.get((slug.as_str(), current))? {
+                let newest: WorkflowVersion = serde_json::from_slice(v.value())?;
+                if newest.digest == digest && newest.manifest_toml == manifest_toml {
+                    return Ok(WriteOutcome::Version(current));
+                }
+            }
+        }
+        let version = last.max(current) + 1;
+        self.workflows.insert(slug.as_str(), version)?;
+        let rec = WorkflowVersion {
+            slug: slug.clone(),
+            version,
+            digest,
+            manifest_toml,
+            description,
+            deployed_at: now(),
+        };
+        self.versions.insert(
+            (slug.as_str(), version),
+            serde_json::to_vec(&rec)?.as_slice(),
+        )?;
+        Ok(WriteOutcome::Version(version))
+    }
+
+    /// Appends a signal to a run's inbox, unless its id was seen.
+    fn signal(&mut self, run: RunId, mut signal: Signal) -> Result<WriteOutcome, StoreError> {
+        let key = run.to_string();
+        if let Some(id) = &signal.id
+            && let Some(seq) = self.signal_ids.get((key.as_str(), id.as_str()))?
+        {
+            return Ok(WriteOutcome::Signal {
+                seq: seq.value(),
+                duplicate: true,
+            });
+        }
+        let last = self
+            .signals
+            .range((key.as_str(), 0)..=(key.as_str(), u64::MAX))?
+            .next_back()
+            .transpose()?
+            .map_or(0, |(k, _)| k.value().1);
+        signal.seq = last + 1;
+        if let Some(id) = &signal.id {
+            self.signal_ids
+                .insert((key.as_str(), id.as_str()), signal.seq)?;
+        }
+        self.signals.insert(
+            (key.as_str(), signal.seq),
+            serde_json::to_vec(&signal)?.as_slice(),
+        )?;
+        Ok(WriteOutcome::Signal {
+            seq: signal.seq,
+            duplicate: false,
+        })
+    }
+
+    /// Charges a model call to the run and (in its tree figure) to each ancestor.
+    fn charge_model(
+        &mut self,
+        run: RunId,
+        ancestors: Vec<RunId>,
+        usage: &ModelUsage,
+    ) -> Result<WriteOutcome, StoreError> {
+        let runs = std::iter::once((run, true)).chain(ancestors.into_iter().map(|a| (a, false)));
+        for (id, own) in runs {
+            let key = id.to_string();
+            let mut totals: ModelTotals = match self.model_usage.get(key.as_str())? {
+                Some(v) => serde_json::from_slice(v.value())?,
+                None => ModelTotals::default(),
+            };
+            if own {
+                totals.own.add(usage);
+            }
+            totals.tree.add(usage);
+            self.model_usage
+                .insert(key.as_str(), serde_json::to_vec(&totals)?.as_slice())?;
+        }
+        Ok(WriteOutcome::Done)
+    }
+
     fn apply(&mut self, w: Write) -> Result<WriteOutcome, StoreError> {
         match w {
             Write::Deploy {
@@ -339,50 +448,7 @@ impl<'t> Tables<'t> {
                 component,
                 manifest_toml,
                 description,
-            } => {
-                if let Some(bytes) = component
-                    && self.components.get(digest.as_str())?.is_none()
-                {
-                    self.components.insert(digest.as_str(), bytes.as_slice())?;
-                }
-                let current = self
-                    .workflows
-                    .get(slug.as_str())?
-                    .map(|v| v.value())
-                    .unwrap_or(0);
-                // A deleted slug keeps its old versions (finished runs name
-                // them); numbering goes on after the last.
-                let last = self
-                    .versions
-                    .range((slug.as_str(), 0)..=(slug.as_str(), u32::MAX))?
-                    .next_back()
-                    .transpose()?
-                    .map_or(0, |(k, _)| k.value().1);
-                if current > 0 {
-                    // Deploying what is already the newest version is a no-op.
-                    if let Some(v) = self.versions.get((slug.as_str(), current))? {
-                        let newest: WorkflowVersion = serde_json::from_slice(v.value())?;
-                        if newest.digest == digest && newest.manifest_toml == manifest_toml {
-                            return Ok(WriteOutcome::Version(current));
-                        }
-                    }
-                }
-                let version = last.max(current) + 1;
-                self.workflows.insert(slug.as_str(), version)?;
-                let rec = WorkflowVersion {
-                    slug: slug.clone(),
-                    version,
-                    digest,
-                    manifest_toml,
-                    description,
-                    deployed_at: now(),
-                };
-                self.versions.insert(
-                    (slug.as_str(), version),
-                    serde_json::to_vec(&rec)?.as_slice(),
-                )?;
-                Ok(WriteOutcome::Version(version))
-            }
+            } => self.deploy(slug, digest, component, manifest_toml, description),
             Write::PutRun(mut run) => {
                 // A cancel asked for while the run executed stands until the
                 // run ends (the active index marks it, cheaper than a read
@@ -423,36 +489,7 @@ impl<'t> Tables<'t> {
                 self.put_run(&rec)?;
                 Ok(WriteOutcome::Done)
             }
-            Write::Signal(run, mut signal) => {
-                let key = run.to_string();
-                if let Some(id) = &signal.id
-                    && let Some(seq) = self.signal_ids.get((key.as_str(), id.as_str()))?
-                {
-                    return Ok(WriteOutcome::Signal {
-                        seq: seq.value(),
-                        duplicate: true,
-                    });
-                }
-                let last = self
-                    .signals
-                    .range((key.as_str(), 0)..=(key.as_str(), u64::MAX))?
-                    .next_back()
-                    .transpose()?
-                    .map_or(0, |(k, _)| k.value().1);
-                signal.seq = last + 1;
-                if let Some(id) = &signal.id {
-                    self.signal_ids
-                        .insert((key.as_str(), id.as_str()), signal.seq)?;
-                }
-                self.signals.insert(
-                    (key.as_str(), signal.seq),
-                    serde_json::to_vec(&signal)?.as_slice(),
-                )?;
-                Ok(WriteOutcome::Signal {
-                    seq: signal.seq,
-                    duplicate: false,
-                })
-            }
+            Write::Signal(run, signal) => self.signal(run, *signal),
             Write::StartRun {
                 record,
                 queued,
@@ -487,24 +524,7 @@ impl<'t> Tables<'t> {
                 run,
                 ancestors,
                 usage,
-            } => {
-                let runs =
-                    std::iter::once((run, true)).chain(ancestors.into_iter().map(|a| (a, false)));
-                for (id, own) in runs {
-                    let key = id.to_string();
-                    let mut totals: ModelTotals = match self.model_usage.get(key.as_str())? {
-                        Some(v) => serde_json::from_slice(v.value())?,
-                        None => ModelTotals::default(),
-                    };
-                    if own {
-                        totals.own.add(&usage);
-                    }
-                    totals.tree.add(&usage);
-                    self.model_usage
-                        .insert(key.as_str(), serde_json::to_vec(&totals)?.as_slice())?;
-                }
-                Ok(WriteOutcome::Done)
-            }
+            } => self.charge_model(run, ancestors, &usage),
             Write::PutKey(k, run) => {
                 self.keys.insert(k.as_str(), run.to_string().as_str())?;
                 Ok(WriteOutcome::Done)

@@ -1,0 +1,240 @@
+//! Commands in embedded mode: this process is the host, on the data directory.
+
+use super::*;
+
+pub(super) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Serve { .. } = &cli.command {
+        return serve(&cli).await;
+    }
+    if let Some(server) = &cli.server {
+        return remote(&cli, server).await;
+    }
+    if let Command::Models { json } = &cli.command {
+        // Needs only the config, not the data directory (a server may hold it).
+        let mut config = HostConfig::new(&cli.data_dir);
+        if let Some(path) = &cli.config {
+            config = config.apply_file(path)?;
+        }
+        let models = crate::models::Models::new(&config.models).map_err(anyhow::Error::msg)?;
+        print_models(&models.list(), *json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::Events { follow: true, .. } = &cli.command {
+        anyhow::bail!(
+            "--follow tails a server's event stream: pass --server URL (or RUNWAY_SERVER)"
+        );
+    }
+    let host = open(&cli).await?;
+    let code = match &cli.command {
+        Command::Deploy {
+            wasm,
+            manifest,
+            json,
+        } => {
+            let d = deploy(&host, wasm, manifest.manifest.as_deref()).await?;
+            if *json {
+                println!("{}", serde_json::to_string(&d)?);
+            } else {
+                println!(
+                    "deployed {} v{} (sha256:{})",
+                    d.slug,
+                    d.version,
+                    &d.digest[..12]
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Run {
+            slug,
+            run,
+            version,
+            detach: true,
+        } => {
+            let input = read_input(run.input.as_deref())?;
+            let id = host.enqueue(slug, *version, input).await?;
+            if run.json {
+                println!("{}", json!({ "run_id": id, "status": "queued" }));
+            } else {
+                println!("{id}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Run {
+            slug,
+            run,
+            version,
+            detach: false,
+        } => {
+            let input = read_input(run.input.as_deref())?;
+            let id = host.start_version(slug, *version, input).await?;
+            let record = until_done_or_idle(&host, id).await?;
+            print_run(&record, run.json)?
+        }
+        Command::Serve { .. } => unreachable!("handled above"),
+        Command::Resume { json } => {
+            let ids: Vec<RunId> = host.active_runs()?.iter().map(|r| r.id).collect();
+            host.recover().await?;
+            host.idle().await;
+            let mut runs = Vec::with_capacity(ids.len());
+            for id in ids {
+                runs.push(host.run_record(id).await?);
+            }
+            if *json {
+                let list: Vec<_> = runs.iter().map(run_json).collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if runs.is_empty() {
+                eprintln!("nothing to resume");
+            } else {
+                print_runs(&runs);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Cancel { run_id, json } => {
+            let outcome = host.cancel(*run_id).await?;
+            let record = host.wait(*run_id).await?;
+            if *json {
+                println!(
+                    "{}",
+                    json!({ "run_id": run_id, "outcome": outcome, "status": record.status })
+                );
+            } else {
+                match outcome {
+                    CancelOutcome::AlreadyEnded(s) => eprintln!("{run_id} had already ended ({s})"),
+                    _ => eprintln!("{run_id} {}", record.status),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Signal {
+            run_id,
+            name,
+            data,
+            id,
+            json,
+        } => {
+            let payload = read_signal_data(data.as_deref())?;
+            let receipt = host.signal(*run_id, name, payload, id.clone()).await?;
+            host.resume(*run_id);
+            let record = until_done_or_idle(&host, *run_id).await?;
+            if *json {
+                println!(
+                    "{}",
+                    json!({
+                        "run_id": run_id,
+                        "signal_seq": receipt.seq,
+                        "duplicate": receipt.duplicate,
+                        "status": record.status,
+                    })
+                );
+            } else {
+                if receipt.duplicate {
+                    eprintln!("signal id already delivered (#{}); dropped", receipt.seq);
+                } else {
+                    eprintln!("delivered {name} (#{})", receipt.seq);
+                }
+                print_run(&record, false)?;
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Exec {
+            wasm,
+            manifest,
+            run,
+        } => {
+            let input = read_input(run.input.as_deref())?;
+            let d = deploy(&host, wasm, manifest.manifest.as_deref()).await?;
+            let id = host.start_version(&d.slug, Some(d.version), input).await?;
+            let record = until_done_or_idle(&host, id).await?;
+            print_run(&record, run.json)?
+        }
+        Command::Runs {
+            status,
+            workflow,
+            limit,
+            json,
+        } => {
+            let runs = host.runs(
+                &crate::host::RunFilter {
+                    status: *status,
+                    workflow: workflow.as_deref(),
+                    before: None,
+                },
+                *limit,
+            )?;
+            if *json {
+                let list: Vec<_> = runs.iter().map(run_json).collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print_runs(&runs);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Events { run_id, json, .. } => {
+            if host.status(*run_id)?.is_none() {
+                return Err(HostError::RunNotFound(*run_id).into());
+            }
+            let events = host.events(*run_id, 0, usize::MAX)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&events)?);
+            } else {
+                print_events(&events);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Models { json } => {
+            print_models(&host.models(), *json)?;
+            ExitCode::SUCCESS
+        }
+        Command::Workflows { json } => {
+            let wfs = host.workflows()?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&wfs)?);
+            } else {
+                print_workflows(&wfs);
+            }
+            ExitCode::SUCCESS
+        }
+    };
+    host.flush().await?;
+    Ok(code)
+}
+
+/// Waits until run `id` ends, or until nothing can progress without
+/// outside input (then the run is shown as it stands, e.g. waiting for a
+/// signal).
+pub(super) async fn until_done_or_idle(host: &Host, id: RunId) -> anyhow::Result<RunRecord> {
+    tokio::select! {
+        r = host.wait(id) => Ok(r?),
+        () = host.idle() => Ok(host.run_record(id).await?),
+    }
+}
+
+pub(super) async fn deploy(
+    host: &Host,
+    wasm: &Path,
+    manifest: Option<&Path>,
+) -> anyhow::Result<crate::Deployment> {
+    let (bytes, toml) = read_deploy(wasm, manifest)?;
+    Ok(host.deploy(bytes, &toml).await?)
+}
+
+/// `--data` of a signal: JSON or @FILE; none is `null`.
+pub(super) fn read_signal_data(arg: Option<&str>) -> anyhow::Result<serde_json::Value> {
+    match arg {
+        Some(d) => read_input(Some(d)),
+        None => Ok(serde_json::Value::Null),
+    }
+}
+
+pub(super) fn read_input(arg: Option<&str>) -> anyhow::Result<serde_json::Value> {
+    let text = match arg {
+        None => return Ok(json!({})),
+        Some(a) => match a.strip_prefix('@') {
+            Some(path) => {
+                std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?
+            }
+            None => a.to_owned(),
+        },
+    };
+    Ok(parse_input(&text)?)
+}

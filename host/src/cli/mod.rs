@@ -1,0 +1,223 @@
+//! The `runway` command line. In embedded mode the CLI process is the host,
+//! on the data directory.
+//!
+//! Exit codes: 0 when the command (and the run) succeeded, 1 when a run did
+//! not complete (it failed, was cancelled, or waits for a signal), 2 when
+//! the command itself failed.
+
+pub mod client;
+mod local;
+mod print;
+mod remote;
+mod serve;
+
+use local::*;
+use print::*;
+use remote::*;
+use serve::*;
+
+use crate::host::{CancelOutcome, Host, parse_input};
+use crate::types::{Event, EventBody, RunId, RunRecord, RunStatus, WorkflowVersion};
+use crate::{HostConfig, HostError};
+use clap::{Args, Parser, Subcommand};
+use owo_colors::{OwoColorize, Stream};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "runway",
+    version,
+    about = "Run durable, sandboxed WebAssembly workflows",
+    after_help = "Data lives in --data-dir (default ./.runway). Secrets come from RUNWAY_SECRET_<NAME> or <data-dir>/secrets.toml."
+)]
+struct Cli {
+    /// Data directory (created if missing).
+    #[arg(
+        long,
+        env = "RUNWAY_DATA_DIR",
+        default_value = ".runway",
+        global = true
+    )]
+    data_dir: PathBuf,
+    /// Host configuration file (runway-host.toml).
+    #[arg(long, env = "RUNWAY_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Talk to a `runway serve` at this URL instead of opening the data
+    /// directory (deploy, run, runs, events, cancel, signal, workflows).
+    #[arg(long, env = "RUNWAY_SERVER", global = true)]
+    server: Option<String>,
+    /// Bearer token for --server.
+    #[arg(long, env = "RUNWAY_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Deploy a component as the next version of its manifest's slug.
+    Deploy {
+        /// The workflow component (.wasm).
+        wasm: PathBuf,
+        #[command(flatten)]
+        manifest: ManifestArg,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a deployed workflow and print its output.
+    Run {
+        slug: String,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Run this version instead of the newest.
+        #[arg(long)]
+        version: Option<u32>,
+        /// Only queue the run and print its id; `runway resume` executes it.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Serve the HTTP API: recovers the data directory (resumes runs, fires
+    /// due timers and cron schedules), then serves until SIGTERM or Ctrl-C.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8686).
+        #[arg(long, env = "RUNWAY_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
+        /// Largest request body, e.g. "1 MiB" (deploys: --deploy-limit).
+        #[arg(long, env = "RUNWAY_BODY_LIMIT")]
+        body_limit: Option<bytesize::ByteSize>,
+        /// Largest deploy request.
+        #[arg(long, env = "RUNWAY_DEPLOY_LIMIT")]
+        deploy_limit: Option<bytesize::ByteSize>,
+        /// Runs waiting to execute before triggers get 429.
+        #[arg(long, env = "RUNWAY_MAX_QUEUED_RUNS")]
+        max_queued_runs: Option<usize>,
+    },
+    /// Resume every run that has not ended (after a crash, or runs queued
+    /// with --detach) and wait until none can make progress by itself.
+    Resume {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a run and its children.
+    Cancel {
+        run_id: RunId,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a signal to a run, then let the run go on until it ends or
+    /// waits again.
+    Signal {
+        run_id: RunId,
+        /// The signal's name, as the workflow waits for it.
+        name: String,
+        /// Signal data: JSON, or @FILE (default: null).
+        #[arg(long)]
+        data: Option<String>,
+        /// Deduplication id: a second signal with the same id is dropped.
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deploy and run a component in one step.
+    Exec {
+        wasm: PathBuf,
+        #[command(flatten)]
+        manifest: ManifestArg,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// List runs, newest first.
+    Runs {
+        /// Only runs with this status.
+        #[arg(long)]
+        status: Option<RunStatus>,
+        /// Only runs of this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a run's event log.
+    Events {
+        run_id: RunId,
+        /// Print the events as a JSON array (with --follow: one per line).
+        #[arg(long)]
+        json: bool,
+        /// Keep printing events as they happen until the run ends (needs --server).
+        #[arg(long)]
+        follow: bool,
+    },
+    /// List deployed workflows (newest version of each).
+    Workflows {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the configured models (--config's [models], or the server's):
+    /// each alias and what it resolves to.
+    Models {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct ManifestArg {
+    /// The manifest (default: runway.toml beside the .wasm).
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Input JSON, or @FILE to read it from a file (default: {}).
+    #[arg(long)]
+    input: Option<String>,
+    /// Print exactly one JSON object: {"run_id","status","output","error"}.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUNWAY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("starting the runtime: {e}")),
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => fail(&format!("{e:#}")),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!(
+        "{} {message}",
+        "error:".if_supports_color(Stream::Stderr, |t| t.red())
+    );
+    ExitCode::from(2)
+}
+
+async fn open(cli: &Cli) -> anyhow::Result<Host> {
+    let mut config = HostConfig::new(&cli.data_dir);
+    if let Some(path) = &cli.config {
+        config = config.apply_file(path)?;
+    }
+    Ok(Host::open(config).await?)
+}

@@ -1,0 +1,298 @@
+//! How the CLI shows runs, events, workflows and models: tables for people, JSON for scripts.
+
+use super::*;
+
+/// The `--json` shape of a finished run, fields in this order.
+#[derive(serde::Serialize)]
+pub(super) struct RunJson<'a> {
+    run_id: RunId,
+    status: RunStatus,
+    output: &'a Option<serde_json::Value>,
+    error: Option<&'a crate::types::RunError>,
+}
+
+pub(super) fn run_json(r: &RunRecord) -> RunJson<'_> {
+    RunJson {
+        run_id: r.id,
+        status: r.status,
+        output: &r.output,
+        error: r.error.as_ref(),
+    }
+}
+
+/// How long a run took, from its timestamps (sub-millisecond precision).
+pub(super) fn took(r: &RunRecord) -> String {
+    match (r.started_at, r.finished_at) {
+        (Some(a), Some(b)) => {
+            let ms = (b - a).as_seconds_f64() * 1e3;
+            if ms < 10.0 {
+                format!("{ms:.2} ms")
+            } else {
+                format!("{ms:.0} ms")
+            }
+        }
+        _ => format!("{} ms", r.usage.duration_ms),
+    }
+}
+
+pub(super) fn print_run(r: &RunRecord, as_json: bool) -> anyhow::Result<ExitCode> {
+    if as_json {
+        println!("{}", serde_json::to_string(&run_json(r))?);
+    } else {
+        match (&r.status, &r.output, &r.error) {
+            (RunStatus::Completed, Some(out), _) => {
+                println!("{}", serde_json::to_string_pretty(out)?);
+                eprintln!(
+                    "{} {} {} in {}",
+                    r.id,
+                    r.status.if_supports_color(Stream::Stderr, |t| t.green()),
+                    r.workflow,
+                    took(r)
+                );
+            }
+            (_, _, Some(e)) => eprintln!(
+                "{} {}: {}: {}",
+                r.id,
+                r.status.if_supports_color(Stream::Stderr, |t| t.red()),
+                e.code,
+                e.message
+            ),
+            (_, _, None) => match &r.wait {
+                Some(crate::types::Wait::Signal { name, .. }) => eprintln!(
+                    "{} {}: send it with `runway signal {} {name}`",
+                    r.id, r.status, r.id
+                ),
+                _ => eprintln!("{} {}", r.id, r.status),
+            },
+        }
+    }
+    Ok(if r.status == RunStatus::Completed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Prints rows as aligned columns; the header is dimmed on a terminal.
+pub(super) fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let last = cells.len().saturating_sub(1);
+        cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == last {
+                    c
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let head = line(header.iter().map(|s| s.to_string()).collect());
+    println!("{}", head.if_supports_color(Stream::Stdout, |t| t.bold()));
+    for row in rows {
+        println!("{}", line(row));
+    }
+}
+
+pub(super) fn short_time(t: &crate::types::Timestamp) -> String {
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]"
+    );
+    t.format(&f).unwrap_or_default()
+}
+
+pub(super) fn print_runs(runs: &[RunRecord]) {
+    let rows = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                format!("{} v{}", r.workflow, r.version),
+                r.status.to_string(),
+                short_time(&r.created_at),
+                took(r),
+                r.error
+                    .as_ref()
+                    .map(|e| format!("{}: {}", e.code, first_line(&e.message, 60)))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &["RUN", "WORKFLOW", "STATUS", "CREATED", "DURATION", "ERROR"],
+        rows,
+    );
+}
+
+pub(super) fn print_events(events: &[Event]) {
+    let rows = events
+        .iter()
+        .map(|e| {
+            vec![
+                e.seq.to_string(),
+                short_time(&e.at),
+                e.body.kind().to_string(),
+                event_detail(&e.body),
+            ]
+        })
+        .collect();
+    table(&["SEQ", "TIME", "KIND", "DETAIL"], rows);
+}
+
+pub(super) fn print_models(models: &[crate::models::Listing], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(models)?);
+        return Ok(());
+    }
+    if models.is_empty() {
+        println!("no models configured: add [models] to runway-host.toml (see the README)");
+        return Ok(());
+    }
+    let rows = models
+        .iter()
+        .map(|m| {
+            let r = &m.resolved;
+            vec![
+                m.name.clone(),
+                r.reference.clone(),
+                r.kind.as_str().to_owned(),
+                r.base_url.clone(),
+                format!(
+                    "${} / ${}",
+                    r.rates.input_per_million, r.rates.output_per_million
+                ),
+                r.context_window.map_or_else(String::new, |c| c.to_string()),
+                m.key_secret.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "RESOLVES TO",
+            "KIND",
+            "BASE URL",
+            "IN / OUT PER 1M",
+            "CONTEXT",
+            "KEY SECRET",
+        ],
+        rows,
+    );
+    Ok(())
+}
+
+pub(super) fn print_workflows(wfs: &[WorkflowVersion]) {
+    let rows = wfs
+        .iter()
+        .map(|w| {
+            vec![
+                w.slug.clone(),
+                format!("v{}", w.version),
+                w.digest[..12].to_string(),
+                short_time(&w.deployed_at),
+                first_line(w.description.as_deref().unwrap_or(""), 60),
+            ]
+        })
+        .collect();
+    table(
+        &["SLUG", "VERSION", "DIGEST", "DEPLOYED", "DESCRIPTION"],
+        rows,
+    );
+}
+
+pub(super) fn first_line(s: &str, max: usize) -> String {
+    let line = s.lines().next().unwrap_or("");
+    if line.chars().count() > max {
+        format!("{}…", line.chars().take(max).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
+
+/// Milliseconds since the Unix epoch as an RFC 3339 time.
+pub(super) fn format_ms(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+pub(super) fn event_detail(body: &EventBody) -> String {
+    let s = match body {
+        EventBody::Queued { workflow, version } => format!("{workflow} v{version}"),
+        EventBody::Running | EventBody::Completed | EventBody::Cancelled => String::new(),
+        EventBody::Log { level, message } => {
+            format!(
+                "[{}] {message}",
+                serde_json::to_value(level)
+                    .unwrap_or_default()
+                    .as_str()
+                    .unwrap_or("")
+            )
+        }
+        EventBody::Custom { name, payload } => format!("{name} {payload}"),
+        EventBody::ProgramOutput { stream, text } => format!(
+            "{}: {text}",
+            serde_json::to_value(stream)
+                .unwrap_or_default()
+                .as_str()
+                .unwrap_or("")
+        ),
+        EventBody::SecretRead { name } => name.clone(),
+        EventBody::ArtifactWritten {
+            name,
+            size,
+            content_type,
+            ..
+        } => format!("{name} ({size} bytes, {content_type})"),
+        EventBody::BudgetExceeded {
+            budget,
+            limit,
+            used,
+            unit,
+        } => format!("{budget}: used {used} of {limit} {unit}"),
+        EventBody::Failed { code, message } => format!("{code}: {message}"),
+        EventBody::Sleeping { until_ms } => format!("until {}", format_ms(*until_ms)),
+        EventBody::WaitingSignal { name, until_ms } => match until_ms {
+            Some(u) => format!("{name} until {}", format_ms(*u)),
+            None => name.clone(),
+        },
+        EventBody::WaitingChild { run } => run.to_string(),
+        EventBody::SignalReceived { name, signal_seq } => format!("{name} (#{signal_seq})"),
+        EventBody::ChildStarted { run, workflow } => format!("{run} ({workflow})"),
+        EventBody::ModelCall {
+            model,
+            provider,
+            provider_model,
+            input_tokens,
+            output_tokens,
+            cost_usd,
+            latency_ms,
+            finish_reason,
+            error,
+            ..
+        } => match error {
+            Some(e) => format!(
+                "{model} -> {provider}/{provider_model}: {}: {}",
+                e.code, e.message
+            ),
+            None => format!(
+                "{model} -> {provider}/{provider_model}: {input_tokens} in, {output_tokens} out, {cost_usd}, {latency_ms} ms, {}",
+                finish_reason.as_deref().unwrap_or("")
+            ),
+        },
+    };
+    first_line(&s, 120)
+}

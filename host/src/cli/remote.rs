@@ -1,0 +1,175 @@
+//! Commands against a `runway serve` (`--server`), over its HTTP API.
+
+use super::*;
+
+/// The commands against a server (`--server`).
+pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> {
+    let client = crate::cli::client::Client::new(server, cli.token.clone())?;
+    let poll = std::time::Duration::from_millis(100);
+    Ok(match &cli.command {
+        Command::Deploy {
+            wasm,
+            manifest,
+            json,
+        } => {
+            let (bytes, toml) = read_deploy(wasm, manifest.manifest.as_deref())?;
+            let slug = crate::Manifest::parse(&toml)?.slug;
+            let d = client.deploy(&slug, bytes, toml).await?;
+            if *json {
+                println!("{d}");
+            } else {
+                println!(
+                    "deployed {} v{} (sha256:{})",
+                    d["slug"].as_str().unwrap_or(""),
+                    d["version"],
+                    d["digest"].as_str().unwrap_or("").get(..12).unwrap_or("")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Run {
+            slug,
+            run,
+            version,
+            detach,
+        } => {
+            if version.is_some() {
+                anyhow::bail!(
+                    "--version is not available with --server: a server runs the newest version"
+                );
+            }
+            let input = read_input(run.input.as_deref())?;
+            let wait = if *detach { None } else { Some(30.0) };
+            let mut record = client.start(slug, &input, wait, None).await?;
+            if *detach {
+                if run.json {
+                    println!(
+                        "{}",
+                        json!({ "run_id": record.id, "status": record.status })
+                    );
+                } else {
+                    println!("{}", record.id);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !record.status.is_terminal() && record.status != RunStatus::WaitingSignal {
+                record = client.wait(record.id, poll).await?;
+            }
+            print_run(&record, run.json)?
+        }
+        Command::Runs {
+            status,
+            workflow,
+            limit,
+            json,
+        } => {
+            let runs = client.runs(*status, workflow.as_deref(), *limit).await?;
+            if *json {
+                let list: Vec<_> = runs.iter().map(run_json).collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print_runs(&runs);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Events {
+            run_id,
+            json,
+            follow: true,
+        } => {
+            let mut header = !*json;
+            client
+                .follow(*run_id, 0, |e| {
+                    if *json {
+                        println!("{}", serde_json::to_string(e).unwrap_or_default());
+                    } else {
+                        if std::mem::take(&mut header) {
+                            println!("SEQ  TIME                     KIND  DETAIL");
+                        }
+                        println!(
+                            "{:<4} {}  {}  {}",
+                            e.seq,
+                            short_time(&e.at),
+                            e.body.kind(),
+                            event_detail(&e.body)
+                        );
+                    }
+                })
+                .await?;
+            ExitCode::SUCCESS
+        }
+        Command::Events { run_id, json, .. } => {
+            let events = client.events(*run_id).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&events)?);
+            } else {
+                print_events(&events);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Cancel { run_id, json } => {
+            let v = client.cancel(*run_id).await?;
+            if *json {
+                println!("{v}");
+            } else {
+                eprintln!("{run_id} {}", v["status"].as_str().unwrap_or(""));
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Signal {
+            run_id,
+            name,
+            data,
+            id,
+            json,
+        } => {
+            let payload = read_signal_data(data.as_deref())?;
+            let v = client
+                .signal(*run_id, name, &payload, id.as_deref())
+                .await?;
+            if *json {
+                println!("{v}");
+            } else if v["duplicate"] == true {
+                eprintln!("signal id already delivered (#{}); dropped", v["seq"]);
+            } else {
+                eprintln!("delivered {name} (#{})", v["seq"]);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Workflows { json } => {
+            let wfs = client.workflows().await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&wfs)?);
+            } else {
+                print_workflows(&wfs);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Models { json } => {
+            print_models(&client.models().await?, *json)?;
+            ExitCode::SUCCESS
+        }
+        Command::Exec { .. } | Command::Resume { .. } | Command::Serve { .. } => {
+            anyhow::bail!("this command runs on a data directory; drop --server (or RUNWAY_SERVER)")
+        }
+    })
+}
+
+/// A component and its manifest from disk.
+pub(super) fn read_deploy(
+    wasm: &Path,
+    manifest: Option<&Path>,
+) -> anyhow::Result<(Vec<u8>, String)> {
+    let bytes = std::fs::read(wasm).map_err(|e| anyhow::anyhow!("{}: {e}", wasm.display()))?;
+    let manifest_path = match manifest {
+        Some(p) => p.to_path_buf(),
+        None => wasm.with_file_name("runway.toml"),
+    };
+    let toml = std::fs::read_to_string(&manifest_path).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e} (pass --manifest, or put runway.toml beside the .wasm)",
+            manifest_path.display()
+        )
+    })?;
+    Ok((bytes, toml))
+}

@@ -1,0 +1,84 @@
+//! `runway serve`: the HTTP API, cron and recovery, until SIGTERM or Ctrl-C.
+
+use super::*;
+
+pub(super) async fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let Command::Serve {
+        listen,
+        body_limit,
+        deploy_limit,
+        max_queued_runs,
+    } = &cli.command
+    else {
+        anyhow::bail!("not the serve command");
+    };
+    let mut config = HostConfig::new(&cli.data_dir);
+    if let Some(path) = &cli.config {
+        config = config.apply_file(path)?;
+    }
+    if let Some(l) = listen {
+        config.server.listen = *l;
+    }
+    if let Some(b) = body_limit {
+        config.server.body_limit = b.as_u64();
+    }
+    if let Some(b) = deploy_limit {
+        config.server.deploy_limit = b.as_u64();
+    }
+    if let Some(n) = max_queued_runs {
+        config.server.max_queued_runs = *n;
+    }
+    if let Ok(list) = std::env::var("RUNWAY_API_TOKENS") {
+        config
+            .server
+            .tokens
+            .extend(crate::config::tokens_from_env(&list)?);
+    }
+    let settings = config.server.clone();
+    if settings.tokens.is_empty() && !crate::api::is_loopback(&settings.listen) {
+        anyhow::bail!(
+            "refusing to listen on {} without API tokens: configure [[server.tokens]] (or RUNWAY_API_TOKENS), or listen on loopback",
+            settings.listen
+        );
+    }
+    if settings.tokens.is_empty() {
+        tracing::warn!("no API tokens configured: every request is allowed (loopback only)");
+    }
+    let host = Host::open(config).await?;
+    let resumed = host.recover().await?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("listening on {}: {e}", settings.listen))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let cron = tokio::spawn(crate::triggers::cron::run(host.clone(), stop_rx));
+    eprintln!(
+        "runway serving on http://{} (data {}, {resumed} runs resumed)",
+        listener.local_addr()?,
+        cli.data_dir.display()
+    );
+    let shutdown = async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        let _ = stop_tx.send(true);
+    };
+    crate::api::serve(host, settings, listener, shutdown).await?;
+    let _ = cron.await;
+    eprintln!("runway stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,313 @@
+//! The run driver: takes a run from queued to ended. It executes the run
+//! in its sandbox, waits out each park whose instance was evicted, and
+//! rebuilds the run by replay on wake; a run that cannot execute (cancelled
+//! while parked, a model budget crossed by a descendant, a component that
+//! will not load) is ended here without its sandbox.
+
+use super::Host;
+use super::scheduler::LiveRun;
+use crate::budget::Budget;
+use crate::error::HostError;
+use crate::manifest::Manifest;
+use crate::sandbox::fault::{Ending, RunFault};
+use crate::sandbox::{self, Executed, RunRequest, SandboxSetup};
+use crate::store::{Progress, Write};
+use crate::types::{
+    BudgetKind, ErrorCode, Event, RunError, RunRecord, RunStatus, Wait, now, now_ms,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+impl Host {
+    pub(super) fn budget(&self, manifest: &Manifest) -> Budget {
+        Budget::with(self.inner.config.budget, manifest.budget.overrides())
+    }
+
+    /// Drives a stored run, registered just now.
+    pub(super) fn launch(&self, live: Arc<LiveRun>) {
+        let record = match self.store().run(live.id) {
+            Ok(Some(r)) if !r.status.is_terminal() => r,
+            Ok(_) => return self.registry().finish(&live, None),
+            Err(e) => {
+                tracing::error!(run = %live.id, error = %e, "could not load a run to drive it");
+                return self.registry().finish(&live, None);
+            }
+        };
+        tokio::spawn(self.clone().drive(live, record));
+    }
+
+    /// Drives a run until it ends: executes it, and whenever it parks with
+    /// its instance evicted, waits for its wake and executes it again by
+    /// replay.
+    pub(super) async fn drive(self, live: Arc<LiveRun>, mut record: RunRecord) {
+        // A signal or a child's end may have come while nobody drove the
+        // run: the first time, only a timer is waited for without a check.
+        let mut first = true;
+        let end = loop {
+            if record.status.is_terminal() {
+                break record;
+            }
+            if live.cancelled() || record.status == RunStatus::Cancelling {
+                break self.end_unexecuted(record, live.stop_fault()).await;
+            }
+            if let Some(fault) = self.model_budget_crossed(&record) {
+                // Crossed by a descendant's call while this run was not
+                // driven (before a crash, say).
+                break self.end_unexecuted(record, fault).await;
+            }
+            let check_now =
+                std::mem::take(&mut first) && !matches!(record.wait, Some(Wait::Timer { .. }));
+            if let Some(wait) = record.wait.clone().filter(|_| !check_now) {
+                match self.await_wake(&live, &record, &wait).await {
+                    Ok(()) => {}
+                    Err(RunFault::Suspended) => return self.registry().finish(&live, None),
+                    Err(fault) => break self.end_unexecuted(record, fault).await,
+                }
+            }
+            if live.suspending() {
+                return self.registry().finish(&live, None);
+            }
+            // Boxed: a parked driver then holds a few hundred bytes, not
+            // the whole execution's state machine (10,000 sleeping runs).
+            match Box::pin(self.execute_once(&live, record)).await {
+                Executed::Finished(r) => break r,
+                Executed::Parked(r) => record = r,
+                Executed::Suspended => return self.registry().finish(&live, None),
+            }
+        };
+        if live.aborted() {
+            // Its budget is spent: nothing under it may go on.
+            for child in self.store().children(end.id).unwrap_or_default() {
+                if let Err(e) = Box::pin(self.cancel(child)).await {
+                    tracing::warn!(run = %child, error = %e, "could not cancel a child run");
+                }
+            }
+        }
+        self.inner.services.ledger.forget(end.id);
+        if let Some(parent) = end.parent {
+            // Before this run stops counting as busy: see `Registry::wake`.
+            self.registry().wake(parent);
+        }
+        crate::metrics::run_finished(&end);
+        self.registry().finish(&live, Some(end));
+    }
+
+    /// Waits for a parked, evicted run's wake: its deadline, a signal, a
+    /// child's end. Errs with the fault that ends the run instead.
+    pub(super) async fn await_wake(
+        &self,
+        live: &LiveRun,
+        record: &RunRecord,
+        wait: &Wait,
+    ) -> Result<(), RunFault> {
+        let started = record.first_start_ms();
+        let run_deadline = match self.manifest_of(record) {
+            Ok(m) => started.saturating_add(self.budget(&m).max_duration.as_millis() as u64),
+            Err(_) => u64::MAX,
+        };
+        let until = wait.until_ms();
+        loop {
+            if live.cancelled() {
+                return Err(live.stop_fault());
+            }
+            if live.suspending() {
+                return Err(RunFault::Suspended);
+            }
+            let now = now_ms();
+            if now >= run_deadline {
+                return Err(RunFault::Budget {
+                    budget: BudgetKind::MaxDuration,
+                    limit: run_deadline - started,
+                    used: now - started,
+                });
+            }
+            if until.is_some_and(|u| now >= u) {
+                break;
+            }
+            self.registry().set_busy(live, until.is_some());
+            let wake_at = until.unwrap_or(u64::MAX).min(run_deadline);
+            let delay = Duration::from_millis(wake_at.saturating_sub(now));
+            tokio::select! {
+                () = live.wake.notified() => {
+                    // A timer is woken only by its time (or a cancel).
+                    if !matches!(wait, Wait::Timer { .. }) {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+        self.registry().set_busy(live, true);
+        Ok(())
+    }
+
+    /// Executes a run once: from the start, or by replaying its journal.
+    pub(super) async fn execute_once(&self, live: &Arc<LiveRun>, record: RunRecord) -> Executed {
+        let permits = self.registry().permits.clone();
+        let queued = &self.registry().queued;
+        queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let permit = permits.acquire_owned().await;
+        queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let Ok(permit) = permit else {
+            return Executed::Suspended;
+        };
+        let loaded = (|| -> Result<_, HostError> {
+            let manifest = self.manifest_of(&record)?;
+            if record.status == RunStatus::Queued && record.started_at.is_none() {
+                // Never executed: nothing journaled, only the queued event
+                // (the running status is written before any journal entry).
+                let progress = Progress {
+                    next_seq: 2,
+                    output: [0, 0],
+                };
+                return Ok((manifest, Vec::new(), progress));
+            }
+            let history = self.store().journal(record.id)?;
+            let progress = self.store().progress(record.id)?;
+            Ok((manifest, history, progress))
+        })();
+        let (manifest, history, progress) = match loaded {
+            Ok(x) => x,
+            Err(e) => return Executed::Finished(self.fail_internal(record, e.to_string()).await),
+        };
+        let pre = match self.prepare(&record.digest).await {
+            Ok(pre) => pre,
+            Err(e) => return Executed::Finished(self.fail_internal(record, e.to_string()).await),
+        };
+        let request = RunRequest {
+            record: record.clone(),
+            pre,
+            setup: SandboxSetup {
+                budget: self.budget(&manifest),
+                manifest,
+                history,
+                progress,
+                live: live.clone(),
+                permit: Some(permit),
+            },
+        };
+        match sandbox::execute(
+            self.inner.engine.wasmtime(),
+            self.inner.services.clone(),
+            request,
+        )
+        .await
+        {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(run = %record.id, error = %e, "could not record the end of a run");
+                let mut r = record;
+                r.status = RunStatus::Failed;
+                r.error = Some(RunError {
+                    code: ErrorCode::Internal,
+                    message: e.to_string(),
+                });
+                Executed::Finished(r)
+            }
+        }
+    }
+
+    /// The manifest a run is pinned to.
+    pub(super) fn manifest_of(&self, record: &RunRecord) -> Result<Arc<Manifest>, HostError> {
+        let key = (record.workflow.clone(), record.version);
+        if let Some(m) = self.inner.manifests.lock().get(&key) {
+            return Ok(m.clone());
+        }
+        let wf = self
+            .store()
+            .workflow(&record.workflow, Some(record.version))?
+            .ok_or_else(|| HostError::VersionNotFound(record.workflow.clone(), record.version))?;
+        self.manifest(&wf)
+    }
+
+    /// The fault for a run whose model budget its tree has crossed.
+    pub(super) fn model_budget_crossed(&self, record: &RunRecord) -> Option<RunFault> {
+        let budget = self.budget(self.manifest_of(record).ok()?.as_ref());
+        if budget.max_tokens.is_none() && budget.max_usd.is_none() {
+            return None;
+        }
+        let link = crate::types::Ancestor {
+            run: record.id,
+            max_tokens: budget.max_tokens,
+            max_usd: budget.max_usd,
+        };
+        let c = self
+            .inner
+            .services
+            .ledger
+            .crossed(&[link])
+            .into_iter()
+            .next()?;
+        Some(RunFault::Budget {
+            budget: c.budget,
+            limit: c.limit,
+            used: c.used,
+        })
+    }
+
+    /// Ends a run that is not executing (parked, or never resumed) with `fault`.
+    pub(super) async fn end_unexecuted(&self, mut record: RunRecord, fault: RunFault) -> RunRecord {
+        let mut seq = match self.store().progress(record.id) {
+            Ok(p) => p.next_seq,
+            Err(e) => {
+                tracing::error!(run = %record.id, error = %e, "could not read where a run's log stands");
+                return record;
+            }
+        };
+        let totals = self.inner.services.ledger.totals(record.id);
+        record.usage.model = totals.own;
+        record.usage.model_tree = totals.tree;
+        let events = Ending::Fault(fault)
+            .apply(&mut record, str::to_owned)
+            .into_iter()
+            .map(|body| {
+                seq += 1;
+                Event {
+                    seq: seq - 1,
+                    at: now(),
+                    body,
+                }
+            })
+            .collect();
+        let writes = vec![
+            Write::AppendEvents(record.id, events),
+            Write::PutRun(Box::new(record.clone())),
+        ];
+        if let Err(e) = self.store().commit(writes).await {
+            tracing::error!(run = %record.id, error = %e, "could not record the end of a run");
+        }
+        record
+    }
+
+    pub(super) async fn prepare(
+        &self,
+        digest: &str,
+    ) -> Result<crate::sandbox::bindings::WorkflowPre<sandbox::RunState>, HostError> {
+        let engine = self.inner.engine.clone();
+        if engine.is_warm(digest) {
+            // Warm entries are never evicted, so nothing needs loading.
+            return engine
+                .prepare(digest, || anyhow::bail!("component {digest} is not warm"))
+                .map_err(|e| HostError::Internal(format!("{e:#}")));
+        }
+        let store = self.store().clone();
+        let digest = digest.to_owned();
+        tokio::task::spawn_blocking(move || {
+            engine.prepare(&digest, || {
+                store
+                    .component(&digest)?
+                    .ok_or_else(|| anyhow::anyhow!("component {digest} is missing from the store"))
+            })
+        })
+        .await
+        .map_err(|e| HostError::Internal(e.to_string()))?
+        .map_err(|e| HostError::Internal(format!("preparing the component: {e:#}")))
+    }
+
+    /// Ends a run that could not execute as failed with `INTERNAL`.
+    pub(super) async fn fail_internal(&self, record: RunRecord, message: String) -> RunRecord {
+        tracing::error!(run = %record.id, error = %message, "run could not execute");
+        self.end_unexecuted(record, RunFault::Internal(message))
+            .await
+    }
+}

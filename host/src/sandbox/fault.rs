@@ -1,0 +1,137 @@
+//! Faults that end a run at once, raised by the host (not returned by the guest).
+
+use crate::sandbox::journal::Nondeterminism;
+use crate::types::{BudgetKind, ErrorCode, EventBody, RunError, RunRecord, RunStatus, Wait, now};
+
+/// Why the host stopped a run. Raised as a trap so the guest cannot catch it;
+/// also recorded in the run's shared state so the outcome never depends on
+/// how the trap travelled.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RunFault {
+    #[error("budget {budget} exceeded: limit {}, used {}", budget.show(*limit), budget.show(*used))]
+    Budget {
+        budget: BudgetKind,
+        limit: u64,
+        used: u64,
+    },
+    /// A model call crossed (or found used up) the budget of an ancestor:
+    /// a tree of runs cannot outspend its root.
+    #[error("budget {budget} of ancestor run {run} exceeded: limit {}, used {}", budget.show(*limit), budget.show(*used))]
+    TreeBudget {
+        run: crate::types::RunId,
+        budget: BudgetKind,
+        limit: u64,
+        used: u64,
+    },
+    #[error("secret {0:?} is not declared in the workflow's manifest")]
+    SecretUndeclared(String),
+    #[error("secret {0:?} is declared but this host has no value for it")]
+    SecretMissing(String),
+    #[error(transparent)]
+    Nondeterminism(#[from] Nondeterminism),
+    #[error("the run was cancelled")]
+    Cancelled,
+    #[error("host error: {0}")]
+    Internal(String),
+    /// Not a failure: the run parked and its instance is evicted; it is
+    /// rebuilt by replay when it wakes.
+    #[error("parked: waiting for {0:?}")]
+    Parked(Wait),
+    /// Not a failure: the host is shutting down; the run stays as it is
+    /// and resumes by replay when a host opens the data again.
+    #[error("the host is shutting down")]
+    Suspended,
+}
+
+impl RunFault {
+    /// The `budget_exceeded` event for a budget fault (none for others).
+    pub fn budget_event(&self) -> Option<EventBody> {
+        match self {
+            Self::Budget {
+                budget,
+                limit,
+                used,
+            }
+            | Self::TreeBudget {
+                budget,
+                limit,
+                used,
+                ..
+            } => Some(EventBody::BudgetExceeded {
+                budget: *budget,
+                limit: *limit,
+                used: *used,
+                unit: budget.unit().to_owned(),
+            }),
+            _ => None,
+        }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Budget { .. } | Self::TreeBudget { .. } => ErrorCode::BudgetExceeded,
+            Self::SecretUndeclared(_) => ErrorCode::SecretUndeclared,
+            Self::SecretMissing(_) => ErrorCode::SecretMissing,
+            Self::Nondeterminism(_) => ErrorCode::Nondeterminism,
+            Self::Cancelled => ErrorCode::Cancelled,
+            Self::Internal(_) | Self::Parked(_) | Self::Suspended => ErrorCode::Internal,
+        }
+    }
+}
+
+/// How a run ended, before it is written down: the one place a run's end
+/// becomes its status, output, error and terminal events — for runs that
+/// end in their sandbox and runs the driver ends without one.
+pub(crate) enum Ending {
+    Completed(serde_json::Value),
+    /// The guest failed (returned an error, trapped, exited).
+    Failed(RunError),
+    /// The host ended it.
+    Fault(RunFault),
+}
+
+impl Ending {
+    /// Writes the end into `record` and returns the events that say so.
+    /// `mask` hides secret values in a fault's message.
+    pub(crate) fn apply(
+        self,
+        record: &mut RunRecord,
+        mask: impl Fn(&str) -> String,
+    ) -> Vec<EventBody> {
+        record.finished_at = Some(now());
+        record.wait = None;
+        let mut events = Vec::with_capacity(2);
+        let error = match self {
+            Ending::Completed(output) => {
+                record.status = RunStatus::Completed;
+                record.output = Some(output);
+                events.push(EventBody::Completed);
+                return events;
+            }
+            Ending::Fault(RunFault::Cancelled) => {
+                record.status = RunStatus::Cancelled;
+                record.error = Some(RunError {
+                    code: ErrorCode::Cancelled,
+                    message: RunFault::Cancelled.to_string(),
+                });
+                events.push(EventBody::Cancelled);
+                return events;
+            }
+            Ending::Failed(error) => error,
+            Ending::Fault(fault) => {
+                events.extend(fault.budget_event());
+                RunError {
+                    code: fault.code(),
+                    message: mask(&fault.to_string()),
+                }
+            }
+        };
+        record.status = RunStatus::Failed;
+        events.push(EventBody::Failed {
+            code: error.code,
+            message: error.message.clone(),
+        });
+        record.error = Some(error);
+        events
+    }
+}

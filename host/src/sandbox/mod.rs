@@ -1,0 +1,281 @@
+//! One run: its sandbox (a wasmtime `Store`), its budgets, and the mapping of
+//! however it ended to a status and a typed error.
+//!
+//! The store is the unit of abandonment: one per run, dropped after the run
+//! whatever happened, so a trapped or timed-out guest can affect nothing else.
+//!
+//! - `state`: the store's data and how a sandbox is built;
+//! - `imports`: the host side of each WIT interface, one file each, over a
+//!   narrow view of the state;
+//! - `effect`: the one journaled-effect path every import goes through, over
+//!   the `journal` and the event `recorder`;
+//! - `park`: how a run waits; `fault`: how a run ends.
+
+pub(crate) mod bindings;
+mod effect;
+pub mod engine;
+pub(crate) mod fault;
+mod imports;
+pub mod journal;
+mod limiter;
+pub(crate) mod output;
+mod park;
+mod recorder;
+mod state;
+
+use crate::host::services::HostServices;
+use crate::store::{StoreError, Write};
+use crate::types::{
+    BudgetKind, ErrorCode, EventBody, RunError, RunRecord, RunStatus, Usage, now, now_ms,
+};
+use effect::Effects;
+use fault::{Ending, RunFault};
+pub use state::RunState;
+pub(crate) use state::{RunRequest, Sandbox, SandboxSetup, sandbox};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::{Trap, WasmBacktrace};
+use wasmtime_wasi::I32Exit;
+
+/// Slack for the wall-clock timeout around the whole run, over the epoch
+/// deadline that normally stops it first (the timeout catches host calls).
+const TIMEOUT_GRACE: Duration = Duration::from_millis(50);
+/// How long a run may execute before its `running` status is written.
+const STATUS_DELAY: Duration = Duration::from_millis(50);
+
+/// What an execution came to.
+pub(crate) enum Executed {
+    /// The run ended; the record is durable.
+    Finished(RunRecord),
+    /// The run parked and its instance was dropped; the record says what
+    /// it waits for (its park is durable).
+    Parked(RunRecord),
+    /// The host is shutting down; the run stopped without ending.
+    Suspended,
+}
+
+/// Executes a run — from the start, or by replaying its journal — until it
+/// ends (committed durably) or parks with its instance evicted.
+pub(crate) async fn execute(
+    engine: &wasmtime::Engine,
+    services: Arc<HostServices>,
+    req: RunRequest,
+) -> Result<Executed, StoreError> {
+    let RunRequest {
+        mut record,
+        pre,
+        setup,
+    } = req;
+    let started = Instant::now();
+    record.status = RunStatus::Running;
+    record.wait = None;
+    record.started_at.get_or_insert_with(now);
+    let Sandbox {
+        mut store,
+        effects,
+        fuel_limit,
+        setup,
+    } = sandbox(engine, &services, &record, setup);
+    let deadline = store.data().run.deadline;
+    let run_ctx = store.data().run.clone();
+    let live = store.data().live.clone();
+
+    // The `running` status waits for the run's first flush, its end, or
+    // STATUS_DELAY, whichever comes first: a short run then costs one
+    // transaction, and a long one shows it is running within the delay.
+    effects.system_event(EventBody::Running);
+    effects
+        .deferred
+        .lock()
+        .push(Write::PutRun(Box::new(record.clone())));
+    let weak = Arc::downgrade(&effects);
+    tokio::spawn(async move {
+        tokio::time::sleep(STATUS_DELAY).await;
+        if let Some(effects) = weak.upgrade() {
+            effects.flush();
+        }
+    });
+
+    let input = record.input.to_string();
+    let result = match setup {
+        Err(e) => Ok(Err(e)),
+        Ok(()) => {
+            let call = async {
+                let workflow = pre.instantiate_async(&mut store).await?;
+                workflow.call_run(&mut store, &input).await
+            };
+            tokio::time::timeout_at((deadline + TIMEOUT_GRACE).into(), call).await
+        }
+    };
+
+    let fuel_used = fuel_limit.saturating_sub(store.get_fuel().unwrap_or(0));
+    let state = store.into_data();
+    let mut outcome = match result {
+        Err(_elapsed) => Ending::Fault(
+            state
+                .effects
+                .recorder
+                .lock()
+                .fault
+                .clone()
+                .unwrap_or_else(|| run_ctx.duration_fault()),
+        ),
+        Ok(Ok(returned)) => returned_outcome(&state, returned),
+        Ok(Err(e)) => error_outcome(&state, &e, fuel_limit, fuel_used),
+    };
+    if let Ending::Fault(RunFault::Parked(wait)) = outcome {
+        if !live.cancelled() {
+            // The park is durable already (see `park`); what follows it is not
+            // needed before the wake, so it rides along.
+            record.status = wait.status();
+            record.wait = Some(wait);
+            effects.flush();
+            return Ok(Executed::Parked(record));
+        }
+        outcome = Ending::Fault(live.stop_fault());
+    }
+    if matches!(outcome, Ending::Fault(RunFault::Suspended)) && !live.cancelled() {
+        effects.flush();
+        return Ok(Executed::Suspended);
+    }
+    let spent = matches!(&outcome, Ending::Fault(f) if f.budget_event().is_some());
+    if live.cancelled() && !spent {
+        // Whatever else happened, a run asked to stop ends cancelled (or
+        // with the fault it was stopped for); one that ran out of a budget
+        // first keeps that failure.
+        outcome = Ending::Fault(live.stop_fault());
+    }
+
+    let duration = Duration::from_millis(now_ms().saturating_sub(run_ctx.first_start_ms))
+        .max(started.elapsed());
+    finish(&effects, &mut record, &state, outcome, fuel_used, duration);
+    effects
+        .submit_recorded(vec![Write::PutRun(Box::new(record.clone()))])
+        .wait()
+        .await?;
+    Ok(Executed::Finished(record))
+}
+
+/// Writes the run's end into `record` and its terminal events.
+fn finish(
+    effects: &Effects,
+    record: &mut RunRecord,
+    state: &RunState,
+    ending: Ending,
+    fuel_used: u64,
+    duration: Duration,
+) {
+    let totals = state.host.ledger.totals(record.id);
+    let mut rec = effects.recorder.lock();
+    rec.finish_output();
+    let (events, output_bytes) = rec.usage();
+    record.usage = Usage {
+        fuel: fuel_used,
+        duration_ms: duration.as_millis() as u64,
+        peak_memory_bytes: state.limiter.peak,
+        events,
+        output_bytes,
+        artifact_bytes: state.artifacts.bytes,
+        model: totals.own,
+        model_tree: totals.tree,
+    };
+    for event in ending.apply(record, |m| rec.masker.mask(m)) {
+        rec.system(event);
+    }
+}
+
+/// The guest returned: a result, or its own failure.
+fn returned_outcome(
+    state: &RunState,
+    returned: Result<String, crate::sandbox::bindings::types::Failure>,
+) -> Ending {
+    let mut rec = state.effects.recorder.lock();
+    if let Some(f) = rec.fault.clone() {
+        // E.g. a determinism fault seen by a clock: it stands even though
+        // the guest went on to return.
+        return Ending::Fault(f);
+    }
+    if let Err(e) = state.effects.journal().check_complete() {
+        return Ending::Fault(e.into());
+    }
+    match returned {
+        Ok(text) => {
+            if let Err(f) = rec.charge_output(text.len()) {
+                return Ending::Fault(f);
+            }
+            match serde_json::from_str(&text) {
+                Ok(v) => Ending::Completed(v),
+                Err(e) => Ending::Failed(RunError {
+                    code: ErrorCode::ProgramError,
+                    message: format!("the workflow returned output that is not JSON: {e}"),
+                }),
+            }
+        }
+        Err(failure) => {
+            let message = rec.masker.mask(&failure.message);
+            Ending::Failed(if failure.code == ErrorCode::InvalidInput.as_str() {
+                RunError {
+                    code: ErrorCode::InvalidInput,
+                    message,
+                }
+            } else {
+                RunError {
+                    code: ErrorCode::ProgramError,
+                    message: format!("{}: {}", rec.masker.mask(&failure.code), message),
+                }
+            })
+        }
+    }
+}
+
+/// The call failed: a host fault, a budget, or a trap.
+fn error_outcome(state: &RunState, e: &wasmtime::Error, fuel_limit: u64, fuel_used: u64) -> Ending {
+    let rec = state.effects.recorder.lock();
+    if let Some(f) = rec.fault.clone().or_else(|| state.limiter.fault.clone()) {
+        return Ending::Fault(f);
+    }
+    if let Some(f) = e.downcast_ref::<RunFault>() {
+        return Ending::Fault(f.clone());
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => {
+            return Ending::Fault(RunFault::Budget {
+                budget: BudgetKind::MaxFuel,
+                limit: fuel_limit,
+                used: fuel_used,
+            });
+        }
+        Some(Trap::Interrupt) if state.live.cancelled() => {
+            return Ending::Fault(state.live.stop_fault());
+        }
+        _ => {}
+    }
+    if let Some(exit) = e.downcast_ref::<I32Exit>() {
+        return Ending::Failed(RunError {
+            code: ErrorCode::ProgramError,
+            message: format!(
+                "the workflow exited with status {} instead of returning a result",
+                exit.0
+            ),
+        });
+    }
+    let cause = match e.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => e.root_cause().to_string(),
+    };
+    let mut message = if cause.starts_with("wasm trap") {
+        cause
+    } else {
+        format!("wasm trap: {cause}")
+    };
+    if !rec.stderr_tail.is_empty() {
+        message.push_str(&format!("\nguest stderr:\n{}", rec.stderr_tail.trim_end()));
+    }
+    if let Some(bt) = e.downcast_ref::<WasmBacktrace>() {
+        message.push_str(&format!("\n{bt}"));
+    }
+    Ending::Failed(RunError {
+        code: ErrorCode::Trap,
+        message: rec.masker.mask(&message),
+    })
+}

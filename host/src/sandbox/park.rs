@@ -1,0 +1,106 @@
+//! Parking: how a run waits for a timer, a signal or a child.
+//!
+//! The wait is announced durably first (status, event, and the pending
+//! journal entry the caller recorded), so a crash at any later point
+//! resumes the same wait. Then the run either keeps its instance and waits
+//! in place — if a warm slot is free — or is evicted: it traps out with
+//! [`RunFault::Parked`], its store is dropped, and its driver rebuilds it
+//! by replay on wake. The caller re-checks its condition after every wake,
+//! which makes both paths answer the same.
+
+use super::effect::Effects;
+use super::fault::RunFault;
+use super::state::RunContext;
+use crate::host::scheduler::{LiveRun, Registry};
+use crate::store::Write;
+use crate::types::{EventBody, RunStatus, Wait, now_ms};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
+
+/// What a parking import needs of the run: enough to announce a wait, hold
+/// or give up its execution slot, and be woken.
+pub(crate) struct Parker<'a> {
+    pub run: &'a RunContext,
+    pub effects: &'a Effects,
+    pub registry: &'a Registry,
+    pub live: &'a Arc<LiveRun>,
+    pub permit: &'a mut Option<OwnedSemaphorePermit>,
+}
+
+/// A parked run holding a warm slot.
+pub(crate) struct Parked {
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Parker<'_> {
+    /// Parks the run on `wait`: durable announcement, then a warm slot or
+    /// eviction (the error, a trap).
+    pub(crate) async fn park(&mut self, wait: &Wait) -> wasmtime::Result<Parked> {
+        self.effects.system_event(EventBody::parked(wait));
+        let status = Write::SetStatus {
+            run: self.run.id,
+            status: wait.status(),
+            wait: Some(wait.clone()),
+        };
+        if let Err(e) = self.effects.submit_recorded(vec![status]).wait().await {
+            return Err(self
+                .effects
+                .fail(RunFault::Internal(format!("recording a wait: {e}"))));
+        }
+        self.registry.set_busy(self.live, wait.until_ms().is_some());
+        match self.registry.warm.clone().try_acquire_owned() {
+            Ok(slot) => {
+                // Parked runs do not count against concurrently executing ones.
+                *self.permit = None;
+                Ok(Parked { _slot: slot })
+            }
+            Err(_) => Err(self.effects.fail(RunFault::Parked(wait.clone()))),
+        }
+    }
+
+    /// Waits in place until woken or `until_ms` passes. Ends the run if it
+    /// is cancelled or runs out of `max_duration` meanwhile.
+    pub(crate) async fn wait_warm(&mut self, until_ms: Option<u64>) -> wasmtime::Result<()> {
+        let wake_at = until_ms.unwrap_or(u64::MAX).min(self.run.deadline_ms);
+        let delay = Duration::from_millis(wake_at.saturating_sub(now_ms()));
+        tokio::select! {
+            () = self.live.wake.notified() => {}
+            () = tokio::time::sleep(delay) => {}
+        }
+        if self.live.cancelled() {
+            return Err(self.effects.fail(self.live.stop_fault()));
+        }
+        if self.live.suspending() {
+            return Err(self.effects.fail(RunFault::Suspended));
+        }
+        if now_ms() >= self.run.deadline_ms {
+            return Err(self.effects.fail(self.run.duration_fault()));
+        }
+        Ok(())
+    }
+
+    /// Ends a park: the run executes again.
+    pub(crate) async fn unpark(&mut self, parked: Option<Parked>) -> wasmtime::Result<()> {
+        let Some(parked) = parked else {
+            return Ok(());
+        };
+        drop(parked);
+        self.registry.set_busy(self.live, true);
+        match self.registry.permits.clone().acquire_owned().await {
+            Ok(p) => *self.permit = Some(p),
+            Err(_) => {
+                return Err(self
+                    .effects
+                    .fail(RunFault::Internal("the host is closing".into())));
+            }
+        }
+        self.effects.system_event(EventBody::Running);
+        self.effects.enqueue_recorded(vec![Write::SetStatus {
+            run: self.run.id,
+            status: RunStatus::Running,
+            wait: None,
+        }]);
+        Ok(())
+    }
+}

@@ -1,0 +1,166 @@
+//! A run's event log.
+
+use super::{BudgetKind, CallFailure, ErrorCode, RunId, Timestamp, Usd, Wait};
+use serde::{Deserialize, Serialize};
+
+/// A log level, as the guest passes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Which output stream program output came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// What happened, in one entry of a run's event log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventBody {
+    Queued {
+        workflow: String,
+        version: u32,
+    },
+    Running,
+    Log {
+        level: LogLevel,
+        message: String,
+    },
+    /// A custom event the guest emitted.
+    Custom {
+        name: String,
+        payload: serde_json::Value,
+    },
+    ProgramOutput {
+        stream: OutputStream,
+        text: String,
+    },
+    /// A secret was read; its value is never recorded.
+    SecretRead {
+        name: String,
+    },
+    ArtifactWritten {
+        name: String,
+        digest: String,
+        size: u64,
+        content_type: String,
+    },
+    BudgetExceeded {
+        budget: BudgetKind,
+        limit: u64,
+        used: u64,
+        unit: String,
+    },
+    Completed,
+    Failed {
+        code: ErrorCode,
+        message: String,
+    },
+    Cancelled,
+    /// The run parked on a durable timer.
+    Sleeping {
+        until_ms: u64,
+    },
+    /// The run parked until a signal arrives.
+    WaitingSignal {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_ms: Option<u64>,
+    },
+    /// The run parked until a child run ends.
+    WaitingChild {
+        #[schema(value_type = String)]
+        run: RunId,
+    },
+    /// The run took a signal from its inbox.
+    SignalReceived {
+        name: String,
+        signal_seq: u64,
+    },
+    /// The run started a child run.
+    ChildStarted {
+        #[schema(value_type = String)]
+        run: RunId,
+        workflow: String,
+    },
+    /// The host called a model for the run (or tried to).
+    ModelCall {
+        /// The reference the workflow asked for (an alias or provider/model).
+        model: String,
+        provider: String,
+        /// The model id sent to the provider.
+        provider_model: String,
+        input_tokens: u64,
+        output_tokens: u64,
+        cached_tokens: u64,
+        #[schema(value_type = f64)]
+        cost_usd: Usd,
+        /// From the first attempt to the answer, retries included.
+        latency_ms: u64,
+        attempts: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        finish_reason: Option<String>,
+        /// Why the call failed, if it did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<CallFailure>,
+    },
+}
+
+impl EventBody {
+    /// The `kind` tag, for tables and filters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Queued { .. } => "queued",
+            Self::Running => "running",
+            Self::Log { .. } => "log",
+            Self::Custom { .. } => "custom",
+            Self::ProgramOutput { .. } => "program_output",
+            Self::SecretRead { .. } => "secret_read",
+            Self::ArtifactWritten { .. } => "artifact_written",
+            Self::BudgetExceeded { .. } => "budget_exceeded",
+            Self::Completed => "completed",
+            Self::Failed { .. } => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Sleeping { .. } => "sleeping",
+            Self::WaitingSignal { .. } => "waiting_signal",
+            Self::WaitingChild { .. } => "waiting_child",
+            Self::SignalReceived { .. } => "signal_received",
+            Self::ChildStarted { .. } => "child_started",
+            Self::ModelCall { .. } => "model_call",
+        }
+    }
+
+    /// The event a run parked on `wait` writes.
+    pub fn parked(wait: &Wait) -> EventBody {
+        match wait {
+            Wait::Timer { until_ms } => EventBody::Sleeping {
+                until_ms: *until_ms,
+            },
+            Wait::Signal { name, until_ms } => EventBody::WaitingSignal {
+                name: name.clone(),
+                until_ms: *until_ms,
+            },
+            Wait::Child { run } => EventBody::WaitingChild { run: *run },
+        }
+    }
+}
+
+/// One entry of a run's append-only event log. `seq` starts at 1, gap-free.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Event {
+    pub seq: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    #[serde(flatten)]
+    pub body: EventBody,
+}

@@ -1,0 +1,50 @@
+//! Plain shared types: ids, statuses, events, usage, failure codes.
+//!
+//! Every other module depends on these; they depend on nothing of ours.
+
+mod event;
+mod ids;
+mod run;
+mod status;
+mod usage;
+
+pub use event::*;
+pub use ids::*;
+pub use run::*;
+pub use status::*;
+pub use usage::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_round_trip_and_sort_by_creation() {
+        let a = RunId::generate();
+        let b = RunId::generate();
+        assert!(a < b);
+        assert!(a.to_string() < b.to_string());
+        let parsed: RunId = a.to_string().parse().unwrap();
+        assert_eq!(parsed, a);
+        assert!("nope".parse::<RunId>().is_err());
+        assert!("run_xyz".parse::<RunId>().is_err());
+    }
+
+    #[test]
+    fn events_serialize_flat_with_kind_tag() {
+        let e = Event {
+            seq: 3,
+            at: now(),
+            body: EventBody::Failed {
+                code: ErrorCode::BudgetExceeded,
+                message: "x".into(),
+            },
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["kind"], "failed");
+        assert_eq!(v["code"], "BUDGET_EXCEEDED");
+        assert_eq!(v["seq"], 3);
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+    }
+}

@@ -1,0 +1,155 @@
+//! Runs, their waits and signals, artifacts and deployed workflows.
+
+use super::{Ancestor, RunError, RunId, RunStatus, Usage};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// Timestamps are UTC, serialized as RFC 3339.
+pub type Timestamp = OffsetDateTime;
+
+pub fn now() -> Timestamp {
+    OffsetDateTime::now_utc()
+}
+
+/// One run, as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunRecord {
+    #[schema(value_type = String)]
+    pub id: RunId,
+    pub workflow: String,
+    pub version: u32,
+    /// sha256 of the component this run is pinned to.
+    pub digest: String,
+    pub status: RunStatus,
+    pub input: serde_json::Value,
+    pub output: Option<serde_json::Value>,
+    pub error: Option<RunError>,
+    #[schema(value_type = Option<String>)]
+    pub parent: Option<RunId>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<Timestamp>,
+    pub usage: Usage,
+    /// Seeds the run's WASI random streams; replay reuses it.
+    /// Never shown by the API: a guest may derive secrets from its random.
+    #[serde(with = "hex::serde")]
+    #[schema(ignore)]
+    pub seed: [u8; 32],
+    /// What a parked run waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<Wait>,
+    /// 0 for a run started from outside; a child's is its parent's plus one.
+    #[serde(default)]
+    pub depth: u32,
+    /// The key the run was started under, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// The runs above this one, root first, with their model budgets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<Ancestor>,
+}
+
+impl RunRecord {
+    /// When the run first started, in ms since the Unix epoch (now if it
+    /// has not): `max_duration` counts from here, across restarts.
+    pub fn first_start_ms(&self) -> u64 {
+        self.started_at
+            .map_or_else(now_ms, |t| (t.unix_timestamp_nanos() / 1_000_000) as u64)
+    }
+}
+
+/// What a parked run waits for. Times are milliseconds since the Unix epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "for", rename_all = "snake_case")]
+pub enum Wait {
+    Timer {
+        until_ms: u64,
+    },
+    Signal {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_ms: Option<u64>,
+    },
+    Child {
+        #[schema(value_type = String)]
+        run: RunId,
+    },
+}
+
+impl Wait {
+    /// The status of a run parked on this.
+    pub fn status(&self) -> RunStatus {
+        match self {
+            Wait::Timer { .. } => RunStatus::Sleeping,
+            Wait::Signal { .. } => RunStatus::WaitingSignal,
+            Wait::Child { .. } => RunStatus::WaitingChild,
+        }
+    }
+
+    /// When the wait ends by itself, if it does.
+    pub fn until_ms(&self) -> Option<u64> {
+        match self {
+            Wait::Timer { until_ms } => Some(*until_ms),
+            Wait::Signal { until_ms, .. } => *until_ms,
+            Wait::Child { .. } => None,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A signal in a run's inbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Signal {
+    /// Arrival order in the run's inbox, from 1.
+    pub seq: u64,
+    pub name: String,
+    /// The sender's id for deduplication, if it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub payload: serde_json::Value,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+}
+
+/// Metadata of an artifact a run wrote.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ArtifactMeta {
+    #[schema(value_type = String)]
+    pub run_id: RunId,
+    pub name: String,
+    pub content_type: String,
+    pub digest: String,
+    pub size: u64,
+    pub metadata: Option<serde_json::Value>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+/// One deployed version of a workflow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WorkflowVersion {
+    pub slug: String,
+    pub version: u32,
+    pub digest: String,
+    /// The manifest as deployed (TOML text), so it can be shown as written.
+    pub manifest_toml: String,
+    pub description: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub deployed_at: Timestamp,
+}

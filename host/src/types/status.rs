@@ -1,0 +1,229 @@
+//! Where a run is, and why it failed.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Where a run is in its lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    /// Parked on a durable timer.
+    Sleeping,
+    /// Parked until a signal arrives (or its timeout).
+    WaitingSignal,
+    /// Parked until a child run ends.
+    WaitingChild,
+    /// Cancel was asked for; the run stops at its next instruction or wake.
+    Cancelling,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    /// Terminal statuses never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Sleeping => "sleeping",
+            Self::WaitingSignal => "waiting-signal",
+            Self::WaitingChild => "waiting-child",
+            Self::Cancelling => "cancelling",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "queued" => Self::Queued,
+            "running" => Self::Running,
+            "sleeping" => Self::Sleeping,
+            "waiting-signal" => Self::WaitingSignal,
+            "waiting-child" => Self::WaitingChild,
+            "cancelling" => Self::Cancelling,
+            "completed" => Self::Completed,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            other => {
+                return Err(format!(
+                    "unknown status {other:?} (expected queued, running, sleeping, waiting-signal, waiting-child, cancelling, completed, failed or cancelled)"
+                ));
+            }
+        })
+    }
+}
+
+/// Why a run failed. Each code says who is to blame (see [`ErrorCode::blame`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// The guest returned an error.
+    ProgramError,
+    /// The guest trapped (panic, stack overflow, ...).
+    Trap,
+    /// A budget was exceeded.
+    BudgetExceeded,
+    /// The input was rejected (not JSON, or not what the workflow accepts).
+    InvalidInput,
+    /// The guest read a secret its manifest does not declare.
+    SecretUndeclared,
+    /// A declared secret has no value on this host.
+    SecretMissing,
+    /// Replay saw a different sequence of calls than the journal holds.
+    Nondeterminism,
+    /// The run was cancelled.
+    Cancelled,
+    /// The host failed; not the guest's fault.
+    Internal,
+}
+
+/// Who has to act to fix a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Blame {
+    /// The workflow's author (or its input).
+    Guest,
+    /// The host's operator.
+    Host,
+    /// Nobody: it was asked for.
+    User,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ProgramError => "PROGRAM_ERROR",
+            Self::Trap => "TRAP",
+            Self::BudgetExceeded => "BUDGET_EXCEEDED",
+            Self::InvalidInput => "INVALID_INPUT",
+            Self::SecretUndeclared => "SECRET_UNDECLARED",
+            Self::SecretMissing => "SECRET_MISSING",
+            Self::Nondeterminism => "NONDETERMINISM",
+            Self::Cancelled => "CANCELLED",
+            Self::Internal => "INTERNAL",
+        }
+    }
+
+    pub fn blame(self) -> Blame {
+        match self {
+            Self::ProgramError
+            | Self::Trap
+            | Self::BudgetExceeded
+            | Self::InvalidInput
+            | Self::SecretUndeclared
+            | Self::Nondeterminism => Blame::Guest,
+            Self::SecretMissing | Self::Internal => Blame::Host,
+            Self::Cancelled => Blame::User,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed run's error.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// A failure a host call returned to the guest (which may handle it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CallFailure {
+    pub code: String,
+    pub message: String,
+}
+
+/// Why a host call refused the guest: a failure the guest sees in
+/// `failure.code` and may handle, not the end of the run (that is an
+/// [`ErrorCode`]). Every code a host call can return is listed here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailureCode {
+    /// `artifacts.write`: the name is empty, too long, or not a plain path.
+    ArtifactNameInvalid,
+    /// `artifacts.write`: the content type is too long or has control characters.
+    ArtifactContentTypeInvalid,
+    /// `artifacts.write`: the metadata is not JSON.
+    ArtifactMetadataInvalid,
+    /// `artifacts.read`: this run wrote no artifact of that name.
+    ArtifactNotFound,
+    /// `workflows.start`/`call`: the child's input is not JSON or too big.
+    InvalidInput,
+    /// `workflows.start`/`call`: runs may not nest deeper (`max_child_depth`).
+    ChildDepthExceeded,
+    /// `workflows.start`/`call`: no workflow of that slug is deployed.
+    WorkflowNotFound,
+    /// `workflows.join`: the id names no child of this run.
+    NotAChild,
+    /// `workflows.join`/`call`: the child was cancelled.
+    ChildCancelled,
+    /// `workflows.join`/`call`: the child failed (the message says how).
+    ChildFailed,
+    /// `models`: the manifest does not allow this model.
+    ModelNotAllowed,
+    /// `models`: no configured model or alias has this name.
+    ModelUnknown,
+    /// `models.generate`: the provider answered with an error.
+    ProviderError,
+    /// `models.generate`: the provider did not answer in time.
+    ProviderTimeout,
+    /// `models.generate`: the provider kept refusing for its rate limit.
+    RateLimited,
+    /// `models.generate`: the answer was unreadable or not the JSON asked for.
+    InvalidResponse,
+    /// `models.generate`: the host refuses to send this request.
+    InvalidRequest,
+}
+
+impl FailureCode {
+    /// The code as the guest sees it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ArtifactNameInvalid => "ARTIFACT_NAME_INVALID",
+            Self::ArtifactContentTypeInvalid => "ARTIFACT_CONTENT_TYPE_INVALID",
+            Self::ArtifactMetadataInvalid => "ARTIFACT_METADATA_INVALID",
+            Self::ArtifactNotFound => "ARTIFACT_NOT_FOUND",
+            Self::InvalidInput => "INVALID_INPUT",
+            Self::ChildDepthExceeded => "CHILD_DEPTH_EXCEEDED",
+            Self::WorkflowNotFound => "WORKFLOW_NOT_FOUND",
+            Self::NotAChild => "NOT_A_CHILD",
+            Self::ChildCancelled => "CHILD_CANCELLED",
+            Self::ChildFailed => "CHILD_FAILED",
+            Self::ModelNotAllowed => "MODEL_NOT_ALLOWED",
+            Self::ModelUnknown => "MODEL_UNKNOWN",
+            Self::ProviderError => "PROVIDER_ERROR",
+            Self::ProviderTimeout => "PROVIDER_TIMEOUT",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::InvalidResponse => "INVALID_RESPONSE",
+            Self::InvalidRequest => "INVALID_REQUEST",
+        }
+    }
+}
+
+impl fmt::Display for FailureCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
