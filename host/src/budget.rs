@@ -22,6 +22,13 @@ pub struct Budget {
     pub max_artifact_bytes: u64,
     /// Child runs one run may start.
     pub max_children: u64,
+    /// Journal entries one run may record (clock readings, host calls).
+    pub max_journal_entries: u64,
+    /// Bytes of journal one run may record.
+    pub max_journal_bytes: u64,
+    /// Runs in a whole tree (the root and every descendant); the root's
+    /// figure binds the tree.
+    pub max_tree_runs: u64,
     /// Model tokens (input plus output) of the run and every run below it.
     pub max_tokens: Option<u64>,
     /// Model cost of the run and every run below it.
@@ -40,6 +47,9 @@ impl Default for Budget {
             max_output_bytes: 1 << 20,
             max_artifact_bytes: 64 << 20,
             max_children: 100,
+            max_journal_entries: 100_000,
+            max_journal_bytes: 32 << 20,
+            max_tree_runs: 1_000,
             max_tokens: None,
             max_usd: None,
         }
@@ -56,6 +66,9 @@ pub struct BudgetOverrides {
     pub max_output_bytes: Option<u64>,
     pub max_artifact_bytes: Option<u64>,
     pub max_children: Option<u64>,
+    pub max_journal_entries: Option<u64>,
+    pub max_journal_bytes: Option<u64>,
+    pub max_tree_runs: Option<u64>,
     pub max_tokens: Option<u64>,
     pub max_usd: Option<Usd>,
 }
@@ -71,6 +84,9 @@ impl Budget {
             max_output_bytes: o.max_output_bytes.unwrap_or(self.max_output_bytes),
             max_artifact_bytes: o.max_artifact_bytes.unwrap_or(self.max_artifact_bytes),
             max_children: o.max_children.unwrap_or(self.max_children),
+            max_journal_entries: o.max_journal_entries.unwrap_or(self.max_journal_entries),
+            max_journal_bytes: o.max_journal_bytes.unwrap_or(self.max_journal_bytes),
+            max_tree_runs: o.max_tree_runs.unwrap_or(self.max_tree_runs),
             max_tokens: o.max_tokens.or(self.max_tokens),
             max_usd: o.max_usd.or(self.max_usd),
         }

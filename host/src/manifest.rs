@@ -72,6 +72,16 @@ pub struct BudgetSection {
     /// Child runs one run may start (0 forbids children).
     #[serde(default)]
     pub max_children: Option<u64>,
+    /// Journal entries one run may record.
+    #[serde(default)]
+    pub max_journal_entries: Option<u64>,
+    /// Bytes of journal one run may record.
+    #[serde(default, deserialize_with = "bytes")]
+    pub max_journal_bytes: Option<u64>,
+    /// Runs in the tree this run is the root of (ignored for a child: the
+    /// root's figure binds the tree).
+    #[serde(default)]
+    pub max_tree_runs: Option<u64>,
     /// Model tokens (input plus output) of the run and its descendants.
     #[serde(default)]
     pub max_tokens: Option<u64>,
@@ -90,6 +100,9 @@ impl BudgetSection {
             max_output_bytes: self.max_output_bytes,
             max_artifact_bytes: self.max_artifact_bytes,
             max_children: self.max_children,
+            max_journal_entries: self.max_journal_entries,
+            max_journal_bytes: self.max_journal_bytes,
+            max_tree_runs: self.max_tree_runs,
             max_tokens: self.max_tokens,
             max_usd: self.max_usd.map(crate::types::Usd::from_dollars),
         }
@@ -168,6 +181,9 @@ impl Manifest {
             ("max_memory", b.max_memory),
             ("max_events", b.max_events),
             ("max_output_bytes", b.max_output_bytes),
+            ("max_journal_entries", b.max_journal_entries),
+            ("max_journal_bytes", b.max_journal_bytes),
+            ("max_tree_runs", b.max_tree_runs),
         ] {
             if v == Some(0) {
                 return Err(ManifestError(format!(

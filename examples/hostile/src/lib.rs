@@ -12,6 +12,25 @@ use serde_json::{Value, json};
 struct Input {
     attack: String,
     ms: Option<u64>,
+    /// A size or depth for the containment attacks.
+    n: Option<u64>,
+}
+
+/// The raw WIT imports, to send the host exactly the bytes an attacker would.
+use runway_sdk::bindings::runway::workflow as raw;
+
+/// `[[[...1...]]]`, `depth` levels deep.
+fn nested_text(depth: u64) -> String {
+    let d = depth as usize;
+    format!("{}1{}", "[".repeat(d), "]".repeat(d))
+}
+
+fn nested(depth: u64) -> Value {
+    let mut v = json!(1);
+    for _ in 0..depth {
+        v = json!([v]);
+    }
+    v
 }
 
 fn hostile(input: Input) -> Result<Value> {
@@ -48,6 +67,66 @@ fn hostile(input: Input) -> Result<Value> {
         "env" => Ok(json!(std::env::vars().collect::<Vec<_>>())),
         "residue" => residue(),
         "diverge" => diverge(input.ms.unwrap_or(500)),
+        // Containment: each of these must end only this run, typed.
+        "deep_result" => Ok(nested(input.n.unwrap_or(127))),
+        "deep_event" => {
+            raw::runtime::emit("deep", &nested_text(input.n.unwrap_or(127)));
+            Ok(json!({ "emitted": true }))
+        }
+        "deep_child" => {
+            let r = raw::workflows::start("hello", &nested_text(input.n.unwrap_or(127)), None);
+            Ok(json!({ "refused": r.err().map(|f| f.code) }))
+        }
+        "deep_metadata" => {
+            let meta = nested_text(input.n.unwrap_or(127));
+            let r = raw::artifacts::write("m.txt", "text/plain", b"x", Some(&meta));
+            Ok(json!({ "refused": r.err().map(|f| f.code) }))
+        }
+        "big_event" => {
+            // Sent whole: the host must refuse it before parsing it.
+            let payload = format!("[\"{}\"]", "x".repeat(input.n.unwrap_or(8 << 20) as usize));
+            raw::runtime::emit("big", &payload);
+            Ok(json!({ "emitted": true }))
+        }
+        "big_metadata" => {
+            let meta = format!("\"{}\"", "x".repeat(input.n.unwrap_or(1 << 20) as usize));
+            let r = raw::artifacts::write("m.txt", "text/plain", b"x", Some(&meta));
+            Ok(json!({ "refused": r.err().map(|f| f.code) }))
+        }
+        "long_failure" => Err(Error::new(
+            "X".repeat(4096),
+            "y".repeat(input.n.unwrap_or(4 << 20) as usize),
+        )),
+        "long_signal_name" => {
+            let name = "s".repeat(input.n.unwrap_or(1 << 20) as usize);
+            Ok(json!(raw::runtime::wait_signal(&name, Some(0))))
+        }
+        "long_key" => {
+            let key = "k".repeat(input.n.unwrap_or(1 << 20) as usize);
+            let r = raw::workflows::start("hello", "{}", Some(&key));
+            Ok(json!({ "refused": r.err().map(|f| f.code) }))
+        }
+        "clock_flood" => loop {
+            std::hint::black_box(std::time::Instant::now());
+        },
+        "sleep_flood" => loop {
+            sleep(std::time::Duration::ZERO);
+        },
+        "signal_flood" => loop {
+            raw::runtime::wait_signal("never", Some(0));
+        },
+        "secret_flood" => loop {
+            secrets::get("LEAK_ME")?;
+        },
+        "fork_bomb" => {
+            // Every run starts as many copies of itself as it may.
+            loop {
+                if raw::workflows::start("hostile", r#"{"attack":"fork_bomb"}"#, None).is_err() {
+                    return Ok(json!({ "stopped": true }));
+                }
+            }
+        }
+        "leak_disguised" => leak_disguised(),
         other => Err(Error::new(
             "UNKNOWN_ATTACK",
             format!("no attack named {other:?}"),
@@ -140,6 +219,37 @@ fn diverge(ms: u64) -> Result<Value> {
     }
     sleep(std::time::Duration::from_millis(ms));
     Ok(json!({ "done": true }))
+}
+
+/// Spells the secret every way a store could miss: JSON escapes of its
+/// quote and backslash, `\u` escapes, in an event's kind, the result, an
+/// artifact's name, content type and metadata, a signal name, a child's
+/// input and key, and across stdout's 8 KiB chunk boundary.
+fn leak_disguised() -> Result<Value> {
+    use std::io::Write;
+    let value = secrets::get("LEAK_ME")?;
+    runway_sdk::emit("escaped", &json!({ "secret": value, "list": [value] }))?;
+    let spelled: String = value
+        .chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect();
+    raw::runtime::emit("unicode", &format!("{{\"{spelled}\":\"{spelled}\"}}"));
+    raw::runtime::emit(&value, "{}");
+    let _ = raw::artifacts::write(
+        &format!("a-{}.txt", value.replace(['/', '\\', '\0'], "_")),
+        &format!("text/{}", value.replace(|c: char| c.is_control(), "_")),
+        b"body",
+        Some(&json!({ "secret": value }).to_string()),
+    );
+    raw::runtime::wait_signal(&value, Some(0));
+    let _ = raw::workflows::start("hello", &json!({ "name": value }).to_string(), Some(&value));
+    // One write with no newline: the host cuts it at 8 KiB (+ the longest
+    // secret), which here falls one byte into the value.
+    let mut out = std::io::stdout();
+    let _ = out.write_all(format!("{}{value}q", "p".repeat(8 * 1024 - 1)).as_bytes());
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+    Ok(json!({ "secret": value }))
 }
 
 fn leak_secret() -> Result<Value> {

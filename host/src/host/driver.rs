@@ -84,6 +84,9 @@ impl Host {
             }
         }
         self.inner.services.ledger.forget(end.id);
+        if end.parent.is_none() {
+            self.inner.services.trees.root_ended(end.id);
+        }
         if let Some(parent) = end.parent {
             // Before this run stops counting as busy: see `Registry::wake`.
             self.registry().wake(parent);
@@ -230,6 +233,7 @@ impl Host {
             run: record.id,
             max_tokens: budget.max_tokens,
             max_usd: budget.max_usd,
+            max_tree_runs: None,
         };
         let c = self
             .inner

@@ -115,6 +115,8 @@ impl Host {
                 engine,
                 services: Arc::new(HostServices {
                     ledger: crate::host::ledger::Ledger::new(store.clone()),
+                    trees: services::TreeCounts::new(store.clone()),
+                    max_queued_runs: config.server.max_queued_runs,
                     models,
                     store,
                     secrets,
@@ -445,12 +447,12 @@ impl Host {
         if self.store().workflow(slug, None)?.is_none() {
             return Err(HostError::WorkflowNotFound(slug.to_owned()));
         }
-        let mut busy = 0;
-        for id in self.store().active_runs()? {
-            if self.store().run(id)?.is_some_and(|r| r.workflow == slug) {
-                busy += 1;
-            }
-        }
+        let busy = self
+            .store()
+            .active_records()?
+            .iter()
+            .filter(|r| r.workflow == slug)
+            .count();
         if busy > 0 {
             return Err(HostError::WorkflowBusy(slug.to_owned(), busy));
         }

@@ -45,14 +45,9 @@ impl Host {
 
     /// Runs that have not ended, oldest first.
     pub fn active_runs(&self) -> Result<Vec<RunRecord>, HostError> {
-        let mut ids = self.store().active_runs()?;
-        ids.sort();
-        let mut runs = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(mut r) = self.store().run(id)? {
-                self.with_live_usage(&mut r);
-                runs.push(r);
-            }
+        let mut runs = self.store().active_records()?;
+        for r in &mut runs {
+            self.with_live_usage(r);
         }
         Ok(runs)
     }

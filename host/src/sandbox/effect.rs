@@ -20,21 +20,31 @@ use super::journal::{Call, Journal, Step};
 use super::recorder::Recorder;
 use crate::host::services::HostServices;
 use crate::store::{Ticket, Write};
-use crate::types::{EventBody, RunId};
+use crate::types::{BudgetKind, EventBody, RunId};
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
-/// Pending events are handed to the store writer in chunks this size, so a
-/// long run's log is visible while it runs.
+/// Pending events and journal entries are handed to the store writer in
+/// chunks this size: a long run's log is visible while it runs, its
+/// journal never piles up in memory, and no single write holds the writer.
 const FLUSH_EVENTS: usize = 256;
+const FLUSH_ENTRIES: usize = 256;
+
+/// How big a run's journal may grow.
+#[derive(Clone, Copy)]
+pub(crate) struct JournalLimits {
+    pub entries: u64,
+    pub bytes: u64,
+}
 
 /// A run's journal and event log, shared by its store data and the WASI
 /// pieces that cannot reach it (clocks, stdio).
 pub(crate) struct Effects {
     pub run: RunId,
     services: Arc<HostServices>,
+    limits: JournalLimits,
     journal: Mutex<Journal>,
     pub(super) recorder: Mutex<Recorder>,
     /// Writes held back until the next flush (the `running` status: a run
@@ -129,12 +139,14 @@ impl Effects {
     pub(super) fn new(
         services: Arc<HostServices>,
         run: RunId,
+        limits: JournalLimits,
         journal: Journal,
         recorder: Recorder,
     ) -> Effects {
         Effects {
             run,
             services,
+            limits,
             journal: Mutex::new(journal),
             recorder: Mutex::new(recorder),
             deferred: Mutex::new(Vec::new()),
@@ -174,8 +186,14 @@ impl Effects {
             after_commit,
         } = perform().await?;
         let name = call.name;
-        self.journal.lock().record(call, &result);
         let mut fault = then_fail;
+        {
+            let mut journal = self.journal.lock();
+            journal.record(call, &result);
+            if let Err(f) = self.within_limits(&journal) {
+                fault.get_or_insert(f);
+            }
+        }
         {
             let mut rec = self.recorder.lock();
             match event {
@@ -224,8 +242,50 @@ impl Effects {
     where
         T: Serialize + DeserializeOwned,
     {
-        let answered = self.journal.lock().call(call, read);
-        answered.map_err(|e| self.fail(e.into()))
+        if let Some(f) = self.fault() {
+            // Past a budget, nothing more is recorded; the run ends at
+            // its next host call or epoch tick.
+            return Err(wasmtime::Error::new(f));
+        }
+        let (answered, over, flush) = {
+            let mut journal = self.journal.lock();
+            let answered = journal.call(call, read);
+            let over = self.within_limits(&journal).err();
+            (answered, over, journal.new_len() >= FLUSH_ENTRIES)
+        };
+        if flush {
+            self.flush();
+        }
+        match (answered, over) {
+            (Err(e), _) => Err(self.fail(e.into())),
+            (Ok(_), Some(f)) => Err(self.fail(f)),
+            (Ok(v), None) => Ok(v),
+        }
+    }
+
+    /// The fault that ends the run, once one is recorded.
+    pub(crate) fn fault(&self) -> Option<RunFault> {
+        self.recorder.lock().fault.clone()
+    }
+
+    /// Whether the journal is within the run's journal budget.
+    fn within_limits(&self, journal: &Journal) -> Result<(), RunFault> {
+        let (entries, bytes) = journal.size();
+        if entries > self.limits.entries {
+            return Err(RunFault::Budget {
+                budget: BudgetKind::MaxJournalEntries,
+                limit: self.limits.entries,
+                used: entries,
+            });
+        }
+        if bytes > self.limits.bytes {
+            return Err(RunFault::Budget {
+                budget: BudgetKind::MaxJournalBytes,
+                limit: self.limits.bytes,
+                used: bytes,
+            });
+        }
+        Ok(())
     }
 
     /// Makes everything recorded so far durable: before a request leaves
@@ -240,25 +300,58 @@ impl Effects {
 
     /// Starts a call that may park: its recorded result, the data of its
     /// pending entry if a wait is being resumed, or fresh.
+    /// A call that parked the run (in this execution or an earlier one)
+    /// counts its park event again, like any replayed guest event.
     pub(crate) fn step<T: DeserializeOwned>(&self, call: &Call) -> wasmtime::Result<Step<T>> {
-        let step = self.journal.lock().step(call);
-        step.map_err(|e| self.fail(e.into()))
+        let (step, parked) = {
+            let mut journal = self.journal.lock();
+            let step = journal.step(call);
+            (step, journal.last_parked())
+        };
+        let step = step.map_err(|e| self.fail(e.into()))?;
+        if parked && !matches!(step, Step::Fresh) {
+            self.recorder.lock().replayed(0);
+        }
+        Ok(step)
     }
 
     /// Records that a fresh call parks, with what its wait needs; returns
     /// its position for [`Effects::settle`].
-    pub(crate) fn pending<D: Serialize>(&self, call: Call, data: &D) -> u64 {
-        self.journal.lock().record_pending(call, data)
+    pub(crate) fn pending<D: Serialize>(&self, call: Call, data: &D) -> wasmtime::Result<u64> {
+        let mut journal = self.journal.lock();
+        let seq = journal.record_pending(call, data);
+        let within = self.within_limits(&journal);
+        drop(journal);
+        within.map(|()| seq).map_err(|f| self.fail(f))
     }
 
     /// Records a parking call's result: in place of its pending entry, or
     /// as a new entry if it never parked.
-    pub(crate) fn settle<T: Serialize>(&self, pending: Option<u64>, call: Call, result: &T) {
+    pub(crate) fn settle<T: Serialize>(
+        &self,
+        pending: Option<u64>,
+        call: Call,
+        result: &T,
+    ) -> wasmtime::Result<()> {
         let mut journal = self.journal.lock();
         match pending {
             Some(seq) => journal.resolve(seq, call, result),
             None => journal.record(call, result),
         }
+        let within = self.within_limits(&journal);
+        let flush = journal.new_len() >= FLUSH_ENTRIES;
+        drop(journal);
+        within.map_err(|f| self.fail(f))?;
+        if flush {
+            self.flush();
+        }
+        Ok(())
+    }
+
+    /// Appends an event the guest caused (a park), against `max_events`.
+    pub(crate) fn guest_event(&self, body: EventBody) -> wasmtime::Result<()> {
+        let mut rec = self.recorder.lock();
+        rec.guest(body).map_err(|f| rec.fail(f))
     }
 
     /// Appends an event the host writes (not budgeted).
@@ -269,6 +362,25 @@ impl Effects {
     /// Masks every secret value the run has read.
     pub(crate) fn mask(&self, text: &str) -> String {
         self.recorder.lock().masker.mask(text)
+    }
+
+    /// Masks every string and object key in `value` (after parsing, so no
+    /// JSON escape hides a secret value).
+    pub(crate) fn mask_value(&self, value: &mut serde_json::Value) {
+        self.recorder.lock().masker.mask_value(value);
+    }
+
+    /// Ends the run if `n` more bytes of guest output would pass
+    /// `max_output_bytes`: checked before anything parses or copies them
+    /// (the effect charges them when it records its event).
+    pub(crate) fn check_output(&self, n: usize) -> wasmtime::Result<()> {
+        let mut rec = self.recorder.lock();
+        if rec.output_fits(n) {
+            return Ok(());
+        }
+        let fault = rec.charge_output(n).err();
+        let fault = fault.unwrap_or_else(|| RunFault::Internal("output budget".into()));
+        Err(rec.fail(fault))
     }
 
     /// From now on, `value` is masked wherever the run's output is stored.
@@ -341,7 +453,8 @@ impl Effects {
 
     /// Flushes once enough events are pending.
     pub(crate) fn maybe_flush(&self) {
-        if self.recorder.lock().pending_len() >= FLUSH_EVENTS {
+        let events = self.recorder.lock().pending_len();
+        if events >= FLUSH_EVENTS || self.journal.lock().new_len() >= FLUSH_ENTRIES {
             self.flush();
         }
     }

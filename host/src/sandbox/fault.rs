@@ -29,6 +29,10 @@ pub enum RunFault {
     SecretMissing(String),
     #[error(transparent)]
     Nondeterminism(#[from] Nondeterminism),
+    /// A host call's arguments were past the host's limits, and the call
+    /// has no failure the guest could handle.
+    #[error("invalid call: {0}")]
+    InvalidCall(String),
     #[error("the run was cancelled")]
     Cancelled,
     #[error("host error: {0}")]
@@ -73,6 +77,7 @@ impl RunFault {
             Self::SecretUndeclared(_) => ErrorCode::SecretUndeclared,
             Self::SecretMissing(_) => ErrorCode::SecretMissing,
             Self::Nondeterminism(_) => ErrorCode::Nondeterminism,
+            Self::InvalidCall(_) => ErrorCode::InvalidCall,
             Self::Cancelled => ErrorCode::Cancelled,
             Self::Internal(_) | Self::Parked(_) | Self::Suspended => ErrorCode::Internal,
         }

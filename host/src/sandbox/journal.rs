@@ -38,6 +38,17 @@ pub struct JournalEntry {
     /// The call parked the run and has no result yet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pending: bool,
+    /// The call parked the run before it got its result (its wait is
+    /// counted again on replay, like the events it wrote).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parked: bool,
+}
+
+impl JournalEntry {
+    /// What the entry costs against `max_journal_bytes`.
+    fn size(&self) -> u64 {
+        (self.call.len() + self.args.len() + self.result.get().len() + 16) as u64
+    }
 }
 
 /// `value` as JSON text (`null` if it cannot be encoded, which our own
@@ -99,15 +110,36 @@ pub struct Journal {
     new: Vec<JournalEntry>,
     /// Calls made so far in this execution.
     calls: u64,
+    /// Bytes of the whole journal: the history and every new entry.
+    bytes: u64,
 }
 
 impl Journal {
     /// A journal that replays `history` before recording.
     pub fn replaying(history: Vec<JournalEntry>) -> Journal {
         Journal {
+            bytes: history.iter().map(JournalEntry::size).sum(),
             history,
             ..Journal::default()
         }
+    }
+
+    /// How big the run's journal is: entries and bytes.
+    pub fn size(&self) -> (u64, u64) {
+        (self.calls.max(self.history.len() as u64), self.bytes)
+    }
+
+    /// Entries recorded and not yet taken.
+    pub fn new_len(&self) -> usize {
+        self.new.len()
+    }
+
+    /// Whether the call just answered from the history had parked the run.
+    pub fn last_parked(&self) -> bool {
+        self.calls
+            .checked_sub(1)
+            .and_then(|i| self.history.get(i as usize))
+            .is_some_and(|e| e.parked || e.pending)
     }
 
     /// Whether the next call will be answered from the history.
@@ -175,25 +207,32 @@ impl Journal {
 
     /// Records the result of the parked call `seq`, replacing its pending entry.
     pub fn resolve<T: Serialize>(&mut self, seq: u64, call: Call, result: &T) {
-        self.new.push(JournalEntry {
+        self.push(JournalEntry {
             seq,
             call: call.name.to_owned(),
             args: call.args,
             result: raw(result),
             pending: false,
+            parked: true,
         });
+    }
+
+    fn push(&mut self, entry: JournalEntry) {
+        self.bytes += entry.size();
+        self.new.push(entry);
     }
 
     /// Records the result of a call that [`Journal::replay`] said to execute.
     pub fn record<T: Serialize>(&mut self, call: Call, result: &T) {
         crate::metrics::host_call(call.name);
         self.calls += 1;
-        self.new.push(JournalEntry {
+        self.push(JournalEntry {
             seq: self.calls,
             call: call.name.to_owned(),
             args: call.args,
             result: raw(result),
             pending: false,
+            parked: false,
         });
     }
 
@@ -292,6 +331,7 @@ mod tests {
             args: Call::new("kv.put", &[b"a"]).args,
             result: raw(&1),
             pending: false,
+            parked: false,
         }]);
         let err = again2
             .call(Call::new("kv.get", &[b"a"]), || 1u8)

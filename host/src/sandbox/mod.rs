@@ -16,6 +16,7 @@ mod effect;
 pub mod engine;
 pub(crate) mod fault;
 mod imports;
+mod ingress;
 pub mod journal;
 mod limiter;
 pub(crate) mod output;
@@ -40,6 +41,9 @@ use wasmtime_wasi::I32Exit;
 /// Slack for the wall-clock timeout around the whole run, over the epoch
 /// deadline that normally stops it first (the timeout catches host calls).
 const TIMEOUT_GRACE: Duration = Duration::from_millis(50);
+/// Longest failure code and message a guest's failure is stored with.
+const MAX_FAILURE_CODE: usize = 128;
+const MAX_FAILURE_MESSAGE: usize = 64 * 1024;
 /// How long a run may execute before its `running` status is written.
 const STATUS_DELAY: Duration = Duration::from_millis(50);
 
@@ -203,29 +207,51 @@ fn returned_outcome(
             if let Err(f) = rec.charge_output(text.len()) {
                 return Ending::Fault(f);
             }
-            match serde_json::from_str(&text) {
-                Ok(v) => Ending::Completed(v),
+            match ingress::json("the workflow's output", &text, usize::MAX) {
+                Ok(mut v) => {
+                    rec.masker.mask_value(&mut v);
+                    Ending::Completed(v)
+                }
                 Err(e) => Ending::Failed(RunError {
                     code: ErrorCode::ProgramError,
-                    message: format!("the workflow returned output that is not JSON: {e}"),
+                    message: e.to_string(),
                 }),
             }
         }
         Err(failure) => {
-            let message = rec.masker.mask(&failure.message);
+            // Guest strings like any output: charged, and stored capped.
+            if let Err(f) = rec.charge_output(failure.code.len() + failure.message.len()) {
+                return Ending::Fault(f);
+            }
+            let message = rec
+                .masker
+                .mask(truncated(&failure.message, MAX_FAILURE_MESSAGE));
             Ending::Failed(if failure.code == ErrorCode::InvalidInput.as_str() {
                 RunError {
                     code: ErrorCode::InvalidInput,
                     message,
                 }
             } else {
+                let code = rec.masker.mask(truncated(&failure.code, MAX_FAILURE_CODE));
                 RunError {
                     code: ErrorCode::ProgramError,
-                    message: format!("{}: {}", rec.masker.mask(&failure.code), message),
+                    message: format!("{code}: {message}"),
                 }
             })
         }
     }
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn truncated(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
 }
 
 /// The call failed: a host fault, a budget, or a trap.

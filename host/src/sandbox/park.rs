@@ -37,7 +37,9 @@ impl Parker<'_> {
     /// Parks the run on `wait`: durable announcement, then a warm slot or
     /// eviction (the error, a trap).
     pub(crate) async fn park(&mut self, wait: &Wait) -> wasmtime::Result<Parked> {
-        self.effects.system_event(EventBody::parked(wait));
+        // The guest caused it: counted against `max_events` (and again on
+        // replay, see `Effects::step`).
+        self.effects.guest_event(EventBody::parked(wait))?;
         let status = Write::SetStatus {
             run: self.run.id,
             status: wait.status(),

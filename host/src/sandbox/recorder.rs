@@ -35,6 +35,53 @@ impl Masker {
         out
     }
 
+    /// Masks every string and object key in `v`, to any depth (guest
+    /// values are admitted at most `ingress::MAX_DEPTH` deep).
+    pub(crate) fn mask_value(&self, v: &mut serde_json::Value) {
+        use serde_json::Value;
+        if self.secrets.is_empty() {
+            return;
+        }
+        match v {
+            Value::String(s) if self.secrets.iter().any(|x| s.contains(x.as_str())) => {
+                *s = self.mask(s);
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| self.mask_value(i)),
+            Value::Object(map) => {
+                if map
+                    .keys()
+                    .any(|k| self.secrets.iter().any(|x| k.contains(x.as_str())))
+                {
+                    let old = std::mem::take(map);
+                    for (k, v) in old {
+                        map.insert(self.mask(&k), v);
+                    }
+                }
+                map.values_mut().for_each(|i| self.mask_value(i));
+            }
+            _ => {}
+        }
+    }
+
+    /// Where output may be cut at `cut` without splitting a secret value:
+    /// `cut`, or the start of an occurrence that spans it (every secret
+    /// that starts before `cut` lies wholly in `buf`, see `Recorder::output`).
+    fn safe_cut(&self, buf: &[u8], cut: usize) -> usize {
+        let mut best = cut;
+        for s in &self.secrets {
+            let s = s.as_bytes();
+            let from = cut.saturating_sub(s.len() - 1);
+            let to = (cut + s.len()).min(buf.len());
+            if let Some(i) = buf[from..to].windows(s.len()).position(|w| w == s) {
+                let start = from + i;
+                if start < cut && start + s.len() > cut {
+                    best = best.min(start);
+                }
+            }
+        }
+        if best == 0 { cut } else { best }
+    }
+
     /// The longest secret, in bytes: output keeps this much back between
     /// chunks so a secret split across two writes is still masked.
     fn longest(&self) -> usize {
@@ -127,6 +174,11 @@ impl Recorder {
         self.output_bytes = self.output_bytes.saturating_add(output_bytes as u64);
     }
 
+    /// Whether `n` more bytes of output stay within `max_output_bytes`.
+    pub(crate) fn output_fits(&self, n: usize) -> bool {
+        self.fault.is_none() && self.output_bytes.saturating_add(n as u64) <= self.max_output_bytes
+    }
+
     /// Counts `n` bytes the guest produced against `max_output_bytes`.
     pub(crate) fn charge_output(&mut self, n: usize) -> Result<(), RunFault> {
         if let Some(f) = &self.fault {
@@ -156,7 +208,7 @@ impl Recorder {
             let buf = &self.line[i];
             let cut = match buf.iter().position(|&b| b == b'\n') {
                 Some(nl) => nl + 1,
-                None if buf.len() >= MAX_LINE + keep => buf.len() - keep,
+                None if buf.len() >= MAX_LINE + keep => self.masker.safe_cut(buf, buf.len() - keep),
                 None => break,
             };
             let chunk: Vec<u8> = self.line[i].drain(..cut).collect();

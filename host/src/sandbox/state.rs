@@ -1,7 +1,7 @@
 //! A run's sandbox: the data of its wasmtime store and how it is built.
 
 use super::bindings::WorkflowPre;
-use super::effect::Effects;
+use super::effect::{Effects, JournalLimits};
 use super::fault::RunFault;
 use super::imports;
 use super::journal::{Journal, JournalEntry};
@@ -53,6 +53,7 @@ impl RunContext {
             run: self.id,
             max_tokens: self.budget.max_tokens,
             max_usd: self.budget.max_usd,
+            max_tree_runs: Some(self.budget.max_tree_runs),
         });
         chain
     }
@@ -152,9 +153,14 @@ pub(crate) fn sandbox(
     let first_start_ms = record.first_start_ms();
     let deadline_ms = first_start_ms.saturating_add(budget.max_duration.as_millis() as u64);
     let deadline = Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
+    let limits = JournalLimits {
+        entries: budget.max_journal_entries,
+        bytes: budget.max_journal_bytes,
+    };
     let effects = Arc::new(Effects::new(
         services.clone(),
         record.id,
+        limits,
         Journal::replaying(history),
         Recorder::new(progress, budget.max_events, budget.max_output_bytes),
     ));
@@ -209,6 +215,10 @@ pub(crate) fn sandbox(
         }
         if Instant::now() >= s.run.deadline {
             return Err(s.effects.fail(s.run.duration_fault()));
+        }
+        if let Some(f) = s.effects.fault() {
+            // Recorded where the guest could not be trapped (a clock).
+            return Err(s.effects.fail(f));
         }
         Ok(UpdateDeadline::Continue(1))
     });

@@ -178,8 +178,10 @@ impl Store {
             None => t.range::<&str>(..)?,
         };
         for row in rows.rev() {
-            let (_, v) = row?;
-            let run: RunRecord = serde_json::from_slice(v.value())?;
+            let (k, v) = row?;
+            let Some(run) = readable(k.value(), v.value()) else {
+                continue;
+            };
             if status.is_some_and(|s| s != run.status)
                 || workflow.is_some_and(|w| w != run.workflow)
             {
@@ -188,6 +190,24 @@ impl Store {
             out.push(run);
             if out.len() >= limit {
                 break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records of the runs that have not ended, oldest first. A record that
+    /// cannot be read is logged and left out: it breaks no listing.
+    pub fn active_records(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let active = tx.open_table(ACTIVE_RUNS)?;
+        let runs = tx.open_table(RUNS)?;
+        let mut out = Vec::new();
+        for row in active.iter()? {
+            let (k, _) = row?;
+            if let Some(v) = runs.get(k.value())?
+                && let Some(r) = readable(k.value(), v.value())
+            {
+                out.push(r);
             }
         }
         Ok(out)
@@ -254,6 +274,13 @@ impl Store {
     pub fn cron_next(&self, key: &str) -> Result<Option<u64>, StoreError> {
         let tx = self.db.begin_read()?;
         Ok(tx.open_table(CRON)?.get(key)?.map(|v| v.value()))
+    }
+
+    /// Runs in the tree `root` is the root of, the root included.
+    pub fn tree_runs(&self, root: RunId) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(TREE_RUNS)?;
+        Ok(t.get(root.to_string().as_str())?.map_or(1, |v| v.value()))
     }
 
     /// A run's model usage (zero if it made no model calls).
@@ -380,6 +407,18 @@ impl Store {
             Some(v) => Some(serde_json::from_slice(v.value())?),
             None => None,
         })
+    }
+}
+
+/// A stored run record, or `None` (logged) if it cannot be read: one bad
+/// record is reported for its own run only, never for a whole listing.
+fn readable(key: &str, bytes: &[u8]) -> Option<RunRecord> {
+    match serde_json::from_slice(bytes) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::error!(run = key, error = %e, "a stored run record cannot be read; it is left out");
+            None
+        }
     }
 }
 

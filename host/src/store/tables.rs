@@ -37,6 +37,9 @@ pub const PROGRESS: TableDefinition<&str, &[u8]> = TableDefinition::new("progres
 /// run id -> `ModelTotals`: model usage of the run and of its tree.
 pub const MODEL_USAGE: TableDefinition<&str, &[u8]> = TableDefinition::new("model_usage");
 
+/// root run id -> runs in its tree, the root included (absent: just the root).
+pub const TREE_RUNS: TableDefinition<&str, u64> = TableDefinition::new("tree_runs");
+
 /// cron trigger (slug#index#schedule) -> next fire time, ms since the epoch.
 pub const CRON: TableDefinition<&str, u64> = TableDefinition::new("cron");
 
@@ -58,6 +61,7 @@ pub fn create_all(db: &Database) -> Result<(), redb::Error> {
     tx.open_table(PROGRESS)?;
     tx.open_table(CRON)?;
     tx.open_table(MODEL_USAGE)?;
+    tx.open_table(TREE_RUNS)?;
     tx.commit()?;
     Ok(())
 }

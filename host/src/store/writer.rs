@@ -68,10 +68,11 @@ pub enum Write {
     /// Removes a workflow from the list of deployed ones (its versions stay
     /// for the runs that name them).
     DeleteWorkflow(String),
-    /// Records that `child` was started by `parent`.
+    /// Records that `child` was started by `parent`, in `root`'s tree.
     PutChild {
         parent: RunId,
         child: RunId,
+        root: RunId,
     },
     /// Bytes of stdout and stderr recorded as events so far, so a resumed
     /// run does not print them again.
@@ -280,6 +281,7 @@ struct Tables<'t> {
     progress: Table<'t, &'static str, &'static [u8]>,
     cron: Table<'t, &'static str, u64>,
     model_usage: Table<'t, &'static str, &'static [u8]>,
+    tree_runs: Table<'t, &'static str, u64>,
     /// (run, newest seq) of every event append in this transaction.
     appended: Vec<(RunId, u64)>,
 }
@@ -302,6 +304,7 @@ impl<'t> Tables<'t> {
             progress: tx.open_table(PROGRESS)?,
             cron: tx.open_table(CRON)?,
             model_usage: tx.open_table(MODEL_USAGE)?,
+            tree_runs: tx.open_table(TREE_RUNS)?,
             appended: Vec::new(),
         })
     }
@@ -529,9 +532,16 @@ impl<'t> Tables<'t> {
                 self.keys.insert(k.as_str(), run.to_string().as_str())?;
                 Ok(WriteOutcome::Done)
             }
-            Write::PutChild { parent, child } => {
+            Write::PutChild {
+                parent,
+                child,
+                root,
+            } => {
                 self.children
                     .insert((parent.to_string().as_str(), child.to_string().as_str()), 0)?;
+                let root = root.to_string();
+                let runs = self.tree_runs.get(root.as_str())?.map_or(1, |v| v.value());
+                self.tree_runs.insert(root.as_str(), runs + 1)?;
                 Ok(WriteOutcome::Done)
             }
             Write::Progress(run, p) => {

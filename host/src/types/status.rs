@@ -89,6 +89,9 @@ pub enum ErrorCode {
     SecretMissing,
     /// Replay saw a different sequence of calls than the journal holds.
     Nondeterminism,
+    /// The guest called the host with arguments past the host's limits
+    /// where the call has no failure to return (a signal name too long).
+    InvalidCall,
     /// The run was cancelled.
     Cancelled,
     /// The host failed; not the guest's fault.
@@ -117,6 +120,7 @@ impl ErrorCode {
             Self::SecretUndeclared => "SECRET_UNDECLARED",
             Self::SecretMissing => "SECRET_MISSING",
             Self::Nondeterminism => "NONDETERMINISM",
+            Self::InvalidCall => "INVALID_CALL",
             Self::Cancelled => "CANCELLED",
             Self::Internal => "INTERNAL",
         }
@@ -128,6 +132,7 @@ impl ErrorCode {
             | Self::Trap
             | Self::BudgetExceeded
             | Self::InvalidInput
+            | Self::InvalidCall
             | Self::SecretUndeclared
             | Self::Nondeterminism => Blame::Guest,
             Self::SecretMissing | Self::Internal => Blame::Host,
@@ -169,10 +174,13 @@ pub enum FailureCode {
     ArtifactMetadataInvalid,
     /// `artifacts.read`: this run wrote no artifact of that name.
     ArtifactNotFound,
-    /// `workflows.start`/`call`: the child's input is not JSON or too big.
+    /// `workflows.start`/`call`: the child's input is not JSON, too big or
+    /// too deep, or its idempotency key is too long.
     InvalidInput,
     /// `workflows.start`/`call`: runs may not nest deeper (`max_child_depth`).
     ChildDepthExceeded,
+    /// `workflows.start`/`call`: the host's run queue is full; try later.
+    QueueFull,
     /// `workflows.start`/`call`: no workflow of that slug is deployed.
     WorkflowNotFound,
     /// `workflows.join`: the id names no child of this run.
@@ -207,6 +215,7 @@ impl FailureCode {
             Self::ArtifactNotFound => "ARTIFACT_NOT_FOUND",
             Self::InvalidInput => "INVALID_INPUT",
             Self::ChildDepthExceeded => "CHILD_DEPTH_EXCEEDED",
+            Self::QueueFull => "QUEUE_FULL",
             Self::WorkflowNotFound => "WORKFLOW_NOT_FOUND",
             Self::NotAChild => "NOT_A_CHILD",
             Self::ChildCancelled => "CHILD_CANCELLED",

@@ -15,6 +15,9 @@ pub enum BudgetKind {
     MaxOutputBytes,
     MaxArtifactBytes,
     MaxChildren,
+    MaxJournalEntries,
+    MaxJournalBytes,
+    MaxTreeRuns,
     MaxTokens,
     MaxUsd,
 }
@@ -29,6 +32,9 @@ impl BudgetKind {
             Self::MaxOutputBytes => "max_output_bytes",
             Self::MaxArtifactBytes => "max_artifact_bytes",
             Self::MaxChildren => "max_children",
+            Self::MaxJournalEntries => "max_journal_entries",
+            Self::MaxJournalBytes => "max_journal_bytes",
+            Self::MaxTreeRuns => "max_tree_runs",
             Self::MaxTokens => "max_tokens",
             Self::MaxUsd => "max_usd",
         }
@@ -46,7 +52,12 @@ impl BudgetKind {
         match self {
             Self::MaxFuel => "fuel",
             Self::MaxDuration => "ms",
-            Self::MaxMemory | Self::MaxOutputBytes | Self::MaxArtifactBytes => "bytes",
+            Self::MaxMemory
+            | Self::MaxOutputBytes
+            | Self::MaxArtifactBytes
+            | Self::MaxJournalBytes => "bytes",
+            Self::MaxJournalEntries => "entries",
+            Self::MaxTreeRuns => "runs",
             Self::MaxEvents => "events",
             Self::MaxChildren => "children",
             Self::MaxTokens => "tokens",
@@ -156,4 +167,7 @@ pub struct Ancestor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<f64>)]
     pub max_usd: Option<Usd>,
+    /// Runs the tree may hold (the root's figure binds the tree).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tree_runs: Option<u64>,
 }

@@ -5,6 +5,7 @@ use crate::sandbox::bindings::artifacts::{ArtifactRef, Host as ArtifactsImport};
 use crate::sandbox::bindings::types::Failure;
 use crate::sandbox::effect::{Commit, Effects, OnReplay, Performed, Recorded};
 use crate::sandbox::fault::RunFault;
+use crate::sandbox::ingress;
 use crate::sandbox::journal::Call;
 use crate::sandbox::state::{RunContext, RunState, WrittenArtifacts};
 use crate::store::Write;
@@ -15,6 +16,8 @@ use wasmtime::component::HasData;
 
 /// Bodies larger than this are written on the blocking pool.
 const INLINE_WRITE: usize = 64 * 1024;
+/// Largest metadata (JSON text) an artifact may carry.
+const MAX_METADATA: usize = 64 * 1024;
 
 /// What a journaled write returned.
 #[derive(Serialize, Deserialize)]
@@ -67,13 +70,17 @@ impl ArtifactsImport for ArtifactsView<'_> {
                 "content type must be at most 255 bytes without control characters",
             )));
         }
-        let metadata = match metadata.as_deref().map(serde_json::from_str) {
+        let metadata_len = metadata.as_ref().map_or(0, String::len);
+        let mut metadata = match metadata
+            .as_deref()
+            .map(|m| ingress::json("metadata", m, MAX_METADATA))
+        {
             None => None,
             Some(Ok(v)) => Some(v),
             Some(Err(e)) => {
                 return Ok(Err(failure(
                     FailureCode::ArtifactMetadataInvalid,
-                    format!("metadata is not JSON: {e}"),
+                    e.to_string(),
                 )));
             }
         };
@@ -82,7 +89,9 @@ impl ArtifactsImport for ArtifactsView<'_> {
         } else {
             content_type
         };
-        let used = self.written.bytes + body.len() as u64;
+        // Everything stored for it counts, not only the body.
+        let stored = body.len() + name.len() + content_type.len() + metadata_len;
+        let used = self.written.bytes + stored as u64;
         let limit = self.run.budget.max_artifact_bytes;
         if used > limit {
             return Err(self.effects.fail(RunFault::Budget {
@@ -101,6 +110,12 @@ impl ArtifactsImport for ArtifactsView<'_> {
         let effects = self.effects;
         let perform = || async {
             let size = body.len() as u64;
+            if let Some(m) = &mut metadata {
+                effects.mask_value(m);
+            }
+            // What is stored names no secret value (the guest reads back by
+            // the name it gave).
+            let (stored_name, content_type) = (effects.mask(&name), effects.mask(&content_type));
             let digest = if body.len() <= INLINE_WRITE {
                 blobs.put(&body)
             } else {
@@ -111,14 +126,14 @@ impl ArtifactsImport for ArtifactsView<'_> {
             }
             .map_err(|e| effects.fail(RunFault::Internal(format!("writing artifact: {e}"))))?;
             let event = EventBody::ArtifactWritten {
-                name: name.clone(),
+                name: stored_name.clone(),
                 digest: digest.clone(),
                 size,
                 content_type: content_type.clone(),
             };
             let meta = ArtifactMeta {
                 run_id: run,
-                name: name.clone(),
+                name: stored_name,
                 content_type,
                 digest: digest.clone(),
                 size,

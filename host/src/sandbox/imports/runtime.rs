@@ -5,6 +5,7 @@ use crate::host::services::HostServices;
 use crate::sandbox::bindings::runtime::{Host as RuntimeImport, LogLevel, RunInfo};
 use crate::sandbox::effect::{Effects, OnReplay, Performed, Recorded};
 use crate::sandbox::fault::RunFault;
+use crate::sandbox::ingress;
 use crate::sandbox::journal::{Call, Step};
 use crate::sandbox::park::Parker;
 use crate::sandbox::state::{RunContext, RunState};
@@ -28,6 +29,8 @@ struct Taken {
 
 /// Longest custom event name.
 const MAX_KIND: usize = 128;
+/// Longest signal name (as the API takes them).
+const MAX_SIGNAL_NAME: usize = 128;
 
 /// What `runtime` sees of a run.
 pub(super) struct RuntimeView<'a> {
@@ -100,20 +103,24 @@ impl RuntimeImport for RuntimeView<'_> {
             "runway:workflow/runtime.emit",
             &[kind.as_bytes(), payload.as_bytes()],
         );
-        let replay = OnReplay::GuestEvent {
-            output_bytes: kind.len().min(MAX_KIND) + payload.len(),
-        };
+        // Charged by what the guest sent, before anything parses it.
+        let output_bytes = kind.len().min(MAX_KIND) + payload.len();
         let effects = self.effects;
+        effects.check_output(output_bytes)?;
         effects
-            .effect(call, replay, || async {
+            .effect(call, OnReplay::GuestEvent { output_bytes }, || async {
                 let name: String = kind.chars().take(MAX_KIND).collect();
-                let masked = effects.mask(&payload);
-                // The SDK always sends JSON; anything else is kept, as a string.
-                let payload =
-                    serde_json::from_str(&masked).unwrap_or(serde_json::Value::String(masked));
+                // The SDK always sends JSON; anything else (too deep, say)
+                // is kept as a string, which has no depth.
+                let mut payload = ingress::json("an event payload", &payload, usize::MAX)
+                    .unwrap_or(serde_json::Value::String(payload));
+                effects.mask_value(&mut payload);
                 Ok(Performed::quiet(()).event(Recorded::Guest {
-                    output_bytes: name.len() + payload_len(&payload),
-                    body: EventBody::Custom { name, payload },
+                    output_bytes,
+                    body: EventBody::Custom {
+                        name: effects.mask(&name),
+                        payload,
+                    },
                 }))
             })
             .await
@@ -132,14 +139,14 @@ impl RuntimeImport for RuntimeView<'_> {
                 let d = Deadline {
                     until_ms: Some(until_ms),
                 };
-                pending = Some(self.effects.pending(call.clone(), &d));
+                pending = Some(self.effects.pending(call.clone(), &d)?);
             }
             if parked.is_none() {
                 parked = Some(self.parker.park(&Wait::Timer { until_ms }).await?);
             }
             self.parker.wait_warm(Some(until_ms)).await?;
         }
-        self.effects.settle(pending, call, &());
+        self.effects.settle(pending, call, &())?;
         self.parker.unpark(parked).await
     }
 
@@ -148,6 +155,9 @@ impl RuntimeImport for RuntimeView<'_> {
         name: String,
         timeout: Option<u64>,
     ) -> wasmtime::Result<Option<String>> {
+        if let Err(e) = ingress::text("a signal name", &name, MAX_SIGNAL_NAME) {
+            return Err(self.effects.fail(RunFault::InvalidCall(e.to_string())));
+        }
         let timeout_bytes = timeout.map(u64::to_le_bytes);
         let call = Call::new(
             "runway:workflow/runtime.wait-signal",
@@ -185,22 +195,22 @@ impl RuntimeImport for RuntimeView<'_> {
                 break None;
             }
             if pending.is_none() {
-                pending = Some(self.effects.pending(call.clone(), &Deadline { until_ms }));
+                pending = Some(self.effects.pending(call.clone(), &Deadline { until_ms })?);
             }
             if parked.is_none() {
                 let wait = Wait::Signal {
-                    name: name.clone(),
+                    name: self.effects.mask(&name),
                     until_ms,
                 };
                 parked = Some(self.parker.park(&wait).await?);
             }
             self.parker.wait_warm(until_ms).await?;
         };
-        self.effects.settle(pending, call, &taken);
+        self.effects.settle(pending, call, &taken)?;
         if let Some(t) = &taken {
             self.consumed_signals.insert(t.seq);
             self.effects.system_event(EventBody::SignalReceived {
-                name,
+                name: self.effects.mask(&name),
                 signal_seq: t.seq,
             });
         }
@@ -218,12 +228,5 @@ impl RuntimeView<'_> {
             )))
         })?;
         Ok(d.until_ms)
-    }
-}
-
-fn payload_len(v: &serde_json::Value) -> usize {
-    match v {
-        serde_json::Value::String(s) => s.len(),
-        other => other.to_string().len(),
     }
 }

@@ -43,9 +43,12 @@ impl SecretsImport for SecretsView<'_> {
         };
         let call = Call::new("runway:workflow/secrets.get", &[name.as_bytes()]);
         self.effects
-            .effect::<String, _>(call, OnReplay::Nothing, || async {
-                Ok(Performed::quiet("read".to_owned())
-                    .event(Recorded::System(EventBody::SecretRead { name })))
+            .effect::<String, _>(call, OnReplay::GuestEvent { output_bytes: 0 }, || async {
+                // A read the guest caused: counted against `max_events`.
+                Ok(Performed::quiet("read".to_owned()).event(Recorded::Guest {
+                    body: EventBody::SecretRead { name },
+                    output_bytes: 0,
+                }))
             })
             .await?;
         self.effects.add_secret(&value);

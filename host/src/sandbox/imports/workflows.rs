@@ -10,6 +10,7 @@ use crate::sandbox::bindings::types::Failure;
 use crate::sandbox::bindings::workflows::Host as WorkflowsImport;
 use crate::sandbox::effect::{Commit, Effects, OnReplay, Performed, Recorded};
 use crate::sandbox::fault::RunFault;
+use crate::sandbox::ingress;
 use crate::sandbox::journal::{Call, Step};
 use crate::sandbox::park::Parker;
 use crate::sandbox::state::{RunContext, RunState};
@@ -18,6 +19,9 @@ use crate::types::{BudgetKind, Event, EventBody, FailureCode, RunId, RunRecord, 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use wasmtime::component::HasData;
+
+/// Longest idempotency key a guest may give a child.
+const MAX_KEY: usize = 256;
 
 /// What a journaled `start` or `join` returned.
 #[derive(Serialize, Deserialize)]
@@ -137,6 +141,7 @@ impl WorkflowsView<'_> {
                 }
             };
             let id = child.id;
+            let child_root = child.ancestors.first().map_or(self.run.id, |a| a.run);
             let queued = Event {
                 seq: 1,
                 at: child.created_at,
@@ -150,6 +155,7 @@ impl WorkflowsView<'_> {
                 Write::PutChild {
                     parent: self.run.id,
                     child: id,
+                    root: child_root,
                 },
                 Write::AppendEvents(id, vec![queued]),
                 Write::PutRun(child),
@@ -163,7 +169,11 @@ impl WorkflowsView<'_> {
                 // The commit rule: the child exists, and the parent's
                 // record of it is durable, before the child can do anything.
                 .commit(Commit::Durable, writes);
-            performed.after_commit = Some(Box::new(move || host.registry.launch(id)));
+            let root = child_root;
+            performed.after_commit = Some(Box::new(move || {
+                host.trees.committed(root);
+                host.registry.launch(id);
+            }));
             Ok(performed)
         };
         let answer = effects.effect(call, OnReplay::Nothing, perform).await?;
@@ -183,18 +193,18 @@ impl WorkflowsView<'_> {
     ) -> wasmtime::Result<Result<Child, Failure>> {
         let internal =
             |e: &dyn std::fmt::Display| RunFault::Internal(format!("starting a child run: {e}"));
-        let Ok(input) = serde_json::from_str::<serde_json::Value>(input) else {
-            return Ok(Err(failure(
-                FailureCode::InvalidInput,
-                "the child's input is not JSON",
-            )));
+        let admitted = ingress::json("the child's input", input, crate::host::MAX_INPUT_BYTES)
+            .and_then(|input| {
+                let key = key.as_deref().unwrap_or_default();
+                ingress::text("an idempotency key", key, MAX_KEY).map(|()| input)
+            });
+        let mut input = match admitted {
+            Ok(input) => input,
+            Err(e) => return Ok(Err(failure(FailureCode::InvalidInput, e.to_string()))),
         };
-        if input.to_string().len() > crate::host::MAX_INPUT_BYTES {
-            return Ok(Err(failure(
-                FailureCode::InvalidInput,
-                "the child's input is over 1 MiB",
-            )));
-        }
+        // Stored in the child's record and its key: no secret value goes in.
+        self.effects.mask_value(&mut input);
+        let key = key.map(|k| self.effects.mask(&k));
         let depth = self.run.depth + 1;
         if depth > self.host.max_depth {
             return Ok(Err(failure(
@@ -209,6 +219,17 @@ impl WorkflowsView<'_> {
                 limit,
                 used: *self.children + 1,
             }));
+        }
+        let queued = self
+            .host
+            .registry
+            .queued
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if queued >= self.host.max_queued_runs {
+            return Ok(Err(failure(
+                FailureCode::QueueFull,
+                format!("{queued} runs wait for an execution slot; start the child later"),
+            )));
         }
         // The default key is the call's position: the same on every replay.
         let seq = self.effects.calls() + 1;
@@ -233,6 +254,20 @@ impl WorkflowsView<'_> {
                 format!("no workflow {slug:?} is deployed"),
             )));
         };
+        let (root, limit) = match self.run.ancestors.first() {
+            Some(root) => (
+                root.run,
+                root.max_tree_runs.unwrap_or(self.run.budget.max_tree_runs),
+            ),
+            None => (self.run.id, self.run.budget.max_tree_runs),
+        };
+        if let Err(used) = self.host.trees.admit(root, limit) {
+            return Err(self.effects.fail(RunFault::Budget {
+                budget: BudgetKind::MaxTreeRuns,
+                limit,
+                used,
+            }));
+        }
         let mut child = crate::host::new_record(&wf, input);
         child.parent = Some(self.run.id);
         child.depth = depth;
@@ -255,7 +290,7 @@ impl WorkflowsView<'_> {
                     FailureCode::NotAChild,
                     format!("{run_id:?} is not a run id"),
                 ));
-                self.settle_answer(pending, call, &answer);
+                self.settle_answer(pending, call, &answer)?;
                 return Ok(answer);
             }
         };
@@ -275,21 +310,26 @@ impl WorkflowsView<'_> {
                 break child_result(&record);
             }
             if pending.is_none() {
-                pending = Some(self.effects.pending(call.clone(), &()));
+                pending = Some(self.effects.pending(call.clone(), &())?);
             }
             if parked.is_none() {
                 parked = Some(self.parker.park(&Wait::Child { run: child }).await?);
             }
             self.parker.wait_warm(None).await?;
         };
-        self.settle_answer(pending, call, &answer);
+        self.settle_answer(pending, call, &answer)?;
         self.parker.unpark(parked).await?;
         Ok(answer)
     }
 
-    fn settle_answer(&self, pending: Option<u64>, call: Call, answer: &Result<String, Failure>) {
+    fn settle_answer(
+        &self,
+        pending: Option<u64>,
+        call: Call,
+        answer: &Result<String, Failure>,
+    ) -> wasmtime::Result<()> {
         self.effects
-            .settle(pending, call, &Answer::from(answer.clone()));
+            .settle(pending, call, &Answer::from(answer.clone()))
     }
 }
 

@@ -153,17 +153,11 @@ impl Host {
         pointer: &str,
         wanted: &serde_json::Value,
     ) -> Result<Option<RunId>, HostError> {
-        let store = self.store();
-        let mut ids = store.active_runs()?;
-        ids.sort();
-        for id in ids {
-            if let Some(r) = store.run(id)?
-                && r.workflow == slug
-                && r.input.pointer(pointer) == Some(wanted)
-            {
-                return Ok(Some(id));
-            }
-        }
-        Ok(None)
+        Ok(self
+            .store()
+            .active_records()?
+            .into_iter()
+            .find(|r| r.workflow == slug && r.input.pointer(pointer) == Some(wanted))
+            .map(|r| r.id))
     }
 }
