@@ -379,3 +379,39 @@ async fn a_record_stored_unreadable_breaks_only_its_own_run() {
     assert_eq!(r.status, RunStatus::Completed);
     host.delete_workflow("hello").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_memory_is_bounded_and_a_full_host_fails_no_run() {
+    support::guest_dir();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secrets.toml"), "LEAK_ME = \"x\"\n").unwrap();
+    let mut config = HostConfig::new(dir.path());
+    config.max_host_memory = 100 << 20;
+    let host = Host::open(config).await.unwrap();
+    deploy(&host, "max_memory = \"64 MiB\"").await;
+    // Six runs of 40 MiB each, parked while they hold it: 240 MiB asked
+    // of a host that has 100 for runs.
+    let mut holders = Vec::new();
+    for _ in 0..6 {
+        holders.push(
+            host.start("hostile", json!({ "attack": "hold", "n": 40, "ms": 150 }))
+                .await
+                .unwrap(),
+        );
+    }
+    let hello = host.run("hello", json!({ "name": "beside" })).await.unwrap();
+    assert_eq!(hello.status, RunStatus::Completed);
+    for id in holders {
+        let r = tokio::time::timeout(Duration::from_secs(60), host.wait(id))
+            .await
+            .expect("a holder ended in time")
+            .unwrap();
+        assert_eq!(r.status, RunStatus::Completed, "capacity failed a run: {r:?}");
+        assert_eq!(r.output.unwrap()["held"], 40 << 20);
+    }
+    let (in_use, peak, limit) = host.run_memory();
+    assert_eq!(limit, 100 << 20);
+    assert!(peak <= limit, "peak {peak} over the budget {limit}");
+    assert!(peak > 80 << 20, "the host never filled up (peak {peak})");
+    assert_eq!(in_use, 0, "memory of ended runs is given back");
+}

@@ -4,6 +4,7 @@
 //! max_concurrent_runs = 256
 //! max_warm_instances = 64    # parked runs kept in memory; others are evicted
 //! max_child_depth = 8
+//! max_host_memory = "12 GiB" # all runs in memory together; default: half the RAM
 //! [server]                   # `runway serve`
 //! listen = "127.0.0.1:8686"
 //! body_limit = "1 MiB"
@@ -43,6 +44,9 @@ pub struct HostConfig {
     pub max_warm_instances: usize,
     /// Deepest chain of parent and child runs.
     pub max_child_depth: u32,
+    /// Linear memory of all runs held in memory together (executing or
+    /// parked warm); default half the machine's memory.
+    pub max_host_memory: u64,
     /// `runway serve` settings.
     pub server: ServerSettings,
     /// `[models]`: aliases and providers.
@@ -104,6 +108,7 @@ impl HostConfig {
             max_concurrent_runs: 256,
             max_warm_instances: 64,
             max_child_depth: 8,
+            max_host_memory: crate::host::memory::default_limit(),
             server: ServerSettings::default(),
             models: Default::default(),
         }
@@ -131,6 +136,13 @@ impl HostConfig {
         }
         if let Some(n) = file.max_child_depth {
             self.max_child_depth = n;
+        }
+        if let Some(v) = &file.max_host_memory {
+            let n = v.parse::<bytesize::ByteSize>().map_err(|e| ConfigError {
+                path: path.display().to_string(),
+                message: format!("max_host_memory: {e}"),
+            })?;
+            self.max_host_memory = n.as_u64().max(16 << 20);
         }
         let srv = file.server;
         if let Some(l) = srv.listen {
@@ -222,6 +234,8 @@ struct ConfigFile {
     max_warm_instances: Option<usize>,
     #[serde(default)]
     max_child_depth: Option<u32>,
+    #[serde(default)]
+    max_host_memory: Option<String>,
     #[serde(default)]
     engine: EngineSection,
     #[serde(default)]

@@ -58,8 +58,14 @@ pub(crate) fn http_request(route: String, method: &str, status: u16) {
     .increment(1);
 }
 
+/// A run stopped for want of host memory, to resume by replay.
+pub(crate) fn memory_retry() {
+    metrics::counter!("runway_memory_retries_total").increment(1);
+}
+
 /// Gauges read at scrape time.
-pub(crate) fn gauges(warm: usize, queued: usize, live: usize) {
+pub(crate) fn gauges(warm: usize, queued: usize, live: usize, run_memory: u64) {
+    metrics::gauge!("runway_run_memory_bytes").set(run_memory as f64);
     metrics::gauge!("runway_warm_instances").set(warm as f64);
     metrics::gauge!("runway_queue_depth").set(queued as f64);
     metrics::gauge!("runway_live_runs").set(live as f64);

@@ -127,6 +127,13 @@ fn hostile(input: Input) -> Result<Value> {
             }
         }
         "leak_disguised" => leak_disguised(),
+        "hold" => {
+            // Holds `n` MiB across a sleep of `ms` (parked with it).
+            let held = vec![0xABu8; (input.n.unwrap_or(32) << 20) as usize];
+            std::hint::black_box(&held);
+            sleep(std::time::Duration::from_millis(input.ms.unwrap_or(100)));
+            Ok(json!({ "held": held.len() }))
+        }
         other => Err(Error::new(
             "UNKNOWN_ATTACK",
             format!("no attack named {other:?}"),

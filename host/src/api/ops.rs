@@ -38,7 +38,12 @@ pub async fn readyz(state: AppStateRef) -> ApiResult<Json<Health>> {
 pub async fn metrics(state: AppStateRef, headers: HeaderMap) -> ApiResult<Response> {
     state.auth.check(&headers, Scope::Read)?;
     let host = &state.host;
-    crate::metrics::gauges(host.warm_instances(), host.queue_depth(), host.live_runs());
+    crate::metrics::gauges(
+        host.warm_instances(),
+        host.queue_depth(),
+        host.live_runs(),
+        host.run_memory().0,
+    );
     let text = state
         .prometheus
         .as_ref()

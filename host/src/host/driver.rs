@@ -18,6 +18,10 @@ use crate::types::{
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Memory a run is admitted with at least (a small instance's linear
+/// memory): a run starts only when this much fits the host's budget.
+const ADMISSION: u64 = 2 << 20;
+
 impl Host {
     pub(super) fn budget(&self, manifest: &Manifest) -> Budget {
         Budget::with(self.inner.config.budget, manifest.budget.overrides())
@@ -73,6 +77,10 @@ impl Host {
                 Executed::Finished(r) => break r,
                 Executed::Parked(r) => record = r,
                 Executed::Suspended => return self.registry().finish(&live, None),
+                Executed::Retry { record: r, need } => {
+                    record = r;
+                    self.await_memory(&live, need).await;
+                }
             }
         };
         if live.aborted() {
@@ -144,6 +152,20 @@ impl Host {
         Ok(())
     }
 
+    /// Waits until `need` bytes of run memory fit the host's budget,
+    /// evicting warm parks first. A cancel or shutdown ends the wait (the
+    /// loop then sees it).
+    async fn await_memory(&self, live: &LiveRun, need: u64) {
+        let memory = &self.registry().memory;
+        tracing::info!(run = %live.id, need, in_use = memory.in_use(), limit = memory.limit(), "host memory for runs is full; the run resumes by replay when it fits");
+        crate::metrics::memory_retry();
+        self.registry().evict_warm();
+        tokio::select! {
+            () = memory.wait_for(need) => {}
+            () = live.wake.notified() => {}
+        }
+    }
+
     /// Executes a run once: from the start, or by replaying its journal.
     pub(super) async fn execute_once(&self, live: &Arc<LiveRun>, record: RunRecord) -> Executed {
         let permits = self.registry().permits.clone();
@@ -154,6 +176,14 @@ impl Host {
         let Ok(permit) = permit else {
             return Executed::Suspended;
         };
+        let memory = &self.registry().memory;
+        if !memory.try_reserve(ADMISSION) {
+            // Full: make room before starting another instance.
+            self.registry().evict_warm();
+            memory.wait_for(ADMISSION).await;
+        } else {
+            memory.release(ADMISSION);
+        }
         let loaded = (|| -> Result<_, HostError> {
             let manifest = self.manifest_of(&record)?;
             if record.status == RunStatus::Queued && record.started_at.is_none() {

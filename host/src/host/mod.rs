@@ -24,6 +24,7 @@ use std::sync::Arc;
 mod control;
 mod driver;
 pub(crate) mod ledger;
+pub(crate) mod memory;
 mod reads;
 pub(crate) mod scheduler;
 pub mod secrets;
@@ -108,8 +109,11 @@ impl Host {
             .map_err(|e| HostError::Internal(format!("starting the engine: {e:#}")))?;
         let models = crate::models::Models::new(&config.models)
             .map_err(|e| HostError::Internal(format!("host config: {e}")))?;
-        let (registry, mut launches) =
-            Registry::new(config.max_warm_instances, config.max_concurrent_runs);
+        let (registry, mut launches) = Registry::new(
+            config.max_warm_instances,
+            config.max_concurrent_runs,
+            config.max_host_memory,
+        );
         let host = Host {
             inner: Arc::new(Inner {
                 engine,
@@ -431,6 +435,13 @@ impl Host {
     /// Runs this host drives now (executing or parked).
     pub fn live_runs(&self) -> usize {
         self.registry().live()
+    }
+
+    /// Linear memory of the runs in memory now, the most it has been, and
+    /// the host's budget for it (`max_host_memory`).
+    pub fn run_memory(&self) -> (u64, u64, u64) {
+        let m = &self.registry().memory;
+        (m.in_use(), m.peak(), m.limit())
     }
 
     /// Parked runs holding a warm instance.

@@ -6,6 +6,7 @@
 //! before the run starts waiting is not lost; a woken run always re-checks
 //! what it waits for, so a spurious wake costs a check, never a wrong answer.
 
+use super::memory::MemoryPool;
 use crate::sandbox::fault::RunFault;
 use crate::types::{RunId, RunRecord};
 use parking_lot::Mutex;
@@ -32,6 +33,10 @@ pub(crate) struct LiveRun {
     /// Whether the run can make progress by itself (executing, or parked on
     /// a deadline), as opposed to waiting for outside input.
     busy: AtomicBool,
+    /// Parked with its instance kept in memory.
+    pub warm: AtomicBool,
+    /// Asked to give its warm instance up (the host needs the memory).
+    pub evict: AtomicBool,
 }
 
 impl LiveRun {
@@ -46,6 +51,8 @@ impl LiveRun {
             stop: Mutex::new(None),
             done: watch::channel(None).0,
             busy: AtomicBool::new(false),
+            warm: AtomicBool::new(false),
+            evict: AtomicBool::new(false),
         })
     }
 
@@ -83,6 +90,8 @@ pub(crate) struct Registry {
     pub warm: Arc<Semaphore>,
     /// Runs executing at once (a warm-parked run gives its permit back).
     pub permits: Arc<Semaphore>,
+    /// The host-wide memory budget of the runs in memory.
+    pub memory: Arc<MemoryPool>,
     launch: mpsc::UnboundedSender<Arc<LiveRun>>,
 }
 
@@ -90,6 +99,7 @@ impl Registry {
     pub(crate) fn new(
         max_warm: usize,
         max_concurrent: usize,
+        max_memory: u64,
     ) -> (Registry, mpsc::UnboundedReceiver<Arc<LiveRun>>) {
         let (launch, rx) = mpsc::unbounded_channel();
         let registry = Registry {
@@ -100,6 +110,7 @@ impl Registry {
             queued: std::sync::atomic::AtomicUsize::new(0),
             warm: Arc::new(Semaphore::new(max_warm)),
             permits: Arc::new(Semaphore::new(max_concurrent)),
+            memory: Arc::new(MemoryPool::new(max_memory)),
             launch,
         };
         (registry, rx)
@@ -120,6 +131,17 @@ impl Registry {
         drop(runs);
         self.set_busy(&live, true);
         Some(live)
+    }
+
+    /// Asks every warm-parked run to give its instance up; each is
+    /// rebuilt by replay when it wakes.
+    pub(crate) fn evict_warm(&self) {
+        for live in self.runs.lock().values() {
+            if live.warm.load(Ordering::Relaxed) {
+                live.evict.store(true, Ordering::Relaxed);
+                live.wake.notify_one();
+            }
+        }
     }
 
     pub(crate) fn get(&self, id: RunId) -> Option<Arc<LiveRun>> {

@@ -41,6 +41,10 @@ pub enum RunFault {
     /// rebuilt by replay when it wakes.
     #[error("parked: waiting for {0:?}")]
     Parked(Wait),
+    /// Not a failure: the host has no memory for the run's growth now; it
+    /// is executed again by replay once `need` bytes fit.
+    #[error("the host is out of memory for runs ({need} bytes needed)")]
+    Capacity { need: u64 },
     /// Not a failure: the host is shutting down; the run stays as it is
     /// and resumes by replay when a host opens the data again.
     #[error("the host is shutting down")]
@@ -79,7 +83,9 @@ impl RunFault {
             Self::Nondeterminism(_) => ErrorCode::Nondeterminism,
             Self::InvalidCall(_) => ErrorCode::InvalidCall,
             Self::Cancelled => ErrorCode::Cancelled,
-            Self::Internal(_) | Self::Parked(_) | Self::Suspended => ErrorCode::Internal,
+            Self::Internal(_) | Self::Parked(_) | Self::Capacity { .. } | Self::Suspended => {
+                ErrorCode::Internal
+            }
         }
     }
 }

@@ -56,6 +56,9 @@ pub(crate) enum Executed {
     Parked(RunRecord),
     /// The host is shutting down; the run stopped without ending.
     Suspended,
+    /// The host had no memory for the run's growth: it stopped without
+    /// ending, to execute again by replay once `need` bytes fit.
+    Retry { record: RunRecord, need: u64 },
 }
 
 /// Executes a run — from the start, or by replaying its journal — until it
@@ -137,6 +140,12 @@ pub(crate) async fn execute(
             return Ok(Executed::Parked(record));
         }
         outcome = Ending::Fault(live.stop_fault());
+    }
+    if let Ending::Fault(RunFault::Capacity { need }) = outcome
+        && !live.cancelled()
+    {
+        effects.flush();
+        return Ok(Executed::Retry { record, need });
     }
     if matches!(outcome, Ending::Fault(RunFault::Suspended)) && !live.cancelled() {
         effects.flush();

@@ -15,6 +15,7 @@ use crate::host::scheduler::{LiveRun, Registry};
 use crate::store::Write;
 use crate::types::{EventBody, RunStatus, Wait, now_ms};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -31,6 +32,7 @@ pub(crate) struct Parker<'a> {
 /// A parked run holding a warm slot.
 pub(crate) struct Parked {
     _slot: OwnedSemaphorePermit,
+    wait: Wait,
 }
 
 impl Parker<'_> {
@@ -51,19 +53,29 @@ impl Parker<'_> {
                 .fail(RunFault::Internal(format!("recording a wait: {e}"))));
         }
         self.registry.set_busy(self.live, wait.until_ms().is_some());
-        match self.registry.warm.clone().try_acquire_owned() {
-            Ok(slot) => {
-                // Parked runs do not count against concurrently executing ones.
-                *self.permit = None;
-                Ok(Parked { _slot: slot })
-            }
-            Err(_) => Err(self.effects.fail(RunFault::Parked(wait.clone()))),
-        }
+        let slot = match self.registry.warm.clone().try_acquire_owned() {
+            // Under memory pressure a parked run gives its instance up.
+            Ok(slot) if !self.registry.memory.under_pressure() => slot,
+            _ => return Err(self.effects.fail(RunFault::Parked(wait.clone()))),
+        };
+        // Parked runs do not count against concurrently executing ones.
+        *self.permit = None;
+        self.live.evict.store(false, Ordering::Relaxed);
+        self.live.warm.store(true, Ordering::Relaxed);
+        Ok(Parked {
+            _slot: slot,
+            wait: wait.clone(),
+        })
     }
 
     /// Waits in place until woken or `until_ms` passes. Ends the run if it
-    /// is cancelled or runs out of `max_duration` meanwhile.
-    pub(crate) async fn wait_warm(&mut self, until_ms: Option<u64>) -> wasmtime::Result<()> {
+    /// is cancelled or runs out of `max_duration` meanwhile; gives the
+    /// instance up if the host needs the memory.
+    pub(crate) async fn wait_warm(
+        &mut self,
+        parked: &Parked,
+        until_ms: Option<u64>,
+    ) -> wasmtime::Result<()> {
         let wake_at = until_ms.unwrap_or(u64::MAX).min(self.run.deadline_ms);
         let delay = Duration::from_millis(wake_at.saturating_sub(now_ms()));
         tokio::select! {
@@ -79,6 +91,10 @@ impl Parker<'_> {
         if now_ms() >= self.run.deadline_ms {
             return Err(self.effects.fail(self.run.duration_fault()));
         }
+        if self.live.evict.swap(false, Ordering::Relaxed) {
+            self.live.warm.store(false, Ordering::Relaxed);
+            return Err(self.effects.fail(RunFault::Parked(parked.wait.clone())));
+        }
         Ok(())
     }
 
@@ -88,6 +104,7 @@ impl Parker<'_> {
             return Ok(());
         };
         drop(parked);
+        self.live.warm.store(false, Ordering::Relaxed);
         self.registry.set_busy(self.live, true);
         match self.registry.permits.clone().acquire_owned().await {
             Ok(p) => *self.permit = Some(p),

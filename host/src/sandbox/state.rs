@@ -187,7 +187,7 @@ pub(crate) fn sandbox(
         wasi: imports::wasi::context(&effects, &env, record.seed),
         effects: effects.clone(),
         table: ResourceTable::new(),
-        limiter: MemoryLimiter::new(budget.max_memory),
+        limiter: MemoryLimiter::new(budget.max_memory, services.registry.memory.clone()),
         artifacts: WrittenArtifacts::default(),
         consumed_signals: HashSet::new(),
         children: 0,

@@ -144,7 +144,9 @@ impl RuntimeImport for RuntimeView<'_> {
             if parked.is_none() {
                 parked = Some(self.parker.park(&Wait::Timer { until_ms }).await?);
             }
-            self.parker.wait_warm(Some(until_ms)).await?;
+            if let Some(p) = &parked {
+                self.parker.wait_warm(p, Some(until_ms)).await?;
+            }
         }
         self.effects.settle(pending, call, &())?;
         self.parker.unpark(parked).await
@@ -204,7 +206,9 @@ impl RuntimeImport for RuntimeView<'_> {
                 };
                 parked = Some(self.parker.park(&wait).await?);
             }
-            self.parker.wait_warm(until_ms).await?;
+            if let Some(p) = &parked {
+                self.parker.wait_warm(p, until_ms).await?;
+            }
         };
         self.effects.settle(pending, call, &taken)?;
         if let Some(t) = &taken {

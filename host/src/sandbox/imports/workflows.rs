@@ -315,7 +315,9 @@ impl WorkflowsView<'_> {
             if parked.is_none() {
                 parked = Some(self.parker.park(&Wait::Child { run: child }).await?);
             }
-            self.parker.wait_warm(None).await?;
+            if let Some(p) = &parked {
+                self.parker.wait_warm(p, None).await?;
+            }
         };
         self.settle_answer(pending, call, &answer)?;
         self.parker.unpark(parked).await?;
