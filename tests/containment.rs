@@ -399,14 +399,21 @@ async fn host_memory_is_bounded_and_a_full_host_fails_no_run() {
                 .unwrap(),
         );
     }
-    let hello = host.run("hello", json!({ "name": "beside" })).await.unwrap();
+    let hello = host
+        .run("hello", json!({ "name": "beside" }))
+        .await
+        .unwrap();
     assert_eq!(hello.status, RunStatus::Completed);
     for id in holders {
         let r = tokio::time::timeout(Duration::from_secs(60), host.wait(id))
             .await
             .expect("a holder ended in time")
             .unwrap();
-        assert_eq!(r.status, RunStatus::Completed, "capacity failed a run: {r:?}");
+        assert_eq!(
+            r.status,
+            RunStatus::Completed,
+            "capacity failed a run: {r:?}"
+        );
         assert_eq!(r.output.unwrap()["held"], 40 << 20);
     }
     let (in_use, peak, limit) = host.run_memory();

@@ -14,6 +14,10 @@
 //! 9. 1,000 SSE subscribers on one busy run
 //! 10. host overhead per model `generate` call, beyond the provider's own
 //!     round trip (a loopback OpenAI-format provider answering at once)
+//! 11. containment: for each class of hostile guest, run through `runway
+//!     serve` beside a stream of `hello` runs — the server's peak resident
+//!     memory, the neighbour's p99, how the attack ended, and whether the
+//!     API still answers afterwards
 //!
 //! 1 and 2 run once per instance allocator (pooling, on-demand) to show
 //! which pays. `RUNWAY_BENCH_QUICK=1` shrinks every sample count.
@@ -496,15 +500,42 @@ struct ServerProcess {
 
 impl ServerProcess {
     async fn start() -> ServerProcess {
+        Self::start_with(&[], None).await
+    }
+
+    /// With extra environment, and a host config file (left out if this
+    /// binary refuses it, so an older binary runs with its defaults).
+    async fn start_with(env: &[(&str, &str)], config: Option<&str>) -> ServerProcess {
         let dir = tempfile::tempdir().unwrap();
+        if let Some(text) = config {
+            std::fs::write(dir.path().join("runway-host.toml"), text).unwrap();
+            let mut probe = std::process::Command::new(env!("CARGO_BIN_EXE_runway"));
+            probe
+                .args(["--data-dir"])
+                .arg(dir.path())
+                .args(["--config"])
+                .arg(dir.path().join("runway-host.toml"))
+                .args(["models"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            if !probe.status().is_ok_and(|s| s.success()) {
+                println!("  (this binary refuses {config:?}; running with its defaults)");
+                let _ = std::fs::remove_file(dir.path().join("runway-host.toml"));
+            }
+        }
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_runway"))
-            .args(["--data-dir"])
-            .arg(dir.path())
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_runway"));
+        cmd.args(["--data-dir"]).arg(dir.path());
+        if dir.path().join("runway-host.toml").exists() {
+            cmd.args(["--config"])
+                .arg(dir.path().join("runway-host.toml"));
+        }
+        let child = cmd
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .envs(env.iter().copied())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("starting runway serve");
@@ -540,11 +571,20 @@ impl ServerProcess {
     }
 
     fn rss_mib(&self) -> f64 {
+        self.status_mib("VmRSS:")
+    }
+
+    /// The most resident memory the server has had.
+    fn peak_rss_mib(&self) -> f64 {
+        self.status_mib("VmHWM:")
+    }
+
+    fn status_mib(&self, key: &str) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
         status
             .lines()
-            .find(|l| l.starts_with("VmRSS:"))
+            .find(|l| l.starts_with(key))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse::<f64>().ok())
             .map_or(0.0, |kib| kib / 1024.0)
@@ -826,6 +866,161 @@ async fn model_overhead() {
     }
 }
 
+/// Figure 11: one fresh server per class of attack.
+async fn containment() {
+    let manifest = "slug = \"hostile\"\nsecrets = [\"LEAK_ME\"]\n[budget]\nmax_duration = \"10s\"\nmax_memory = \"256 MiB\"\nmax_fuel = \"unlimited\"\n";
+    let classes: [(&str, serde_json::Value, usize, Option<&str>); 8] = [
+        (
+            "result nested 127 deep",
+            json!({"attack": "deep_result"}),
+            1,
+            None,
+        ),
+        (
+            "journal: clock reads",
+            json!({"attack": "clock_flood"}),
+            1,
+            None,
+        ),
+        (
+            "journal: sleep(0)",
+            json!({"attack": "sleep_flood"}),
+            1,
+            None,
+        ),
+        (
+            "event payload of 32 MiB",
+            json!({"attack": "big_event", "n": 32 << 20}),
+            1,
+            None,
+        ),
+        (
+            "failure message of 32 MiB",
+            json!({"attack": "long_failure", "n": 32 << 20}),
+            1,
+            None,
+        ),
+        ("secret reads", json!({"attack": "secret_flood"}), 1, None),
+        ("fork bomb", json!({"attack": "fork_bomb"}), 1, None),
+        (
+            "8 runs holding 200 MiB, parked",
+            json!({"attack": "hold", "n": 200, "ms": 2000}),
+            8,
+            Some("max_host_memory = \"512 MiB\"\n"),
+        ),
+    ];
+    println!(
+        "  {:<32} {:>9} {:>11} {:>8}  attack ended           API after",
+        "class", "peak RSS", "hello p99", "hellos"
+    );
+    for (name, input, copies, config) in classes {
+        let server =
+            ServerProcess::start_with(&[("RUNWAY_SECRET_LEAK_ME", "s3cret-value")], config).await;
+        server.deploy("hello").await;
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "component",
+                reqwest::multipart::Part::bytes(support::wasm_bytes("hostile")),
+            )
+            .text("manifest", manifest);
+        let http = reqwest::Client::new();
+        let res = http
+            .put(format!("{}/v1/workflows/hostile", server.base))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success());
+        // Warm: compile both.
+        let _ = http
+            .post(format!("{}/v1/workflows/hello/runs?wait=10", server.base))
+            .json(&json!({"name": "warm"}))
+            .send()
+            .await;
+        let mut ids = Vec::new();
+        for _ in 0..copies {
+            let res = http
+                .post(format!("{}/v1/workflows/hostile/runs", server.base))
+                .json(&input)
+                .send()
+                .await
+                .unwrap();
+            let v: serde_json::Value = res.json().await.unwrap_or_default();
+            ids.push(v["id"].as_str().unwrap_or_default().to_owned());
+        }
+        // Four hello clients beside the attack, until it ends (or 12 s).
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut clients = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let (stop, base) = (stop.clone(), server.base.clone());
+            clients.spawn(async move {
+                let http = reqwest::Client::new();
+                let mut lat = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let ok = http
+                        .post(format!("{base}/v1/workflows/hello/runs?wait=10"))
+                        .json(&json!({"name": "n"}))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success());
+                    if ok {
+                        lat.push(t.elapsed());
+                    }
+                }
+                lat
+            });
+        }
+        let started = Instant::now();
+        let mut ended = String::from("still running at 12 s");
+        while started.elapsed() < Duration::from_secs(12) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut statuses = Vec::new();
+            for id in &ids {
+                let r = http
+                    .get(format!("{}/v1/runs/{id}", server.base))
+                    .send()
+                    .await;
+                statuses.push(match r {
+                    Ok(r) if r.status().is_success() => {
+                        let v: serde_json::Value = r.json().await.unwrap_or_default();
+                        let code = v["error"]["code"].as_str().unwrap_or("").to_owned();
+                        format!("{} {code}", v["status"].as_str().unwrap_or("?"))
+                    }
+                    Ok(r) => format!("GET answered {}", r.status().as_u16()),
+                    Err(e) => format!("GET failed: {e}"),
+                });
+            }
+            let done = statuses.iter().all(|s| {
+                s.starts_with("completed") || s.starts_with("failed") || s.starts_with("GET")
+            });
+            statuses.dedup();
+            ended = statuses.join(", ");
+            if done {
+                break;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut lat: Vec<Duration> = clients.join_all().await.into_iter().flatten().collect();
+        lat.sort();
+        let list = http
+            .get(format!("{}/v1/runs?limit=1000", server.base))
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16());
+        println!(
+            "  {name:<32} {:>6.0} MiB {:>11} {:>8}  {ended:<22} GET /v1/runs {list}",
+            server.peak_rss_mib(),
+            if lat.is_empty() {
+                "-".into()
+            } else {
+                ms(pct(&lat, 0.99))
+            },
+            lat.len(),
+        );
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; ignore arguments.
     support::guest_dir();
@@ -962,6 +1157,10 @@ fn main() {
             println!("\n9. SSE fan-out");
             let server = ServerProcess::start().await;
             sse_fanout(&server, if quick() { 100 } else { 1000 }).await;
+        }
+        if wanted(11) {
+            println!("\n11. containment: hostile guests through runway serve, a hello client beside each");
+            containment().await;
         }
         if wanted(7) {
             println!("\n7. wake-to-resume (timer due -> guest runs again; includes the 1 ms timer granularity)");

@@ -56,6 +56,11 @@ pub(crate) struct Effects {
     /// Serializes flushes from the run and from its status timer, so
     /// writes reach the writer in the order they were recorded.
     flushing: Mutex<()>,
+    /// Journal chunks handed to the writer and not yet applied. A run that
+    /// journals faster than the writer applies waits for them at its next
+    /// epoch tick, so it never queues more than a tick's worth of writes
+    /// ahead of other runs' commits.
+    backlog: Mutex<Vec<Ticket>>,
 }
 
 /// When a fresh effect's record must be durable (the commit rule).
@@ -152,6 +157,7 @@ impl Effects {
             deferred: Mutex::new(Vec::new()),
             recorded: Mutex::new(Vec::new()),
             flushing: Mutex::new(()),
+            backlog: Mutex::new(Vec::new()),
         }
     }
 
@@ -254,7 +260,7 @@ impl Effects {
             (answered, over, journal.new_len() >= FLUSH_ENTRIES)
         };
         if flush {
-            self.flush();
+            self.flush_chunk();
         }
         match (answered, over) {
             (Err(e), _) => Err(self.fail(e.into())),
@@ -343,9 +349,28 @@ impl Effects {
         drop(journal);
         within.map_err(|f| self.fail(f))?;
         if flush {
-            self.flush();
+            self.flush_chunk();
         }
         Ok(())
+    }
+
+    /// Hands what is recorded to the writer as a tracked chunk (see
+    /// `backlog`).
+    fn flush_chunk(&self) {
+        let _order = self.flushing.lock();
+        let ticket = self.services.store.submit_applied(self.take_writes());
+        self.backlog.lock().push(ticket);
+    }
+
+    /// What the run must wait for before it goes on, if the writer is
+    /// behind on its journal chunks (awaited at an epoch tick).
+    pub(crate) fn backpressure(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let tickets = std::mem::take(&mut *self.backlog.lock());
+        (!tickets.is_empty()).then_some(async move {
+            for t in tickets {
+                let _ = t.wait().await;
+            }
+        })
     }
 
     /// Appends an event the guest caused (a park), against `max_events`.
@@ -455,7 +480,7 @@ impl Effects {
     pub(crate) fn maybe_flush(&self) {
         let events = self.recorder.lock().pending_len();
         if events >= FLUSH_EVENTS || self.journal.lock().new_len() >= FLUSH_ENTRIES {
-            self.flush();
+            self.flush_chunk();
         }
     }
 }

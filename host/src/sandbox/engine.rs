@@ -58,6 +58,9 @@ impl Default for EngineOptions {
     }
 }
 
+/// Fiber stack bytes reset by memset rather than decommitted between runs.
+const STACK_KEEP_RESIDENT: usize = 256 << 10;
+
 /// Largest component deploy accepts.
 pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
 
@@ -113,12 +116,15 @@ impl Engine {
             // Reusing a slot is the hot path of a short run. Reset it with
             // memset over the pages the guest touched (found with the
             // PAGEMAP_SCAN ioctl where the kernel has it) instead of
-            // madvise, and batch the decommits that remain: each madvise
-            // costs a TLB shootdown on every core. Measured on `hello`:
-            // 6.5k -> 17-19k durable runs/s (see the benchmark).
-            pool.decommit_batch_size(32)
+            // madvise: each madvise costs a TLB shootdown on every core.
+            // Small runs (memory, tables and fiber stack within what is
+            // kept resident) then decommit nothing; a big memory is
+            // decommitted at once, not batched, so memory the host-wide
+            // budget gave back is given back to the machine too.
+            pool.decommit_batch_size(1)
                 .linear_memory_keep_resident(options.keep_resident as usize)
                 .table_keep_resident(64 << 10)
+                .async_stack_keep_resident(STACK_KEEP_RESIDENT)
                 .pagemap_scan(wasmtime::Enabled::Auto);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }

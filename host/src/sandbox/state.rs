@@ -220,6 +220,9 @@ pub(crate) fn sandbox(
             // Recorded where the guest could not be trapped (a clock).
             return Err(s.effects.fail(f));
         }
+        if let Some(applied) = s.effects.backpressure() {
+            return Ok(UpdateDeadline::YieldCustom(1, Box::pin(applied)));
+        }
         Ok(UpdateDeadline::Continue(1))
     });
     Sandbox {

@@ -97,6 +97,12 @@ impl Store {
         })
     }
 
+    /// Queues `writes` like [`Store::enqueue`]; the ticket says when they
+    /// are applied (not when they are durable).
+    pub fn submit_applied(&self, writes: Vec<Write>) -> Ticket {
+        self.writer.submit(writes, false)
+    }
+
     /// Applies `writes` in one transaction of the next batch and waits until
     /// it is durable (fsynced).
     pub async fn commit(&self, writes: Vec<Write>) -> Result<Vec<WriteOutcome>, StoreError> {
