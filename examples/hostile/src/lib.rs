@@ -2,7 +2,9 @@
 //! that each attack ends only its own run, with the right failure code.
 //!
 //! Input: `{"attack": "<name>"}` with one of the names below; `diverge`
-//! also takes `"ms"` (default 500).
+//! and `hold` also take `"ms"`, the containment attacks `"n"` (a size or a
+//! depth). The containment attacks call the raw WIT imports, to send the
+//! host exactly what an attacker would.
 
 use runway_sdk::{Error, Level, Result, artifacts, log, secrets, sleep};
 use serde::Deserialize;

@@ -177,12 +177,10 @@ impl Host {
             return Executed::Suspended;
         };
         let memory = &self.registry().memory;
-        if !memory.try_reserve(ADMISSION) {
+        if !memory.fits(ADMISSION) {
             // Full: make room before starting another instance.
             self.registry().evict_warm();
             memory.wait_for(ADMISSION).await;
-        } else {
-            memory.release(ADMISSION);
         }
         let loaded = (|| -> Result<_, HostError> {
             let manifest = self.manifest_of(&record)?;

@@ -16,6 +16,8 @@ pub(crate) struct MemoryPool {
     limit: u64,
     used: AtomicU64,
     peak: AtomicU64,
+    /// Drivers waiting for memory: only then does a release wake anyone.
+    waiting: AtomicU64,
     freed: Notify,
 }
 
@@ -25,6 +27,7 @@ impl MemoryPool {
             limit,
             used: AtomicU64::new(0),
             peak: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
             freed: Notify::new(),
         }
     }
@@ -54,7 +57,9 @@ impl MemoryPool {
     pub(crate) fn release(&self, n: u64) {
         if n > 0 {
             self.used.fetch_sub(n, Ordering::AcqRel);
-            self.freed.notify_waiters();
+            if self.waiting.load(Ordering::Acquire) > 0 {
+                self.freed.notify_waiters();
+            }
         }
     }
 
@@ -62,13 +67,23 @@ impl MemoryPool {
     /// a release may come between the check and the wait).
     pub(crate) async fn wait_for(&self, need: u64) {
         let need = need.min(self.limit);
+        if self.fits(need) {
+            return;
+        }
+        self.waiting.fetch_add(1, Ordering::AcqRel);
         loop {
             let freed = self.freed.notified();
-            if self.in_use().saturating_add(need) <= self.limit {
-                return;
+            if self.fits(need) {
+                break;
             }
             let _ = tokio::time::timeout(Duration::from_millis(50), freed).await;
         }
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Whether `need` more bytes fit now.
+    pub(crate) fn fits(&self, need: u64) -> bool {
+        self.in_use().saturating_add(need) <= self.limit
     }
 
     /// Over three quarters used: parked runs give their instance up.
