@@ -2,12 +2,13 @@
 //! depth and syntax (400) — each answered with the error envelope.
 
 use super::error::ApiError;
+use crate::sandbox::ingress::json_depth;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 
 /// Deepest JSON nesting a request may have.
-pub const MAX_JSON_DEPTH: usize = 64;
+pub const MAX_JSON_DEPTH: usize = crate::sandbox::ingress::MAX_DEPTH;
 
 /// A request body within the route's size limit.
 pub struct Body(pub Bytes);
@@ -55,7 +56,7 @@ pub fn json(
             ));
         }
     }
-    if depth(body) > MAX_JSON_DEPTH {
+    if json_depth(body) > MAX_JSON_DEPTH {
         return Err(ApiError::bad_request(
             "JSON_TOO_DEEP",
             format!("JSON may nest at most {MAX_JSON_DEPTH} levels"),
@@ -65,44 +66,13 @@ pub fn json(
         .map_err(|e| ApiError::bad_request("INVALID_JSON", format!("the body is not JSON: {e}")))
 }
 
-/// The deepest nesting of arrays and objects in `text`, strings skipped.
-/// Measured before parsing, so a hostile body never reaches the parser's
-/// recursion.
-fn depth(text: &[u8]) -> usize {
-    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
-    for &b in text {
-        if in_str {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
-            b'[' | b'{' => {
-                depth += 1;
-                max = max.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    max
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn depth_ignores_brackets_in_strings() {
-        assert_eq!(depth(br#"{"a":[1,{"b":"[[[["}]}"#), 3);
-        assert_eq!(depth(br#""\"[""#), 0);
+    fn a_body_deeper_than_the_limit_is_refused_before_parsing() {
         let deep = "[".repeat(100) + &"]".repeat(100);
-        assert_eq!(depth(deep.as_bytes()), 100);
         let h = HeaderMap::new();
         assert_eq!(
             json(&h, deep.as_bytes(), serde_json::Value::Null)

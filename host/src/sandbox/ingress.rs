@@ -43,7 +43,7 @@ pub(crate) fn text(what: &'static str, text: &str, limit: usize) -> Result<(), R
 /// Admits JSON `text` of at most `limit` bytes and [`MAX_DEPTH`] levels.
 pub(crate) fn json(what: &'static str, text: &str, limit: usize) -> Result<Value, Refused> {
     self::text(what, text, limit)?;
-    if too_deep(text.as_bytes()) {
+    if json_depth(text.as_bytes()) > MAX_DEPTH {
         return Err(Refused::TooDeep { what });
     }
     serde_json::from_str(text).map_err(|e| Refused::NotJson {
@@ -52,12 +52,13 @@ pub(crate) fn json(what: &'static str, text: &str, limit: usize) -> Result<Value
     })
 }
 
-/// Whether JSON text opens more than [`MAX_DEPTH`] arrays or objects at
-/// once. Brackets inside strings do not count; malformed text is left to
-/// the parser.
-fn too_deep(bytes: &[u8]) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in bytes {
+/// The deepest nesting of arrays and objects in JSON `text`, brackets in
+/// strings skipped. Measured before parsing, so hostile text (from a guest
+/// or a client) never reaches a parser's recursion; malformed text is left
+/// to the parser.
+pub(crate) fn json_depth(text: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in text {
         if in_string {
             match (escaped, b) {
                 (true, _) => escaped = false,
@@ -71,20 +72,26 @@ fn too_deep(bytes: &[u8]) -> bool {
             b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
-                if depth > MAX_DEPTH {
-                    return true;
-                }
+                max = max.max(depth);
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
     }
-    false
+    max
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn depth_ignores_brackets_in_strings() {
+        assert_eq!(json_depth(br#"{"a":[1,{"b":"[[[["}]}"#), 3);
+        assert_eq!(json_depth(br#""\"[""#), 0);
+        let deep = "[".repeat(100) + &"]".repeat(100);
+        assert_eq!(json_depth(deep.as_bytes()), 100);
+    }
 
     fn nested(depth: usize) -> String {
         format!("{}1{}", "[".repeat(depth), "]".repeat(depth))

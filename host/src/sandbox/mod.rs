@@ -16,7 +16,7 @@ mod effect;
 pub mod engine;
 pub(crate) mod fault;
 mod imports;
-mod ingress;
+pub(crate) mod ingress;
 pub mod journal;
 mod limiter;
 pub(crate) mod output;
