@@ -86,6 +86,11 @@ async fn every_read_answers(host: &Host) {
         host.events(r.id, 0, usize::MAX).unwrap();
         host.children(r.id).unwrap();
         host.artifacts(r.id).unwrap();
+        // Every run here has ended: a cancel says so, and changes nothing.
+        assert!(matches!(
+            host.cancel(r.id).await.unwrap(),
+            runway::host::CancelOutcome::AlreadyEnded(_)
+        ));
     }
     host.active_runs().unwrap();
     host.workflows().unwrap();
@@ -421,4 +426,27 @@ async fn host_memory_is_bounded_and_a_full_host_fails_no_run() {
     assert!(peak <= limit, "peak {peak} over the budget {limit}");
     assert!(peak > 80 << 20, "the host never filled up (peak {peak})");
     assert_eq!(in_use, 0, "memory of ended runs is given back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_starts_past_the_queue_bound_get_a_failure_the_parent_handles() {
+    support::guest_dir();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secrets.toml"), "LEAK_ME = \"x\"\n").unwrap();
+    let mut config = HostConfig::new(dir.path());
+    // The root holds the only execution slot: its children queue.
+    config.max_concurrent_runs = 1;
+    config.server.max_queued_runs = 3;
+    let host = Host::open(config).await.unwrap();
+    deploy(&host, "max_children = 100\nmax_tree_runs = 100").await;
+    let root = host
+        .run("hostile", json!({ "attack": "fork_bomb" }))
+        .await
+        .unwrap();
+    // The start that found the queue full returned a failure, which the
+    // guest handled: it stopped and completed.
+    assert_eq!(root.status, RunStatus::Completed, "{root:?}");
+    assert_eq!(root.output.unwrap()["stopped"], true);
+    let children = host.children(root.id).unwrap().len();
+    assert!((3..50).contains(&children), "{children} children");
 }

@@ -220,17 +220,6 @@ impl WorkflowsView<'_> {
                 used: *self.children + 1,
             }));
         }
-        let queued = self
-            .host
-            .registry
-            .queued
-            .load(std::sync::atomic::Ordering::Relaxed);
-        if queued >= self.host.max_queued_runs {
-            return Ok(Err(failure(
-                FailureCode::QueueFull,
-                format!("{queued} runs wait for an execution slot; start the child later"),
-            )));
-        }
         // The default key is the call's position: the same on every replay.
         let seq = self.effects.calls() + 1;
         let scoped = format!(
@@ -244,6 +233,18 @@ impl WorkflowsView<'_> {
             .map_err(|e| self.effects.fail(internal(&e)))?
         {
             return Ok(Ok(Child::Existing(id)));
+        }
+        // A new run joins the queue: not past the host's bound.
+        let queued = self
+            .host
+            .registry
+            .queued
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if queued >= self.host.max_queued_runs {
+            return Ok(Err(failure(
+                FailureCode::QueueFull,
+                format!("{queued} runs wait for an execution slot; start the child later"),
+            )));
         }
         let Some(wf) = store
             .workflow(slug, None)
