@@ -385,3 +385,42 @@ async fn recovery_finishes_an_interrupted_cancel_and_runs_what_was_queued() {
     assert_eq!(r.output.unwrap()["greeting"], "Hello, later!");
     assert!(host.store().active_runs().unwrap().is_empty());
 }
+
+/// Capacity is a wait, never a failure: many short runs with pauses on a
+/// host with few execution slots and many warm ones (woken runs wait for
+/// a slot while their instance lives) all complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_short_parked_runs_never_fail_for_host_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = HostConfig::new(dir.path());
+    config.max_concurrent_runs = 8;
+    config.max_warm_instances = 300;
+    let host = Host::open(config).await.expect("opening a host");
+    host.deploy(support::wasm_bytes("steps"), &support::manifest("steps"))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..1200 {
+        ids.push(
+            host.start("steps", json!({ "count": 3, "pause_ms": 20 }))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut failed = Vec::new();
+    for id in ids {
+        let r = tokio::time::timeout(Duration::from_secs(120), host.wait(id))
+            .await
+            .expect("a run ended in time")
+            .unwrap();
+        if r.status != RunStatus::Completed {
+            failed.push(r.error);
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} runs failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+}

@@ -1145,3 +1145,71 @@ fn serve_refuses_to_listen_beyond_loopback_without_tokens() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("without API tokens"), "{err}");
 }
+
+/// Idempotency before admission: a client re-sending an accepted request
+/// while the queue is full learns its run; a new request gets 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_idempotency_key_is_answered_while_the_queue_is_full() {
+    support::guest_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = HostConfig::new(dir.path());
+    // One execution slot, held by an endless loop: everything else queues.
+    config.max_concurrent_runs = 1;
+    let host = Host::open(config).await.unwrap();
+    host.deploy(support::wasm_bytes("hello"), &support::manifest("hello"))
+        .await
+        .unwrap();
+    host.deploy(
+        support::wasm_bytes("hostile"),
+        "slug = \"hostile\"\n[budget]\nmax_fuel = \"unlimited\"\nmax_duration = \"30s\"\n",
+    )
+    .await
+    .unwrap();
+    let hog = host
+        .start("hostile", json!({ "attack": "loop" }))
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let settings = ServerSettings {
+        max_queued_runs: 1,
+        ..ServerSettings::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(runway::api::serve(
+        host.clone(),
+        settings,
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let http = reqwest::Client::new();
+    let post = |key: Option<&'static str>| {
+        let mut r = http
+            .post(format!("{base}/v1/workflows/hello/runs"))
+            .json(&json!({ "name": "k" }));
+        if let Some(k) = key {
+            r = r.header("idempotency-key", k);
+        }
+        r.send()
+    };
+    let first = post(Some("order-1")).await.unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.unwrap();
+    // The hello waits behind the hog: the queue is full now.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while host.queue_depth() < 1 {
+        assert!(Instant::now() < deadline, "the run never queued");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let full = post(None).await.unwrap();
+    assert_eq!(full.status(), StatusCode::TOO_MANY_REQUESTS);
+    let again = post(Some("order-1")).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    host.cancel(hog).await.unwrap();
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

@@ -58,9 +58,10 @@ pub(crate) fn http_request(route: String, method: &str, status: u16) {
     .increment(1);
 }
 
-/// A run stopped for want of host memory, to resume by replay.
-pub(crate) fn memory_retry() {
-    metrics::counter!("runway_memory_retries_total").increment(1);
+/// A run stopped for want of host capacity (memory, instances), to resume
+/// by replay.
+pub(crate) fn capacity_wait() {
+    metrics::counter!("runway_capacity_waits_total").increment(1);
 }
 
 /// Gauges read at scrape time.

@@ -111,8 +111,14 @@ pub async fn start(
             Some(format!("api:{slug}:{k}"))
         }
     };
+    // A key the host knows is answered with its run whatever the queue:
+    // a client re-sending an accepted request must learn its run id.
+    let known = match &key {
+        Some(k) => state.host.run_for_key(k)?.is_some(),
+        None => false,
+    };
     let depth = state.host.queue_depth();
-    if depth >= state.settings.max_queued_runs {
+    if !known && depth >= state.settings.max_queued_runs {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "QUEUE_FULL",

@@ -18,6 +18,10 @@ use crate::types::{
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How often a run waits for host capacity in a row before it ends as
+/// `INTERNAL` (about a minute of backoff).
+const MAX_CAPACITY_WAITS: u32 = 64;
+
 /// Memory a run is admitted with at least (a small instance's linear
 /// memory): a run starts only when this much fits the host's budget.
 const ADMISSION: u64 = 2 << 20;
@@ -47,6 +51,7 @@ impl Host {
         // A signal or a child's end may have come while nobody drove the
         // run: the first time, only a timer is waited for without a check.
         let mut first = true;
+        let mut capacity_waits = 0u32;
         let end = loop {
             if record.status.is_terminal() {
                 break record;
@@ -75,11 +80,22 @@ impl Host {
             // the whole execution's state machine (10,000 sleeping runs).
             match Box::pin(self.execute_once(&live, record)).await {
                 Executed::Finished(r) => break r,
-                Executed::Parked(r) => record = r,
+                Executed::Parked(r) => {
+                    record = r;
+                    capacity_waits = 0;
+                }
                 Executed::Suspended => return self.registry().finish(&live, None),
                 Executed::Retry { record: r, need } => {
                     record = r;
-                    self.await_memory(&live, need).await;
+                    capacity_waits += 1;
+                    if capacity_waits > MAX_CAPACITY_WAITS {
+                        // The host's fault, said so: never the author's.
+                        let fault = RunFault::Internal(format!(
+                            "the host had no capacity for the run after {MAX_CAPACITY_WAITS} tries"
+                        ));
+                        break self.end_unexecuted(record, fault).await;
+                    }
+                    self.await_capacity(&live, need, capacity_waits).await;
                 }
             }
         };
@@ -152,16 +168,21 @@ impl Host {
         Ok(())
     }
 
-    /// Waits until `need` bytes of run memory fit the host's budget,
-    /// evicting warm parks first. A cancel or shutdown ends the wait (the
-    /// loop then sees it).
-    async fn await_memory(&self, live: &LiveRun, need: u64) {
+    /// Waits for capacity: until `need` bytes of run memory fit the host's
+    /// budget (evicting warm parks first), and for a backoff that grows
+    /// with each wait (an instance the pool could not give). A cancel or
+    /// shutdown ends the wait (the loop then sees it).
+    async fn await_capacity(&self, live: &LiveRun, need: u64, waits: u32) {
         let memory = &self.registry().memory;
-        tracing::info!(run = %live.id, need, in_use = memory.in_use(), limit = memory.limit(), "host memory for runs is full; the run resumes by replay when it fits");
-        crate::metrics::memory_retry();
+        tracing::info!(run = %live.id, need, in_use = memory.in_use(), limit = memory.limit(), "the host has no capacity for the run now; it resumes by replay");
+        crate::metrics::capacity_wait();
         self.registry().evict_warm();
+        let backoff = Duration::from_millis(5u64 << waits.min(8)).min(Duration::from_secs(1));
         tokio::select! {
-            () = memory.wait_for(need) => {}
+            () = async {
+                memory.wait_for(need).await;
+                tokio::time::sleep(backoff).await;
+            } => {}
             () = live.wake.notified() => {}
         }
     }

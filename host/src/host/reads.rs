@@ -52,6 +52,11 @@ impl Host {
         Ok(runs)
     }
 
+    /// The run an idempotency key names, if any.
+    pub fn run_for_key(&self, key: &str) -> Result<Option<RunId>, HostError> {
+        Ok(self.store().run_for_key(key)?)
+    }
+
     /// The runs `id` started, oldest first.
     pub fn children(&self, id: RunId) -> Result<Vec<RunId>, HostError> {
         Ok(self.store().children(id)?)

@@ -108,7 +108,10 @@ pub(crate) async fn execute(
         Err(e) => Ok(Err(e)),
         Ok(()) => {
             let call = async {
-                let workflow = pre.instantiate_async(&mut store).await?;
+                let workflow = match pre.instantiate_async(&mut store).await {
+                    Ok(w) => w,
+                    Err(e) => return Err(instantiation_fault(&store, e)),
+                };
                 workflow.call_run(&mut store, &input).await
             };
             tokio::time::timeout_at((deadline + TIMEOUT_GRACE).into(), call).await
@@ -195,6 +198,22 @@ fn finish(
     for event in ending.apply(record, |m| rec.masker.mask(m)) {
         rec.system(event);
     }
+}
+
+/// An instantiation that failed before any guest code ran out of a limit of
+/// the host's (the instance pool, address space) is the host's capacity, not
+/// the author's fault: the run waits and executes again. A trap (a start
+/// function) or a budget stays the guest's.
+fn instantiation_fault(store: &wasmtime::Store<RunState>, e: wasmtime::Error) -> wasmtime::Error {
+    let state = store.data();
+    if e.downcast_ref::<Trap>().is_some()
+        || e.downcast_ref::<RunFault>().is_some()
+        || state.limiter.fault.is_some()
+    {
+        return e;
+    }
+    tracing::warn!(run = %state.run.id, error = %format!("{e:#}"), "no instance for a run; it waits for capacity");
+    state.effects.fail(RunFault::Capacity { need: 0 })
 }
 
 /// The guest returned: a result, or its own failure.

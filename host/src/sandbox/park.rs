@@ -103,10 +103,14 @@ impl Parker<'_> {
         let Some(parked) = parked else {
             return Ok(());
         };
+        self.registry.set_busy(self.live, true);
+        // The execution slot first, then the warm one back: the instance is
+        // always counted in one of them, so the instance pool (sized for
+        // both) is never exceeded.
+        let permit = self.registry.permits.clone().acquire_owned().await;
         drop(parked);
         self.live.warm.store(false, Ordering::Relaxed);
-        self.registry.set_busy(self.live, true);
-        match self.registry.permits.clone().acquire_owned().await {
+        match permit {
             Ok(p) => *self.permit = Some(p),
             Err(_) => {
                 return Err(self
