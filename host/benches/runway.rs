@@ -14,6 +14,8 @@
 //! 9. 1,000 SSE subscribers on one busy run
 //! 10. host overhead per model `generate` call, beyond the provider's own
 //!     round trip (a loopback OpenAI-format provider answering at once)
+//! 12. opening a store of 100,000+ runs after `runway serve` was stopped
+//!     with SIGTERM (a clean close needs no repair)
 //! 11. containment: for each class of hostile guest, run through `runway
 //!     serve` beside a stream of `hello` runs — the server's peak resident
 //!     memory, the neighbour's p99, how the attack ended, and whether the
@@ -574,6 +576,14 @@ impl ServerProcess {
         self.status_mib("VmRSS:")
     }
 
+    /// Stops the server with SIGTERM and waits for it; the data stays.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("waiting for runway serve")
+    }
+
     /// The most resident memory the server has had.
     fn peak_rss_mib(&self) -> f64 {
         self.status_mib("VmHWM:")
@@ -864,6 +874,36 @@ async fn model_overhead() {
             us(p50.saturating_sub(bare)),
         );
     }
+}
+
+/// Figure 12: fill a store through `runway serve`, stop it with SIGTERM,
+/// and time opening the store again (a store left needing repair walks the
+/// whole file first).
+async fn open_after_sigterm() {
+    let mut server = ServerProcess::start().await;
+    server.deploy("hello").await;
+    let dur = Duration::from_secs(if quick() { 1 } else { 8 });
+    let (rate, _, _) = http_load(&server, 64, dur).await;
+    let status = server.terminate();
+    let path = server._dir.path().to_owned();
+    let bytes = std::fs::metadata(path.join("runway.redb")).map_or(0, |m| m.len());
+    let mut opens = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let store = Store::open(&path).expect("opening the store");
+        opens.push(t.elapsed());
+        let runs = store.runs(None, None, 1).unwrap().len();
+        assert_eq!(runs, 1);
+        store.close().await.unwrap();
+    }
+    println!(
+        "  {:.0} runs in a {:.0} MiB store, server exit {status}: first open {} (then {}, {})",
+        rate * dur.as_secs_f64(),
+        bytes as f64 / (1 << 20) as f64,
+        ms(opens[0]),
+        ms(opens[1]),
+        ms(opens[2])
+    );
 }
 
 /// Figure 11: one fresh server per class of attack.
@@ -1161,6 +1201,10 @@ fn main() {
         if wanted(11) {
             println!("\n11. containment: hostile guests through runway serve, a hello client beside each");
             containment().await;
+        }
+        if wanted(12) {
+            println!("\n12. store open after SIGTERM");
+            open_after_sigterm().await;
         }
         if wanted(7) {
             println!("\n7. wake-to-resume (timer due -> guest runs again; includes the 1 ms timer granularity)");

@@ -195,7 +195,9 @@ pub(super) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         }
     };
-    host.flush().await?;
+    // Durable, and closed cleanly so the data directory opens next time
+    // without a repair; runs still parked resume with `runway resume`.
+    host.shutdown().await?;
     Ok(code)
 }
 

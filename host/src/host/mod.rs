@@ -413,11 +413,13 @@ impl Host {
     }
 
     /// Stops driving runs — executing ones at their next instruction,
-    /// parked ones at once, none of them ended — and makes everything
-    /// written durable. The runs resume on the next [`Host::recover`].
+    /// parked ones at once, none of them ended — makes everything written
+    /// durable and closes the store. The runs resume on the next
+    /// [`Host::recover`]; this host answers nothing more.
     pub async fn shutdown(&self) -> Result<(), HostError> {
         self.registry().close().await;
-        self.flush().await
+        // Closed cleanly, the store opens next time without a repair.
+        Ok(self.store().close().await?)
     }
 
     /// A host secret's value (webhook keys); never shown to guests.

@@ -67,7 +67,7 @@ const CACHE_BYTES: usize = 32 << 20;
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<Db>,
     writer: writer::WriterHandle,
     watchers: writer::Watchers,
 }
@@ -86,8 +86,8 @@ impl Store {
             }
             Err(e) => return Err(StoreError::Db(e.into())),
         };
-        let db = Arc::new(db);
         tables::create_all(&db)?;
+        let db = Arc::new(Db(parking_lot::RwLock::new(Some(db))));
         let watchers = writer::Watchers::default();
         let writer = writer::spawn(db.clone(), watchers.clone());
         Ok(Store {
@@ -95,6 +95,16 @@ impl Store {
             writer,
             watchers,
         })
+    }
+
+    /// Makes everything written durable and closes the database file
+    /// cleanly, so the next open needs no repair. Every later read or write
+    /// answers [`StoreError::Closed`].
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.flush().await?;
+        // Waits for the writer's batch in progress, if any.
+        drop(self.db.0.write().take());
+        Ok(())
     }
 
     /// Queues `writes` like [`Store::enqueue`]; the ticket says when they
@@ -148,7 +158,7 @@ impl Store {
     }
 
     pub fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db.read()?;
         let t = tx.open_table(RUNS)?;
         let key = id.to_string();
         Ok(match t.get(key.as_str())? {
@@ -175,7 +185,7 @@ impl Store {
         limit: usize,
         before: Option<RunId>,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db.read()?;
         let t = tx.open_table(RUNS)?;
         let mut out = Vec::new();
         let upper = before.map(|b| b.to_string());
@@ -204,7 +214,7 @@ impl Store {
     /// Records of the runs that have not ended, oldest first. A record that
     /// cannot be read is logged and left out: it breaks no listing.
     pub fn active_records(&self) -> Result<Vec<RunRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db.read()?;
         let active = tx.open_table(ACTIVE_RUNS)?;
         let runs = tx.open_table(RUNS)?;
         let mut out = Vec::new();
@@ -221,7 +231,7 @@ impl Store {
 
     /// Ids of runs that are not terminal (for recovery).
     pub fn active_runs(&self) -> Result<Vec<RunId>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db.read()?;
         let t = tx.open_table(ACTIVE_RUNS)?;
         let mut out = Vec::new();
         for row in t.iter()? {
@@ -235,7 +245,7 @@ impl Store {
 
     /// Events with `seq > after`, in order, at most `limit`.
     pub fn events(&self, run: RunId, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db.read()?;
         let t = tx.open_table(EVENTS)?;
         let key = run.to_string();
         let mut out = Vec::new();
@@ -251,7 +261,7 @@ impl Store {
 
     /// The run's journal, in call order.
     pub fn journal(&self, run: RunId) -> Result<Vec<JournalEntry>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db.read()?;
         let t = tx.open_table(JOURNAL)?;
         let key = run.to_string();
         let mut out = Vec::new();
@@ -265,7 +275,7 @@ impl Store {
     /// The run's signals in arrival order (its whole inbox; the journal
     /// says which were taken).
     pub fn signals(&self, run: RunId) -> Result<Vec<Signal>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db.read()?;
         let t = tx.open_table(SIGNALS)?;
         let key = run.to_string();
         let mut out = Vec::new();
@@ -278,20 +288,20 @@ impl Store {
 
     /// A cron trigger's persisted next fire time.
     pub fn cron_next(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db.read()?;
         Ok(tx.open_table(CRON)?.get(key)?.map(|v| v.value()))
     }
 
     /// Runs in the tree `root` is the root of, the root included.
     pub fn tree_runs(&self, root: RunId) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db.read()?;
         let t = tx.open_table(TREE_RUNS)?;
         Ok(t.get(root.to_string().as_str())?.map_or(1, |v| v.value()))
     }
 
     /// A run's model usage (zero if it made no model calls).
     pub fn model_totals(&self, run: RunId) -> Result<crate::types::ModelTotals, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db.read()?;
         let t = tx.open_table(MODEL_USAGE)?;
         Ok(match t.get(run.to_string().as_str())? {
             Some(v) => serde_json::from_slice(v.value())?,
@@ -301,14 +311,14 @@ impl Store {
 
     /// The run an idempotency key names.
     pub fn run_for_key(&self, key: &str) -> Result<Option<RunId>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db.read()?;
         let t = tx.open_table(KEYS)?;
         Ok(t.get(key)?.and_then(|v| v.value().parse().ok()))
     }
 
     /// Child runs a run started, oldest first.
     pub fn children(&self, parent: RunId) -> Result<Vec<RunId>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db.read()?;
         let t = tx.open_table(CHILDREN)?;
         let key = parent.to_string();
         let mut out = Vec::new();
@@ -329,7 +339,7 @@ impl Store {
     /// Where a run's log stands: the next event number, and how much of its
     /// output is recorded.
     pub fn progress(&self, run: RunId) -> Result<Progress, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db.read()?;
         let key = run.to_string();
         let events = tx.open_table(EVENTS)?;
         let last = events
@@ -349,7 +359,7 @@ impl Store {
 
     /// The newest version of every workflow, by slug.
     pub fn workflows(&self) -> Result<Vec<WorkflowVersion>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db.read()?;
         let latest = tx.open_table(WORKFLOWS)?;
         let versions = tx.open_table(VERSIONS)?;
         let mut out = Vec::new();
@@ -368,7 +378,7 @@ impl Store {
         slug: &str,
         version: Option<u32>,
     ) -> Result<Option<WorkflowVersion>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db.read()?;
         let version = match version {
             Some(v) => v,
             None => match tx.open_table(WORKFLOWS)?.get(slug)? {
@@ -385,13 +395,13 @@ impl Store {
 
     /// A component's `.wasm` bytes by sha256.
     pub fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db.read()?;
         let t = tx.open_table(COMPONENTS)?;
         Ok(t.get(digest)?.map(|v| v.value().to_vec()))
     }
 
     pub fn artifacts(&self, run: RunId) -> Result<Vec<ArtifactMeta>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db.read()?;
         let t = tx.open_table(ARTIFACTS)?;
         let key = run.to_string();
         let mut out = Vec::new();
@@ -406,13 +416,26 @@ impl Store {
     }
 
     pub fn artifact(&self, run: RunId, name: &str) -> Result<Option<ArtifactMeta>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db.read()?;
         let t = tx.open_table(ARTIFACTS)?;
         let key = run.to_string();
         Ok(match t.get((key.as_str(), name))? {
             Some(v) => Some(serde_json::from_slice(v.value())?),
             None => None,
         })
+    }
+}
+
+/// The database, until [`Store::close`] takes it: redb writes its clean
+/// shutdown only when the `Database` is dropped, and every clone of the
+/// store shares this one.
+pub(crate) struct Db(parking_lot::RwLock<Option<Database>>);
+
+impl Db {
+    fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        let db = self.0.read();
+        let db = db.as_ref().ok_or(StoreError::Closed)?;
+        Ok(db.begin_read()?)
     }
 }
 

@@ -164,7 +164,7 @@ const MAX_BATCH: usize = 4096;
 /// Runs someone follows, each with the newest event seq known durable.
 pub(super) type Watchers = Arc<parking_lot::Mutex<HashMap<RunId, watch::Sender<u64>>>>;
 
-pub(super) fn spawn(db: Arc<Database>, watchers: Watchers) -> WriterHandle {
+pub(super) fn spawn(db: Arc<super::Db>, watchers: Watchers) -> WriterHandle {
     let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
     std::thread::Builder::new()
         .name("runway-store-writer".into())
@@ -180,7 +180,17 @@ pub(super) fn spawn(db: Arc<Database>, watchers: Watchers) -> WriterHandle {
                         Err(_) => break,
                     }
                 }
-                apply_batch(&db, &mut batch, &watchers, &mut dirty);
+                let open = db.0.read();
+                match open.as_ref() {
+                    Some(db) => apply_batch(db, &mut batch, &watchers, &mut dirty),
+                    None => {
+                        for req in batch.drain(..) {
+                            if let Some(reply) = req.reply {
+                                let _ = reply.send(Err(StoreError::Closed));
+                            }
+                        }
+                    }
+                }
             }
         })
         .expect("spawning the store writer thread");
