@@ -269,3 +269,67 @@ async fn a_workflow_that_calls_differently_on_replay_fails_with_nondeterminism()
         "{message}"
     );
 }
+
+/// Whether opening `dir`'s store has to repair it (it was not closed).
+fn needs_repair(dir: &Path) -> bool {
+    let repaired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = repaired.clone();
+    let db = redb::Database::builder()
+        .set_repair_callback(move |_| flag.store(true, std::sync::atomic::Ordering::Relaxed))
+        .create(dir.join("runway.redb"))
+        .expect("opening the store");
+    drop(db);
+    repaired.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// SIGTERM (and the end of every CLI command) closes the store cleanly: the
+/// next open needs no repair. A SIGKILL still does, and loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_the_store_so_the_next_open_needs_no_repair() {
+    support::guest_dir();
+    let dir = tempfile::tempdir().unwrap();
+    deploy(dir.path(), "hello");
+    assert!(!needs_repair(dir.path()), "after a CLI command");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let serve = || {
+        let mut cmd = runway(dir.path());
+        cmd.args(["serve", "--listen", &listen]);
+        spawn(cmd)
+    };
+    let start_one = async || {
+        let http = reqwest::Client::new();
+        for _ in 0..500 {
+            if let Ok(r) = http
+                .post(format!("http://{listen}/v1/workflows/hello/runs?wait=10"))
+                .json(&json!({ "name": "t" }))
+                .send()
+                .await
+            {
+                assert!(r.status().is_success());
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the server never answered");
+    };
+    let mut server = serve();
+    start_one().await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    assert!(server.wait().unwrap().success());
+    assert!(!needs_repair(dir.path()), "after SIGTERM");
+    // For contrast: SIGKILL leaves it to be repaired (and nothing is lost).
+    let mut server = serve();
+    start_one().await;
+    kill(&mut server);
+    assert!(needs_repair(dir.path()), "after SIGKILL");
+    let host = open(dir.path()).await;
+    let runs = host.runs(&Default::default(), 10).unwrap();
+    assert_eq!(runs.len(), 2);
+    assert!(runs.iter().all(|r| r.status == RunStatus::Completed));
+}
