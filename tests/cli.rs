@@ -471,3 +471,61 @@ fn signal_cancel_detach_and_resume_from_the_command_line() {
     assert!(out.status.success());
     assert!(text(&out).contains("nothing to resume"), "{}", text(&out));
 }
+
+/// A store file emptied or damaged beside the data it describes: refused
+/// with a message naming the file and what to do, never a panic, never an
+/// empty host that silently lost every run.
+#[test]
+fn a_missing_or_damaged_store_is_refused_with_a_clear_message() {
+    let cli = Cli::new();
+    let out = cli.exec("hello", r#"{"name":"Ada"}"#, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let store = cli.dir().join("runway.redb");
+    let good = std::fs::read(&store).unwrap();
+
+    std::fs::write(&store, b"").unwrap();
+    let out = cli.run(&["runs"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("runway.redb"), "{}", text(&out));
+    assert!(
+        text(&out).contains("RUNWAY_ALLOW_EMPTY_STORE"),
+        "{}",
+        text(&out)
+    );
+    // Told otherwise, it starts empty.
+    let told = Cli {
+        data: cli.data,
+        env: vec![("RUNWAY_ALLOW_EMPTY_STORE".into(), "1".into())],
+    };
+    let out = told.run(&["runs", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Random bytes over the file: refused or served, never a panic.
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    for round in 0..6 {
+        let mut bytes = good.clone();
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let at = (rng as usize) % bytes.len().saturating_sub(64).max(1);
+        for (i, b) in bytes[at..at + 64.min(good.len() - at)]
+            .iter_mut()
+            .enumerate()
+        {
+            *b = (rng >> (i % 8 * 8)) as u8 ^ 0x5a;
+        }
+        std::fs::write(told.dir().join("runway.redb"), &bytes).unwrap();
+        let out = told.run(&["runs", "--json"]);
+        let t = text(&out);
+        assert_ne!(
+            out.status.code(),
+            Some(101),
+            "round {round} at {at}: a panic: {t}"
+        );
+        assert!(!t.contains("panicked"), "round {round} at {at}: {t}");
+        assert!(
+            out.status.success() || t.contains("runway.redb") || t.contains("store"),
+            "round {round} at {at}: an unclear refusal: {t}"
+        );
+    }
+}

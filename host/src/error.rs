@@ -86,6 +86,9 @@ impl HostError {
             }
             Self::Webhook(WebhookError::NoInput) => ("NO_INPUT", S::UNPROCESSABLE_ENTITY),
             Self::Store(StoreError::Locked(_)) => ("DATA_DIR_LOCKED", S::SERVICE_UNAVAILABLE),
+            Self::Store(StoreError::Missing(_) | StoreError::Damaged(..)) => {
+                ("STORE_REFUSED", S::SERVICE_UNAVAILABLE)
+            }
             Self::Store(_) | Self::Io { .. } | Self::Internal(_) => {
                 ("INTERNAL", S::INTERNAL_SERVER_ERROR)
             }

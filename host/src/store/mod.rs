@@ -33,7 +33,19 @@ pub enum StoreError {
     CommitFailed(String),
     #[error("store: the writer has stopped")]
     Closed,
+    /// The store file is missing or empty although the data directory
+    /// holds data: starting would silently lose every run.
+    #[error(
+        "{0} is missing or empty, but the data directory holds artifacts or compiled components: restore it from a backup, or set {ALLOW_EMPTY_STORE}=1 to start with an empty store"
+    )]
+    Missing(String),
+    /// The store file cannot be opened.
+    #[error("{0} is damaged ({1}): restore it from a backup")]
+    Damaged(String, String),
 }
+
+/// Set to start an empty store in a data directory that holds data.
+pub const ALLOW_EMPTY_STORE: &str = "RUNWAY_ALLOW_EMPTY_STORE";
 
 macro_rules! db_err {
     ($($t:ty),*) => {$(
@@ -76,15 +88,33 @@ impl Store {
     /// Opens (or creates) `runway.redb` in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let path = dir.join("runway.redb");
-        let db = match Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(&path)
-        {
-            Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+        let empty = std::fs::metadata(&path).map_or(true, |m| m.len() == 0);
+        if empty && std::env::var_os(ALLOW_EMPTY_STORE).is_none() && holds_data(dir) {
+            return Err(StoreError::Missing(path.display().to_string()));
+        }
+        // A damaged file must be refused, never panic the host.
+        let opened = std::panic::catch_unwind(|| {
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(&path)
+        });
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
                 return Err(StoreError::Locked(path.display().to_string()));
             }
-            Err(e) => return Err(StoreError::Db(e.into())),
+            Ok(Err(e)) => {
+                return Err(StoreError::Damaged(
+                    path.display().to_string(),
+                    e.to_string(),
+                ));
+            }
+            Err(_) => {
+                return Err(StoreError::Damaged(
+                    path.display().to_string(),
+                    "the store library panicked reading it".into(),
+                ));
+            }
         };
         tables::create_all(&db)?;
         let db = Arc::new(Db(parking_lot::RwLock::new(Some(db))));
@@ -424,6 +454,22 @@ impl Store {
             None => None,
         })
     }
+}
+
+/// Whether `dir` holds artifacts or compiled components (so a store
+/// beside them is expected).
+fn holds_data(dir: &Path) -> bool {
+    /// A file within `depth` levels of `dir` (empty folders do not count).
+    fn any_file(dir: &Path, depth: u32) -> bool {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries.flatten().any(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => depth > 0 && any_file(&e.path(), depth - 1),
+                Ok(_) => true,
+                Err(_) => false,
+            })
+        })
+    }
+    any_file(&dir.join("artifacts"), 2) || any_file(&dir.join("cache"), 2)
 }
 
 /// The database, until [`Store::close`] takes it: redb writes its clean
