@@ -1213,3 +1213,75 @@ async fn a_resent_idempotency_key_is_answered_while_the_queue_is_full() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+/// The queue bound is exact: 64 triggers racing against a bound of 10
+/// (one execution slot, held) admit exactly 10; the rest get 429 with
+/// `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_triggers_against_the_queue_bound_admit_exactly_that_many() {
+    support::guest_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = HostConfig::new(dir.path());
+    config.max_concurrent_runs = 1;
+    let host = Host::open(config).await.unwrap();
+    host.deploy(support::wasm_bytes("hello"), &support::manifest("hello"))
+        .await
+        .unwrap();
+    host.deploy(
+        support::wasm_bytes("hostile"),
+        "slug = \"hostile\"\n[budget]\nmax_fuel = \"unlimited\"\nmax_duration = \"30s\"\n",
+    )
+    .await
+    .unwrap();
+    let hog = host
+        .start("hostile", json!({ "attack": "loop" }))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while host.run_record(hog).await.unwrap().status != runway::types::RunStatus::Running {
+        assert!(Instant::now() < deadline, "the hog never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let settings = ServerSettings {
+        max_queued_runs: 10,
+        ..ServerSettings::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(runway::api::serve(
+        host.clone(),
+        settings,
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let url = format!("{base}/v1/workflows/hello/runs");
+        tasks.spawn(async move {
+            let res = reqwest::Client::new()
+                .post(url)
+                .json(&json!({ "name": format!("n{i}") }))
+                .send()
+                .await
+                .unwrap();
+            (res.status(), res.headers().contains_key("retry-after"))
+        });
+    }
+    let answers = tasks.join_all().await;
+    let admitted = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::ACCEPTED)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|(s, retry)| *s == StatusCode::TOO_MANY_REQUESTS && *retry)
+        .count();
+    assert_eq!((admitted, refused), (10, 54), "{answers:?}");
+    assert_eq!(host.queue_depth(), 10);
+    host.cancel(hog).await.unwrap();
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

@@ -30,6 +30,8 @@ pub enum HostError {
     IdempotencyConflict(RunId),
     #[error("workflow {0:?} has {1} runs that have not ended")]
     WorkflowBusy(String, usize),
+    #[error("{0} runs are waiting to execute; try again shortly")]
+    QueueFull(usize),
     #[error("run {0} has no artifact {1:?}")]
     ArtifactNotFound(RunId, String),
     #[error(transparent)]
@@ -75,6 +77,7 @@ impl HostError {
             Self::RunEnded(..) => ("RUN_ENDED", S::CONFLICT),
             Self::IdempotencyConflict(_) => ("IDEMPOTENCY_CONFLICT", S::CONFLICT),
             Self::WorkflowBusy(..) => ("WORKFLOW_BUSY", S::CONFLICT),
+            Self::QueueFull(_) => ("QUEUE_FULL", S::TOO_MANY_REQUESTS),
             Self::Webhook(WebhookError::NoHook(_)) => ("NOT_FOUND", S::NOT_FOUND),
             Self::Webhook(WebhookError::NoWaitingRun) => ("NOT_FOUND", S::NOT_FOUND),
             Self::Webhook(WebhookError::KeyMissing) => {

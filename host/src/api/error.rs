@@ -59,7 +59,11 @@ impl From<HostError> for ApiError {
         } else {
             e.to_string()
         };
-        ApiError::new(status, code, message)
+        let mut e = ApiError::new(status, code, message);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            e.retry_after = Some(1);
+        }
+        e
     }
 }
 

@@ -111,23 +111,10 @@ pub async fn start(
             Some(format!("api:{slug}:{k}"))
         }
     };
-    // A key the host knows is answered with its run whatever the queue:
-    // a client re-sending an accepted request must learn its run id.
-    let known = match &key {
-        Some(k) => state.host.run_for_key(k)?.is_some(),
-        None => false,
-    };
-    let depth = state.host.queue_depth();
-    if !known && depth >= state.settings.max_queued_runs {
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "QUEUE_FULL",
-            format!("{depth} runs are waiting to execute; try again shortly"),
-        );
-        e.retry_after = Some(1);
-        return Err(e);
-    }
-    let started = state.host.start_with_key(&slug, None, input, key).await?;
+    let started = state
+        .host
+        .start_admitted(&slug, input, key, state.settings.max_queued_runs)
+        .await?;
     if let Some(w) = wait.filter(|w| !w.is_zero()) {
         let mut closing = state.closing.clone();
         tokio::select! {

@@ -190,10 +190,9 @@ impl Host {
     /// Executes a run once: from the start, or by replaying its journal.
     pub(super) async fn execute_once(&self, live: &Arc<LiveRun>, record: RunRecord) -> Executed {
         let permits = self.registry().permits.clone();
-        let queued = &self.registry().queued;
-        queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.registry().join_queue(live);
         let permit = permits.acquire_owned().await;
-        queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.registry().leave_queue(live);
         let Ok(permit) = permit else {
             return Executed::Suspended;
         };

@@ -245,12 +245,60 @@ impl Host {
         input: serde_json::Value,
         key: Option<String>,
     ) -> Result<Started, HostError> {
-        let (record, created) = self.queue(slug, version, input, key).await?;
-        let id = record.id;
-        if created && let Some(live) = self.registry().register(id) {
-            tokio::spawn(self.clone().drive(live, record));
+        self.start_inner(slug, version, input, key, false).await
+    }
+
+    /// Starts a run like [`Host::start_with_key`] if fewer than
+    /// `max_queued` runs wait for an execution slot (else
+    /// [`HostError::QueueFull`]); exact under any number of racing callers.
+    /// A key the host knows is answered with its run whatever the queue: a
+    /// client re-sending an accepted request learns its run.
+    pub async fn start_admitted(
+        &self,
+        slug: &str,
+        input: serde_json::Value,
+        key: Option<String>,
+        max_queued: usize,
+    ) -> Result<Started, HostError> {
+        if let Some(k) = &key
+            && self.run_for_key(k)?.is_some()
+        {
+            return self.start_inner(slug, None, input, key, false).await;
         }
-        Ok(Started { id, created })
+        if !self.registry().reserve_queue(max_queued) {
+            return Err(HostError::QueueFull(self.queue_depth()));
+        }
+        self.start_inner(slug, None, input, key, true).await
+    }
+
+    /// Queues a run and drives it; `reserved`: a place in the queue was
+    /// taken for it, which the new run takes over (or which is given back).
+    async fn start_inner(
+        &self,
+        slug: &str,
+        version: Option<u32>,
+        input: serde_json::Value,
+        key: Option<String>,
+        reserved: bool,
+    ) -> Result<Started, HostError> {
+        let queued = self.queue(slug, version, input, key).await;
+        let mut handed_over = false;
+        let started = queued.map(|(record, created)| {
+            let id = record.id;
+            if created && let Some(live) = self.registry().register(id) {
+                if reserved {
+                    live.in_queue
+                        .store(true, std::sync::atomic::Ordering::Release);
+                    handed_over = true;
+                }
+                tokio::spawn(self.clone().drive(live, record));
+            }
+            Started { id, created }
+        });
+        if reserved && !handed_over {
+            self.registry().release_queue();
+        }
+        started
     }
 
     /// Queues a run without starting it; [`Host::recover`] (in this

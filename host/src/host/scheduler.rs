@@ -37,6 +37,9 @@ pub(crate) struct LiveRun {
     pub warm: AtomicBool,
     /// Asked to give its warm instance up (the host needs the memory).
     pub evict: AtomicBool,
+    /// Counted in the queue (waiting for an execution slot, or admitted
+    /// to wait for one).
+    pub in_queue: AtomicBool,
 }
 
 impl LiveRun {
@@ -53,6 +56,7 @@ impl LiveRun {
             busy: AtomicBool::new(false),
             warm: AtomicBool::new(false),
             evict: AtomicBool::new(false),
+            in_queue: AtomicBool::new(false),
         })
     }
 
@@ -133,6 +137,36 @@ impl Registry {
         Some(live)
     }
 
+    /// Takes a place in the queue if fewer than `max` runs wait: the bound
+    /// is exact however many callers race for it.
+    pub(crate) fn reserve_queue(&self, max: usize) -> bool {
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives back a place taken with [`Registry::reserve_queue`] that no
+    /// run took over.
+    pub(crate) fn release_queue(&self) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// `live` waits for an execution slot: counted in the queue (once).
+    pub(crate) fn join_queue(&self, live: &LiveRun) {
+        if !live.in_queue.swap(true, Ordering::AcqRel) {
+            self.queued.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// `live` stopped waiting (it has a slot, or stopped).
+    pub(crate) fn leave_queue(&self, live: &LiveRun) {
+        if live.in_queue.swap(false, Ordering::AcqRel) {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
     /// Asks every warm-parked run to give its instance up; each is
     /// rebuilt by replay when it wakes.
     pub(crate) fn evict_warm(&self) {
@@ -205,6 +239,7 @@ impl Registry {
 
     /// Removes a run whose driver has stopped, publishing its record.
     pub(crate) fn finish(&self, live: &LiveRun, record: Option<RunRecord>) {
+        self.leave_queue(live);
         {
             let mut runs = self.runs.lock();
             runs.remove(&live.id);
