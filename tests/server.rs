@@ -1146,44 +1146,80 @@ fn serve_refuses_to_listen_beyond_loopback_without_tokens() {
     assert!(err.contains("without API tokens"), "{err}");
 }
 
+/// A host with one execution slot held by an endless loop (so every other
+/// run queues), served in process with `max_queued_runs`.
+struct Hogged {
+    host: Host,
+    hog: runway::types::RunId,
+    base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Hogged {
+    async fn start(max_queued_runs: usize) -> Hogged {
+        support::guest_dir();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = HostConfig::new(dir.path());
+        config.max_concurrent_runs = 1;
+        let host = Host::open(config).await.unwrap();
+        host.deploy(support::wasm_bytes("hello"), &support::manifest("hello"))
+            .await
+            .unwrap();
+        host.deploy(
+            support::wasm_bytes("hostile"),
+            "slug = \"hostile\"\n[budget]\nmax_fuel = \"unlimited\"\nmax_duration = \"30s\"\n",
+        )
+        .await
+        .unwrap();
+        let hog = host
+            .start("hostile", json!({ "attack": "loop" }))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while host.run_record(hog).await.unwrap().status != runway::types::RunStatus::Running {
+            assert!(Instant::now() < deadline, "the hog never ran");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let settings = ServerSettings {
+            max_queued_runs,
+            ..ServerSettings::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(runway::api::serve(
+            host.clone(),
+            settings,
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Hogged {
+            host,
+            hog,
+            base,
+            stop,
+            server,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(self) {
+        self.host.cancel(self.hog).await.unwrap();
+        let _ = self.stop.send(());
+        self.server.await.unwrap().unwrap();
+    }
+}
+
 /// Idempotency before admission: a client re-sending an accepted request
 /// while the queue is full learns its run; a new request gets 429.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resent_idempotency_key_is_answered_while_the_queue_is_full() {
-    support::guest_dir();
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = HostConfig::new(dir.path());
-    // One execution slot, held by an endless loop: everything else queues.
-    config.max_concurrent_runs = 1;
-    let host = Host::open(config).await.unwrap();
-    host.deploy(support::wasm_bytes("hello"), &support::manifest("hello"))
-        .await
-        .unwrap();
-    host.deploy(
-        support::wasm_bytes("hostile"),
-        "slug = \"hostile\"\n[budget]\nmax_fuel = \"unlimited\"\nmax_duration = \"30s\"\n",
-    )
-    .await
-    .unwrap();
-    let hog = host
-        .start("hostile", json!({ "attack": "loop" }))
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let settings = ServerSettings {
-        max_queued_runs: 1,
-        ..ServerSettings::default()
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(runway::api::serve(
-        host.clone(),
-        settings,
-        listener,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let h = Hogged::start(1).await;
+    let (host, base) = (&h.host, &h.base);
     let http = reqwest::Client::new();
     let post = |key: Option<&'static str>| {
         let mut r = http
@@ -1209,9 +1245,7 @@ async fn a_resent_idempotency_key_is_answered_while_the_queue_is_full() {
     assert_eq!(again.status(), StatusCode::OK);
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["id"], first["id"]);
-    host.cancel(hog).await.unwrap();
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    h.stop().await;
 }
 
 /// The queue bound is exact: 64 triggers racing against a bound of 10
@@ -1219,47 +1253,10 @@ async fn a_resent_idempotency_key_is_answered_while_the_queue_is_full() {
 /// `Retry-After`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_triggers_against_the_queue_bound_admit_exactly_that_many() {
-    support::guest_dir();
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = HostConfig::new(dir.path());
-    config.max_concurrent_runs = 1;
-    let host = Host::open(config).await.unwrap();
-    host.deploy(support::wasm_bytes("hello"), &support::manifest("hello"))
-        .await
-        .unwrap();
-    host.deploy(
-        support::wasm_bytes("hostile"),
-        "slug = \"hostile\"\n[budget]\nmax_fuel = \"unlimited\"\nmax_duration = \"30s\"\n",
-    )
-    .await
-    .unwrap();
-    let hog = host
-        .start("hostile", json!({ "attack": "loop" }))
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while host.run_record(hog).await.unwrap().status != runway::types::RunStatus::Running {
-        assert!(Instant::now() < deadline, "the hog never ran");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let settings = ServerSettings {
-        max_queued_runs: 10,
-        ..ServerSettings::default()
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(runway::api::serve(
-        host.clone(),
-        settings,
-        listener,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let h = Hogged::start(10).await;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..64 {
-        let url = format!("{base}/v1/workflows/hello/runs");
+        let url = format!("{}/v1/workflows/hello/runs", h.base);
         tasks.spawn(async move {
             let res = reqwest::Client::new()
                 .post(url)
@@ -1280,8 +1277,6 @@ async fn racing_triggers_against_the_queue_bound_admit_exactly_that_many() {
         .filter(|(s, retry)| *s == StatusCode::TOO_MANY_REQUESTS && *retry)
         .count();
     assert_eq!((admitted, refused), (10, 54), "{answers:?}");
-    assert_eq!(host.queue_depth(), 10);
-    host.cancel(hog).await.unwrap();
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    assert_eq!(h.host.queue_depth(), 10);
+    h.stop().await;
 }

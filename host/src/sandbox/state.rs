@@ -6,6 +6,7 @@ use super::fault::RunFault;
 use super::imports;
 use super::journal::{Journal, JournalEntry};
 use super::limiter::MemoryLimiter;
+use super::park::Parker;
 use super::recorder::Recorder;
 use crate::budget::{Budget, FuelLimit};
 use crate::host::scheduler::LiveRun;
@@ -102,6 +103,36 @@ impl WasiView for RunState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+/// What the parking imports (`runtime`, `workflows`) borrow of a run: a
+/// [`Parker`] and, beside it, the rest of their views.
+pub(crate) struct Parking<'a> {
+    pub run: &'a RunContext,
+    pub effects: &'a Effects,
+    pub host: &'a Arc<HostServices>,
+    pub parker: Parker<'a>,
+    pub consumed_signals: &'a mut HashSet<u64>,
+    pub children: &'a mut u64,
+}
+
+impl RunState {
+    pub(crate) fn parking(&mut self) -> Parking<'_> {
+        Parking {
+            run: &self.run,
+            effects: &self.effects,
+            host: &self.host,
+            parker: Parker {
+                run: &self.run,
+                effects: &self.effects,
+                registry: &self.host.registry,
+                live: &self.live,
+                permit: &mut self.permit,
+            },
+            consumed_signals: &mut self.consumed_signals,
+            children: &mut self.children,
         }
     }
 }

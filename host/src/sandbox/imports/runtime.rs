@@ -48,18 +48,13 @@ impl HasData for Runtime {
 }
 
 pub(super) fn view(s: &mut RunState) -> RuntimeView<'_> {
+    let p = s.parking();
     RuntimeView {
-        run: &s.run,
-        effects: &s.effects,
-        host: &s.host,
-        parker: Parker {
-            run: &s.run,
-            effects: &s.effects,
-            registry: &s.host.registry,
-            live: &s.live,
-            permit: &mut s.permit,
-        },
-        consumed_signals: &mut s.consumed_signals,
+        run: p.run,
+        effects: p.effects,
+        host: p.host,
+        parker: p.parker,
+        consumed_signals: p.consumed_signals,
     }
 }
 

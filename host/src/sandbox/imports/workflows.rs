@@ -68,18 +68,13 @@ impl HasData for Workflows {
 }
 
 pub(super) fn view(s: &mut RunState) -> WorkflowsView<'_> {
+    let p = s.parking();
     WorkflowsView {
-        run: &s.run,
-        effects: &s.effects,
-        host: &s.host,
-        parker: Parker {
-            run: &s.run,
-            effects: &s.effects,
-            registry: &s.host.registry,
-            live: &s.live,
-            permit: &mut s.permit,
-        },
-        children: &mut s.children,
+        run: p.run,
+        effects: p.effects,
+        host: p.host,
+        parker: p.parker,
+        children: p.children,
     }
 }
 
