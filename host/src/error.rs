@@ -30,8 +30,12 @@ pub enum HostError {
     IdempotencyConflict(RunId),
     #[error("workflow {0:?} has {1} runs that have not ended")]
     WorkflowBusy(String, usize),
-    #[error("{0} runs are waiting to execute; try again shortly")]
-    QueueFull(usize),
+    #[error("{depth} runs are waiting to execute; try again in {retry_after} s")]
+    QueueFull {
+        depth: usize,
+        /// Seconds until the queue has drained at its measured rate.
+        retry_after: u64,
+    },
     #[error("run {0} has no artifact {1:?}")]
     ArtifactNotFound(RunId, String),
     #[error(transparent)]
@@ -77,7 +81,7 @@ impl HostError {
             Self::RunEnded(..) => ("RUN_ENDED", S::CONFLICT),
             Self::IdempotencyConflict(_) => ("IDEMPOTENCY_CONFLICT", S::CONFLICT),
             Self::WorkflowBusy(..) => ("WORKFLOW_BUSY", S::CONFLICT),
-            Self::QueueFull(_) => ("QUEUE_FULL", S::TOO_MANY_REQUESTS),
+            Self::QueueFull { .. } => ("QUEUE_FULL", S::TOO_MANY_REQUESTS),
             Self::Webhook(WebhookError::NoHook(_)) => ("NOT_FOUND", S::NOT_FOUND),
             Self::Webhook(WebhookError::NoWaitingRun) => ("NOT_FOUND", S::NOT_FOUND),
             Self::Webhook(WebhookError::KeyMissing) => {
@@ -92,9 +96,26 @@ impl HostError {
             Self::Store(StoreError::Missing(_) | StoreError::Damaged(..)) => {
                 ("STORE_REFUSED", S::SERVICE_UNAVAILABLE)
             }
+            Self::Store(
+                StoreError::Unreadable(_)
+                | StoreError::Corrupt(_)
+                | StoreError::Db(redb::Error::Corrupted(_)),
+            ) => ("STORE_DAMAGED", S::INTERNAL_SERVER_ERROR),
+            Self::Store(e) if e.is_unavailable() => ("STORAGE_UNAVAILABLE", S::SERVICE_UNAVAILABLE),
             Self::Store(_) | Self::Io { .. } | Self::Internal(_) => {
                 ("INTERNAL", S::INTERNAL_SERVER_ERROR)
             }
+        }
+    }
+
+    /// Seconds a client should wait before trying again, for an error that
+    /// passes by itself (a full queue, a store that takes no writes now).
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::QueueFull { retry_after, .. }
+            | Self::Store(StoreError::Unavailable { retry_after, .. }) => Some(*retry_after),
+            Self::Store(e) if e.is_unavailable() => Some(1),
+            _ => None,
         }
     }
 

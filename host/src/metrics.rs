@@ -64,6 +64,20 @@ pub(crate) fn capacity_wait() {
     metrics::counter!("runway_capacity_waits_total").increment(1);
 }
 
+/// The store entered (`true`) or left the degraded state.
+pub(crate) fn store_degraded(degraded: bool) {
+    metrics::gauge!("runway_store_degraded").set(f64::from(u8::from(degraded)));
+    if degraded {
+        metrics::counter!("runway_store_faults_total").increment(1);
+    }
+}
+
+/// A run stopped because the store or the disk refused it, to resume by
+/// replay.
+pub(crate) fn storage_wait() {
+    metrics::counter!("runway_storage_waits_total").increment(1);
+}
+
 /// Gauges read at scrape time.
 pub(crate) fn gauges(warm: usize, queued: usize, live: usize, run_memory: u64) {
     metrics::gauge!("runway_run_memory_bytes").set(run_memory as f64);

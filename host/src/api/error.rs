@@ -16,6 +16,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, for 429 and 503.
     pub retry_after: Option<u64>,
+    /// A resource the refused request created all the same.
+    pub location: Option<HeaderValue>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -37,6 +39,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            location: None,
         }
     }
 
@@ -52,6 +55,7 @@ impl ApiError {
 impl From<HostError> for ApiError {
     fn from(e: HostError) -> ApiError {
         let (code, status) = e.code_and_status();
+        let e_retry = e.retry_after();
         let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
             // Details go to the log, not to the client.
             tracing::error!(error = %e, "request failed");
@@ -60,9 +64,7 @@ impl From<HostError> for ApiError {
             e.to_string()
         };
         let mut e = ApiError::new(status, code, message);
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            e.retry_after = Some(1);
-        }
+        e.retry_after = e_retry;
         e
     }
 }
@@ -88,6 +90,9 @@ impl IntoResponse for ApiError {
             // and sees it drop.
             res.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some(l) = self.location {
+            res.headers_mut().insert(header::LOCATION, l);
         }
         if let Some(s) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&s.to_string())

@@ -19,14 +19,18 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// The store answers: the host can take work.
+/// The store answers reads and takes writes: the host can take work. A
+/// store that takes no writes now (a full disk) answers 503 with the
+/// reason until it recovers by itself.
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, body = Health), (status = 503, body = super::error::ErrorEnvelope)))]
 pub async fn readyz(state: AppStateRef) -> ApiResult<Json<Health>> {
-    state
-        .host
-        .ready()
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "NOT_READY", e.to_string()))?;
+    state.host.ready().map_err(|e| {
+        let mut refused =
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "NOT_READY", e.to_string());
+        refused.retry_after = e.retry_after();
+        refused
+    })?;
     Ok(Json(Health { status: "ready" }))
 }
 

@@ -122,10 +122,22 @@ pub async fn start(
             _ = closing.wait_for(|c| *c) => {}
         }
     }
+    let location = HeaderValue::from_str(&format!("/v1/runs/{}", started.id)).ok();
     let mut record = state.host.run_record(started.id).await?;
     if !record.status.is_terminal() {
         // The answer names the run: it must survive a crash from now on.
-        state.host.flush().await?;
+        if let Err(e) = state.host.flush().await {
+            let mut refused = ApiError::from(e);
+            if refused.code == "STORAGE_UNAVAILABLE" {
+                // Queued, and kept: it is durable once the store recovers.
+                refused.message = format!(
+                    "run {} is queued but the store cannot make it durable now ({}); it goes on once the store recovers",
+                    started.id, refused.message
+                );
+                refused.location = location;
+            }
+            return Err(refused);
+        }
         record = state.host.run_record(started.id).await?;
     }
     // 200 when the caller waited and the run ended, or when the key named
@@ -137,7 +149,7 @@ pub async fn start(
         StatusCode::ACCEPTED
     };
     let mut res = (status, Json(view(&state, record)?)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("/v1/runs/{}", started.id)) {
+    if let Some(v) = location {
         res.headers_mut().insert(header::LOCATION, v);
     }
     Ok(res)

@@ -19,6 +19,34 @@ pub(super) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         print_models(&models.list(), *json)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Doctor { repair, json } = &cli.command {
+        // Works on the file, not through a host: a damaged store may not open.
+        let c = crate::store::doctor(&cli.data_dir, *repair)?;
+        if *json {
+            println!("{}", serde_json::to_string(&c)?);
+        } else {
+            let state = match (c.intact, c.repaired) {
+                (true, _) => "intact",
+                (false, true) => "damaged, and repaired",
+                (false, false) => "damaged",
+            };
+            println!("{}: {state}", c.file.display());
+            println!("{} runs readable, {} unreadable", c.runs, c.unreadable_runs);
+            if let Some(b) = &c.backup {
+                println!("the file before the repair: {}", b.display());
+            }
+            if !c.intact && !c.repaired {
+                println!(
+                    "repair it with `runway doctor --repair` (which keeps a copy), or restore a backup"
+                );
+            }
+        }
+        return Ok(if c.intact || c.repaired {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
     if let Command::Events { follow: true, .. } = &cli.command {
         anyhow::bail!(
             "--follow tails a server's event stream: pass --server URL (or RUNWAY_SERVER)"
@@ -70,7 +98,7 @@ pub(super) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let record = until_done_or_idle(&host, id).await?;
             print_run(&record, run.json)?
         }
-        Command::Serve { .. } => unreachable!("handled above"),
+        Command::Serve { .. } | Command::Doctor { .. } => unreachable!("handled above"),
         Command::Resume { json } => {
             let ids: Vec<RunId> = host.active_runs()?.iter().map(|r| r.id).collect();
             host.recover().await?;

@@ -158,6 +158,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the store file page by page (a copy of it: the file is not
+    /// touched); with --repair, copy it aside and repair it in place. The
+    /// data directory must not be in use.
+    Doctor {
+        #[arg(long)]
+        repair: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// List the configured models (--config's [models], or the server's):
     /// each alias and what it resolves to.
     Models {
@@ -193,6 +202,13 @@ pub fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // A panic the host survives (a read of a damaged store, a handler's
+    // bug) is one error line in the log, not a multi-line report.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(ToString::to_string);
+        let message = crate::store::panic_message(info.payload());
+        tracing::error!(location, message, "panic");
+    }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

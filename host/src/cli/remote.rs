@@ -149,7 +149,10 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
             print_models(&client.models().await?, *json)?;
             ExitCode::SUCCESS
         }
-        Command::Exec { .. } | Command::Resume { .. } | Command::Serve { .. } => {
+        Command::Exec { .. }
+        | Command::Resume { .. }
+        | Command::Serve { .. }
+        | Command::Doctor { .. } => {
             anyhow::bail!("this command runs on a data directory; drop --server (or RUNWAY_SERVER)")
         }
     })

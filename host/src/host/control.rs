@@ -17,7 +17,10 @@ impl Host {
             return Ok(CancelOutcome::AlreadyEnded(record.status));
         }
         // Durable first: a crash before the run stops still ends it cancelled.
-        let out = self.store().commit(vec![Write::RequestCancel(id)]).await?;
+        let out = self
+            .store()
+            .client_commit(vec![Write::RequestCancel(id)])
+            .await?;
         let outcome = if out.first() == Some(&WriteOutcome::Ignored) {
             // It ended in the meantime.
             let status = self.store().run(id)?.map_or(record.status, |r| r.status);
@@ -82,7 +85,7 @@ impl Host {
         };
         let out = self
             .store()
-            .commit(vec![Write::Signal(id, Box::new(signal))])
+            .client_commit(vec![Write::Signal(id, Box::new(signal))])
             .await?;
         let Some(&WriteOutcome::Signal { seq, duplicate }) = out.first() else {
             return Err(HostError::Internal("a signal was not stored".into()));

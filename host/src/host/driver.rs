@@ -10,7 +10,7 @@ use crate::budget::Budget;
 use crate::error::HostError;
 use crate::manifest::Manifest;
 use crate::sandbox::fault::{Ending, RunFault};
-use crate::sandbox::{self, Executed, RunRequest, SandboxSetup};
+use crate::sandbox::{self, Executed, RunRequest, SandboxSetup, Shortage};
 use crate::store::{Progress, Write};
 use crate::types::{
     BudgetKind, ErrorCode, Event, RunError, RunRecord, RunStatus, Wait, now, now_ms,
@@ -36,6 +36,18 @@ impl Host {
         let record = match self.store().run(live.id) {
             Ok(Some(r)) if !r.status.is_terminal() => r,
             Ok(_) => return self.registry().finish(&live, None),
+            Err(e) if e.is_unavailable() => {
+                // The store cannot be read now: the run is driven once it can.
+                let host = self.clone();
+                tokio::spawn(async move {
+                    while host.store().degraded().is_some() && !live.suspending() {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    host.launch(live);
+                });
+                return;
+            }
             Err(e) => {
                 tracing::error!(run = %live.id, error = %e, "could not load a run to drive it");
                 return self.registry().finish(&live, None);
@@ -52,6 +64,7 @@ impl Host {
         // run: the first time, only a timer is waited for without a check.
         let mut first = true;
         let mut capacity_waits = 0u32;
+        let mut storage_waits = 0u32;
         let end = loop {
             if record.status.is_terminal() {
                 break record;
@@ -83,9 +96,13 @@ impl Host {
                 Executed::Parked(r) => {
                     record = r;
                     capacity_waits = 0;
+                    storage_waits = 0;
                 }
                 Executed::Suspended => return self.registry().finish(&live, None),
-                Executed::Retry { record: r, need } => {
+                Executed::Retry {
+                    record: r,
+                    shortage: Shortage::Memory { need },
+                } => {
                     record = r;
                     capacity_waits += 1;
                     if capacity_waits > MAX_CAPACITY_WAITS {
@@ -96,6 +113,25 @@ impl Host {
                         break self.end_unexecuted(record, fault).await;
                     }
                     self.await_capacity(&live, need, capacity_waits).await;
+                }
+                Executed::Retry {
+                    record: r,
+                    shortage: Shortage::Storage(reason),
+                } => {
+                    record = r;
+                    // A degraded store is waited out however long it lasts;
+                    // a failure it does not report is tried a bounded
+                    // number of times.
+                    if self.store().degraded().is_none() {
+                        storage_waits += 1;
+                    }
+                    if storage_waits > MAX_CAPACITY_WAITS {
+                        let fault = RunFault::Internal(format!(
+                            "the host's storage failed {MAX_CAPACITY_WAITS} times in a row: {reason}"
+                        ));
+                        break self.end_unexecuted(record, fault).await;
+                    }
+                    self.await_storage(&live, &reason, storage_waits).await;
                 }
             }
         };
@@ -187,6 +223,24 @@ impl Host {
         }
     }
 
+    /// Waits until the store takes writes again, then a backoff that grows
+    /// with `waits`.
+    async fn await_storage(&self, live: &LiveRun, reason: &str, waits: u32) {
+        tracing::warn!(run = %live.id, reason, "the host's storage failed the run; it resumes by replay once the storage recovers");
+        crate::metrics::storage_wait();
+        while self.store().degraded().is_some() && !live.cancelled() && !live.suspending() {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                () = live.wake.notified() => {}
+            }
+        }
+        let backoff = Duration::from_millis(5u64 << waits.min(8)).min(Duration::from_secs(1));
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = live.wake.notified() => {}
+        }
+    }
+
     /// Executes a run once: from the start, or by replaying its journal.
     pub(super) async fn execute_once(&self, live: &Arc<LiveRun>, record: RunRecord) -> Executed {
         let permits = self.registry().permits.clone();
@@ -219,6 +273,10 @@ impl Host {
         })();
         let (manifest, history, progress) = match loaded {
             Ok(x) => x,
+            Err(HostError::Store(e)) if e.is_unavailable() => {
+                let shortage = Shortage::Storage(e.to_string());
+                return Executed::Retry { record, shortage };
+            }
             Err(e) => return Executed::Finished(self.fail_internal(record, e.to_string()).await),
         };
         let pre = match self.prepare(&record.digest).await {

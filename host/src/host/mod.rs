@@ -166,6 +166,7 @@ impl Host {
         manifest_toml: &str,
     ) -> Result<Deployment, HostError> {
         let manifest = Manifest::parse(manifest_toml)?;
+        self.store().writable()?;
         if wasm.len() > crate::sandbox::engine::MAX_COMPONENT_BYTES {
             return Err(crate::sandbox::engine::ComponentError::TooLarge(wasm.len()).into());
         }
@@ -185,7 +186,7 @@ impl Host {
         };
         let out = self
             .store()
-            .commit(vec![Write::Deploy {
+            .client_commit(vec![Write::Deploy {
                 slug: manifest.slug.clone(),
                 digest: digest.clone(),
                 component,
@@ -266,7 +267,10 @@ impl Host {
             return self.start_inner(slug, None, input, key, false).await;
         }
         if !self.registry().reserve_queue(max_queued) {
-            return Err(HostError::QueueFull(self.queue_depth()));
+            return Err(HostError::QueueFull {
+                depth: self.queue_depth(),
+                retry_after: self.registry().retry_after(),
+            });
         }
         self.start_inner(slug, None, input, key, true).await
     }
@@ -311,7 +315,7 @@ impl Host {
     ) -> Result<RunId, HostError> {
         let id = self.queue(slug, version, input, None).await?.0.id;
         // Visible to reads (not yet durable) before this returns.
-        self.store().apply(Vec::new()).await?;
+        self.store().client_apply(Vec::new()).await?;
         Ok(id)
     }
 
@@ -354,19 +358,32 @@ impl Host {
             queued,
             key: key.clone(),
         };
+        let existing = |id: RunId| -> Result<(RunRecord, bool), HostError> {
+            let existing = self.store().run(id)?.ok_or(HostError::RunNotFound(id))?;
+            if existing.input != record.input || existing.workflow != record.workflow {
+                return Err(HostError::IdempotencyConflict(id));
+            }
+            Ok((existing, false))
+        };
+        // A known key is answered from the store's reads, whatever its
+        // writes do.
+        if let Some(k) = &key
+            && let Some(id) = self.store().run_for_key(k)?
+        {
+            return existing(id);
+        }
+        // A client's start is refused while the disk takes no writes, not
+        // left waiting for it.
+        self.store().writable()?;
         let out = if key.is_some() {
             // The key's outcome is needed now.
-            self.store().apply(vec![start]).await?
+            self.store().client_apply(vec![start]).await?
         } else {
             self.store().enqueue(vec![start]);
             Vec::new()
         };
         if let Some(WriteOutcome::Existing(id)) = out.first() {
-            let existing = self.store().run(*id)?.ok_or(HostError::RunNotFound(*id))?;
-            if existing.input != record.input || existing.workflow != record.workflow {
-                return Err(HostError::IdempotencyConflict(*id));
-            }
-            return Ok((existing, false));
+            return existing(*id);
         }
         crate::metrics::run_started(&record.workflow);
         Ok((record, true))
@@ -517,8 +534,9 @@ impl Host {
         if busy > 0 {
             return Err(HostError::WorkflowBusy(slug.to_owned(), busy));
         }
+        self.store().writable()?;
         self.store()
-            .commit(vec![Write::DeleteWorkflow(slug.to_owned())])
+            .client_commit(vec![Write::DeleteWorkflow(slug.to_owned())])
             .await?;
         Ok(())
     }
@@ -545,9 +563,11 @@ impl Host {
         Ok((meta, body))
     }
 
-    /// Waits until everything written so far is durable.
+    /// Waits until everything written so far is durable. Errs with
+    /// `STORAGE_UNAVAILABLE` if the store takes no writes now or fails
+    /// first: what was written becomes durable once it recovers.
     pub async fn flush(&self) -> Result<(), HostError> {
-        Ok(self.store().flush().await?)
+        Ok(self.store().client_flush().await?)
     }
 }
 

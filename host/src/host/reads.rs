@@ -24,7 +24,7 @@ impl Host {
         let mut r = match self.store().run(id)? {
             Some(r) => r,
             None => {
-                self.store().apply(Vec::new()).await?;
+                self.store().client_apply(Vec::new()).await?;
                 self.store().run(id)?.ok_or(HostError::RunNotFound(id))?
             }
         };
@@ -113,6 +113,7 @@ impl Host {
 
     /// Whether the store answers reads.
     pub fn ready(&self) -> Result<(), HostError> {
+        self.store().writable()?;
         self.store().workflows()?;
         Ok(())
     }

@@ -96,7 +96,61 @@ pub(crate) struct Registry {
     pub permits: Arc<Semaphore>,
     /// The host-wide memory budget of the runs in memory.
     pub memory: Arc<MemoryPool>,
+    /// How fast the queue drains.
+    drain: Drain,
     launch: mpsc::UnboundedSender<Arc<LiveRun>>,
+}
+
+/// How fast runs leave the queue, so that a client told the queue is full
+/// learns when to try again. Counted with one atomic per run; the rate is
+/// measured only when a client asks, over the time since the last ask (at
+/// least a second).
+struct Drain {
+    left: std::sync::atomic::AtomicU64,
+    sample: Mutex<DrainSample>,
+}
+
+struct DrainSample {
+    at: std::time::Instant,
+    left: u64,
+    /// Runs per second over the last sampled window (`None` before one).
+    rate: Option<f64>,
+}
+
+/// The longest `Retry-After` for a full queue, in seconds.
+const MAX_RETRY_AFTER: u64 = 60;
+
+impl Drain {
+    fn new() -> Drain {
+        Drain {
+            left: Default::default(),
+            sample: Mutex::new(DrainSample {
+                at: std::time::Instant::now(),
+                left: 0,
+                rate: None,
+            }),
+        }
+    }
+
+    /// Seconds until `depth` queued runs have left at the measured rate.
+    fn retry_after(&self, depth: usize) -> u64 {
+        let left = self.left.load(Ordering::Relaxed);
+        let mut s = self.sample.lock();
+        let elapsed = s.at.elapsed();
+        // A window of at least a second, or 200 ms for the first figure.
+        let due = elapsed >= std::time::Duration::from_secs(1)
+            || (s.rate.is_none() && elapsed >= std::time::Duration::from_millis(200));
+        if due {
+            s.rate = Some((left - s.left) as f64 / elapsed.as_secs_f64());
+            s.at = std::time::Instant::now();
+            s.left = left;
+        }
+        match s.rate {
+            None => 1,
+            Some(r) if r <= 0.0 => MAX_RETRY_AFTER,
+            Some(r) => ((depth as f64 / r).ceil() as u64).clamp(1, MAX_RETRY_AFTER),
+        }
+    }
 }
 
 impl Registry {
@@ -115,6 +169,7 @@ impl Registry {
             warm: Arc::new(Semaphore::new(max_warm)),
             permits: Arc::new(Semaphore::new(max_concurrent)),
             memory: Arc::new(MemoryPool::new(max_memory)),
+            drain: Drain::new(),
             launch,
         };
         (registry, rx)
@@ -164,7 +219,14 @@ impl Registry {
     pub(crate) fn leave_queue(&self, live: &LiveRun) {
         if live.in_queue.swap(false, Ordering::AcqRel) {
             self.queued.fetch_sub(1, Ordering::AcqRel);
+            self.drain.left.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Seconds a client refused for a full queue should wait: the time the
+    /// queue takes to drain at its measured rate (1 to 60).
+    pub(crate) fn retry_after(&self) -> u64 {
+        self.drain.retry_after(self.queued.load(Ordering::Relaxed))
     }
 
     /// Asks every warm-parked run to give its instance up; each is
@@ -280,5 +342,39 @@ impl Registry {
     pub(crate) async fn idle(&self) {
         let mut rx = self.busy.subscribe();
         let _ = rx.wait_for(|n| *n == 0).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A drain that measured `left` runs leaving over `window`.
+    fn drained(left: u64, window: Duration) -> Drain {
+        let d = Drain::new();
+        d.sample.lock().at = Instant::now() - window;
+        d.left.store(left, Ordering::Relaxed);
+        d
+    }
+
+    #[test]
+    fn retry_after_is_the_queue_over_its_drain_rate() {
+        // Nothing measured yet: a second.
+        assert_eq!(Drain::new().retry_after(100), 1);
+        // 50 runs/s: 90 queued runs take 2 s.
+        assert_eq!(drained(50, Duration::from_secs(1)).retry_after(90), 2);
+        // A fast queue: at least a second.
+        assert_eq!(drained(5_000, Duration::from_secs(1)).retry_after(10), 1);
+        // A queue that does not move: the longest wait.
+        assert_eq!(
+            drained(0, Duration::from_secs(2)).retry_after(10),
+            MAX_RETRY_AFTER
+        );
+        // 1 run/s: 600 queued runs would take 10 minutes; capped.
+        assert_eq!(
+            drained(2, Duration::from_secs(2)).retry_after(600),
+            MAX_RETRY_AFTER
+        );
     }
 }

@@ -227,7 +227,7 @@ impl Effects {
             Commit::Submit => drop(self.submit_recorded(writes)),
             Commit::Durable => {
                 if let Err(e) = self.submit_recorded(writes).wait().await {
-                    return Err(self.fail(RunFault::Internal(format!("recording {name}: {e}"))));
+                    return Err(self.fail(RunFault::from_store(&format!("recording {name}"), &e)));
                 }
             }
         }
@@ -301,7 +301,7 @@ impl Effects {
             .wait()
             .await
             .map(drop)
-            .map_err(|e| self.fail(RunFault::Internal(format!("recording the run: {e}"))))
+            .map_err(|e| self.fail(RunFault::from_store("recording the run", &e)))
     }
 
     /// Starts a call that may park: its recorded result, the data of its

@@ -45,6 +45,12 @@ pub enum RunFault {
     /// is executed again by replay once `need` bytes fit.
     #[error("the host is out of memory for runs ({need} bytes needed)")]
     Capacity { need: u64 },
+    /// Not a failure: the store or the disk refused a read or a write (a
+    /// full disk, say); the run is executed again by replay once they take
+    /// it, and ends as `INTERNAL` only if they keep refusing while the
+    /// store reports itself healthy.
+    #[error("the host's storage failed: {0}")]
+    Storage(String),
     /// Not a failure: the host is shutting down; the run stays as it is
     /// and resumes by replay when a host opens the data again.
     #[error("the host is shutting down")]
@@ -83,9 +89,23 @@ impl RunFault {
             Self::Nondeterminism(_) => ErrorCode::Nondeterminism,
             Self::InvalidCall(_) => ErrorCode::InvalidCall,
             Self::Cancelled => ErrorCode::Cancelled,
-            Self::Internal(_) | Self::Parked(_) | Self::Capacity { .. } | Self::Suspended => {
-                ErrorCode::Internal
-            }
+            Self::Internal(_)
+            | Self::Parked(_)
+            | Self::Capacity { .. }
+            | Self::Storage(_)
+            | Self::Suspended => ErrorCode::Internal,
+        }
+    }
+
+    /// The fault for a store error met while `doing` something: the store
+    /// closing stops the run for the next start, a store that takes no
+    /// writes or reads now makes it wait, anything else is the host's
+    /// failure.
+    pub fn from_store(doing: &str, e: &crate::store::StoreError) -> RunFault {
+        match e {
+            crate::store::StoreError::Closed => RunFault::Suspended,
+            e if e.is_unavailable() => RunFault::Storage(format!("{doing}: {e}")),
+            e => RunFault::Internal(format!("{doing}: {e}")),
         }
     }
 }

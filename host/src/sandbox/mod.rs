@@ -56,9 +56,21 @@ pub(crate) enum Executed {
     Parked(RunRecord),
     /// The host is shutting down; the run stopped without ending.
     Suspended,
-    /// The host had no memory for the run's growth: it stopped without
-    /// ending, to execute again by replay once `need` bytes fit.
-    Retry { record: RunRecord, need: u64 },
+    /// The host had no capacity for the run: it stopped without ending, to
+    /// execute again by replay once the shortage is over.
+    Retry {
+        record: RunRecord,
+        shortage: Shortage,
+    },
+}
+
+/// What a run that stopped to execute again waits for.
+#[derive(Debug)]
+pub(crate) enum Shortage {
+    /// Memory for runs (`need` bytes), or an instance.
+    Memory { need: u64 },
+    /// The store or the disk to take reads and writes again.
+    Storage(String),
 }
 
 /// Executes a run — from the start, or by replaying its journal — until it
@@ -148,7 +160,15 @@ pub(crate) async fn execute(
         && !live.cancelled()
     {
         effects.flush();
-        return Ok(Executed::Retry { record, need });
+        let shortage = Shortage::Memory { need };
+        return Ok(Executed::Retry { record, shortage });
+    }
+    if let Ending::Fault(RunFault::Storage(reason)) = &outcome
+        && !live.cancelled()
+    {
+        effects.flush();
+        let shortage = Shortage::Storage(reason.clone());
+        return Ok(Executed::Retry { record, shortage });
     }
     if matches!(outcome, Ending::Fault(RunFault::Suspended)) && !live.cancelled() {
         effects.flush();

@@ -50,7 +50,7 @@ impl Parker<'_> {
         if let Err(e) = self.effects.submit_recorded(vec![status]).wait().await {
             return Err(self
                 .effects
-                .fail(RunFault::Internal(format!("recording a wait: {e}"))));
+                .fail(RunFault::from_store("recording a wait", &e)));
         }
         self.registry.set_busy(self.live, wait.until_ms().is_some());
         let slot = match self.registry.warm.clone().try_acquire_owned() {

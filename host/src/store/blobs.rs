@@ -70,14 +70,20 @@ impl ArtifactStore {
         }
         self.dir.create_dir_all(&digest[..2])?;
         let tmp = format!("{}/.tmp-{}", &digest[..2], ulid::Ulid::new());
-        let mut f = self
-            .dir
-            .open_with(&tmp, OpenOptions::new().write(true).create_new(true))?;
-        f.write_all(body)?;
-        f.sync_all()?;
-        drop(f);
-        self.dir.rename(&tmp, &self.dir, &rel)?;
-        Ok(digest)
+        let written = (|| {
+            let mut f = self
+                .dir
+                .open_with(&tmp, OpenOptions::new().write(true).create_new(true))?;
+            f.write_all(body)?;
+            f.sync_all()?;
+            drop(f);
+            self.dir.rename(&tmp, &self.dir, &rel)
+        })();
+        if written.is_err() {
+            // A full disk leaves no half-written files behind.
+            let _ = self.dir.remove_file(&tmp);
+        }
+        written.map(|()| digest)
     }
 
     /// The body stored under `digest`.

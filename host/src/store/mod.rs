@@ -6,15 +6,19 @@
 //! `writer`), so durability costs one fsync per batch, not per event.
 
 pub mod blobs;
+mod doctor;
+mod health;
 mod tables;
 mod writer;
 
+pub use doctor::{Checkup, doctor};
+pub use health::Degraded;
 pub use writer::{Ticket, Write, WriteOutcome};
 
 use crate::sandbox::journal::JournalEntry;
 use crate::types::{ArtifactMeta, Event, RunId, RunRecord, RunStatus, Signal, WorkflowVersion};
 use redb::{Database, ReadableDatabase, ReadableTable};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tables::*;
 
@@ -40,8 +44,37 @@ pub enum StoreError {
     )]
     Missing(String),
     /// The store file cannot be opened.
-    #[error("{0} is damaged ({1}): restore it from a backup")]
+    #[error(
+        "{0} is damaged ({1}): restore it from a backup, or repair it with `runway doctor --repair` (which keeps a copy)"
+    )]
     Damaged(String, String),
+    /// A part of the store file cannot be read (it is damaged).
+    #[error(
+        "a part of the store cannot be read ({0}): the file is damaged; check it with `runway doctor`"
+    )]
+    Unreadable(String),
+    /// The store takes no writes now (a full or failing disk); it recovers
+    /// by itself once the disk takes writes again.
+    #[error("the store takes no writes now: {reason}")]
+    Unavailable {
+        reason: String,
+        /// Seconds until the store checks the disk again.
+        retry_after: u64,
+    },
+}
+
+impl StoreError {
+    /// Whether this is the disk's or the storage library's failure (the
+    /// store reports itself unavailable and recovers), not the caller's.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable { .. }
+                | StoreError::Db(
+                    redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed
+                )
+        )
+    }
 }
 
 /// Set to start an empty store in a data directory that holds data.
@@ -92,34 +125,18 @@ impl Store {
         if empty && std::env::var_os(ALLOW_EMPTY_STORE).is_none() && holds_data(dir) {
             return Err(StoreError::Missing(path.display().to_string()));
         }
-        // A damaged file must be refused, never panic the host.
-        let opened = std::panic::catch_unwind(|| {
-            Database::builder()
-                .set_cache_size(CACHE_BYTES)
-                .create(&path)
+        let db = open_file(&path)?;
+        let damaged =
+            |e: StoreError| StoreError::Damaged(path.display().to_string(), e.to_string());
+        tables::create_all(&db).map_err(|e| damaged(e.into()))?;
+        let last_batch = writer::last_batch(&db).map_err(damaged)?;
+        let db = Arc::new(Db {
+            file: parking_lot::RwLock::new(Some(db)),
+            path,
+            health: Default::default(),
         });
-        let db = match opened {
-            Ok(Ok(db)) => db,
-            Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
-                return Err(StoreError::Locked(path.display().to_string()));
-            }
-            Ok(Err(e)) => {
-                return Err(StoreError::Damaged(
-                    path.display().to_string(),
-                    e.to_string(),
-                ));
-            }
-            Err(_) => {
-                return Err(StoreError::Damaged(
-                    path.display().to_string(),
-                    "the store library panicked reading it".into(),
-                ));
-            }
-        };
-        tables::create_all(&db)?;
-        let db = Arc::new(Db(parking_lot::RwLock::new(Some(db))));
         let watchers = writer::Watchers::default();
-        let writer = writer::spawn(db.clone(), watchers.clone());
+        let writer = writer::spawn(db.clone(), watchers.clone(), last_batch);
         Ok(Store {
             db,
             writer,
@@ -129,31 +146,111 @@ impl Store {
 
     /// Makes everything written durable and closes the database file
     /// cleanly, so the next open needs no repair. Every later read or write
-    /// answers [`StoreError::Closed`].
+    /// answers [`StoreError::Closed`]. A degraded store is closed as it is:
+    /// what it could not write was never acknowledged, and its runs replay
+    /// on the next start.
     pub async fn close(&self) -> Result<(), StoreError> {
-        self.flush().await?;
+        self.db.health.close();
+        match self.flush().await {
+            Ok(()) => {}
+            Err(e) if self.db.health.is_degraded() => {
+                tracing::warn!(error = %e, "closing a degraded store");
+            }
+            Err(e) => return Err(e),
+        }
         // Waits for the writer's batch in progress, if any.
-        drop(self.db.0.write().take());
+        let db = self.db.file.write().take();
+        if let Some(db) = db {
+            // A database that failed its writes may panic as it closes.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(db)));
+        }
         Ok(())
+    }
+
+    /// Reports a storage failure met outside the store (writing an artifact
+    /// file, say): the store degrades and recovers as if its own write had
+    /// failed, so clients and runs wait for the disk together.
+    pub fn report_fault(&self, reason: String) {
+        if !self.db.health.is_degraded() {
+            self.writer.report_fault(reason);
+        }
+    }
+
+    /// Runs `read` in a read transaction. A damaged file can make the
+    /// storage library panic as it reads: that is caught and reported as
+    /// [`StoreError::Unreadable`], never a panic of the caller.
+    fn reading<T>(
+        &self,
+        read: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = self.db.read()?;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(&tx))).unwrap_or_else(
+            |panic| {
+                let message = panic_message(panic.as_ref());
+                tracing::error!(error = %message, "the store file is damaged: a read failed");
+                Err(StoreError::Unreadable(message))
+            },
+        )
+    }
+
+    /// Why the store takes no writes now, if it does not.
+    pub fn degraded(&self) -> Option<Degraded> {
+        self.db.health.degraded()
+    }
+
+    /// Errs with [`StoreError::Unavailable`] while the store takes no
+    /// writes: a client's write is refused at once rather than left to
+    /// wait for the disk.
+    pub fn writable(&self) -> Result<(), StoreError> {
+        match self.degraded() {
+            None => Ok(()),
+            Some(d) => Err(StoreError::Unavailable {
+                retry_after: d.retry_after(),
+                reason: d.reason,
+            }),
+        }
     }
 
     /// Queues `writes` like [`Store::enqueue`]; the ticket says when they
     /// are applied (not when they are durable).
     pub fn submit_applied(&self, writes: Vec<Write>) -> Ticket {
-        self.writer.submit(writes, false)
+        self.writer.submit(writes, false, false)
     }
 
     /// Applies `writes` in one transaction of the next batch and waits until
-    /// it is durable (fsynced).
+    /// it is durable (fsynced). If the store fails first, waits until it
+    /// has recovered and committed them: for a run's writes.
     pub async fn commit(&self, writes: Vec<Write>) -> Result<Vec<WriteOutcome>, StoreError> {
-        self.writer.commit(writes, true).await
+        self.writer.commit(writes, true, false).await
+    }
+
+    /// [`Store::commit`] for a client's request: refused with
+    /// [`StoreError::Unavailable`], and not applied, if the store takes no
+    /// writes now or fails before they are committed.
+    pub async fn client_commit(&self, writes: Vec<Write>) -> Result<Vec<WriteOutcome>, StoreError> {
+        self.writable()?;
+        self.writer.commit(writes, true, true).await
+    }
+
+    /// [`Store::apply`] for a client's request (see [`Store::client_commit`]).
+    pub async fn client_apply(&self, writes: Vec<Write>) -> Result<Vec<WriteOutcome>, StoreError> {
+        self.writable()?;
+        self.writer.commit(writes, false, true).await
+    }
+
+    /// [`Store::flush`] for a client: errs with
+    /// [`StoreError::Unavailable`] if the store takes no writes now or
+    /// fails first (what was queued becomes durable once it recovers).
+    pub async fn client_flush(&self) -> Result<(), StoreError> {
+        self.writable()?;
+        self.writer.commit(Vec::new(), true, true).await.map(drop)
     }
 
     /// Queues `writes` for a durable commit now, in order with everything
     /// queued before; the ticket waits for it. For callers that must not
     /// hold a lock across the wait but need the order fixed under it.
     pub fn submit(&self, writes: Vec<Write>) -> Ticket {
-        self.writer.submit(writes, true)
+        self.writer.submit(writes, true, false)
     }
 
     /// Applies `writes` in one transaction of the next batch and waits
@@ -161,7 +258,7 @@ impl Store {
     /// outcome is needed now but whose durability can ride along with the
     /// next durable commit (see the commit rule).
     pub async fn apply(&self, writes: Vec<Write>) -> Result<Vec<WriteOutcome>, StoreError> {
-        self.writer.commit(writes, false).await
+        self.writer.commit(writes, false, false).await
     }
 
     /// Queues `writes` behind everything queued before; they become durable
@@ -172,7 +269,7 @@ impl Store {
 
     /// Waits until the writer has applied everything queued so far, durably.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.writer.commit(Vec::new(), true).await.map(|_| ())
+        self.writer.commit(Vec::new(), true, false).await.map(drop)
     }
 
     /// Follows a run's event log: the receiver holds the newest event seq
@@ -188,12 +285,13 @@ impl Store {
     }
 
     pub fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
-        let tx = self.db.read()?;
-        let t = tx.open_table(RUNS)?;
-        let key = id.to_string();
-        Ok(match t.get(key.as_str())? {
-            Some(v) => Some(serde_json::from_slice(v.value())?),
-            None => None,
+        self.reading(|tx| {
+            let t = tx.open_table(RUNS)?;
+            let key = id.to_string();
+            Ok(match t.get(key.as_str())? {
+                Some(v) => Some(serde_json::from_slice(v.value())?),
+                None => None,
+            })
         })
     }
 
@@ -215,191 +313,226 @@ impl Store {
         limit: usize,
         before: Option<RunId>,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        let tx = self.db.read()?;
-        let t = tx.open_table(RUNS)?;
-        let mut out = Vec::new();
-        let upper = before.map(|b| b.to_string());
-        let rows = match &upper {
-            Some(u) => t.range::<&str>(..u.as_str())?,
-            None => t.range::<&str>(..)?,
-        };
-        for row in rows.rev() {
-            let (k, v) = row?;
-            let Some(run) = readable(k.value(), v.value()) else {
-                continue;
+        self.reading(|tx| {
+            let t = tx.open_table(RUNS)?;
+            let mut out = Vec::new();
+            let upper = before.map(|b| b.to_string());
+            let mut rows = match &upper {
+                Some(u) => t.range::<&str>(..u.as_str())?,
+                None => t.range::<&str>(..)?,
             };
-            if status.is_some_and(|s| s != run.status)
-                || workflow.is_some_and(|w| w != run.workflow)
-            {
-                continue;
+            loop {
+                // A damaged page ends the listing (an error, or a panic of
+                // the storage library as it walks the tree), not the request.
+                let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rows.next_back()));
+                let (k, v) = match next {
+                    Ok(Some(Ok(row))) => row,
+                    Ok(None) => break,
+                    Ok(Some(Err(e))) => {
+                        tracing::error!(error = %e, "the store file is damaged: a listing stops early");
+                        break;
+                    }
+                    Err(_) => {
+                        tracing::error!("the store file is damaged: a listing stops early");
+                        break;
+                    }
+                };
+                // A damaged key can panic as it decodes, or make the run
+                // unreachable by its id: that row is left out (a run the
+                // listing shows can be read), the listing goes on.
+                let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let key = k.value();
+                    let run = readable(key, v.value())?;
+                    matches!(t.get(key), Ok(Some(_))).then_some(run)
+                }));
+                let Ok(Some(run)) = decoded else {
+                    continue;
+                };
+                if status.is_some_and(|s| s != run.status)
+                    || workflow.is_some_and(|w| w != run.workflow)
+                {
+                    continue;
+                }
+                out.push(run);
+                if out.len() >= limit {
+                    break;
+                }
             }
-            out.push(run);
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Records of the runs that have not ended, oldest first. A record that
     /// cannot be read is logged and left out: it breaks no listing.
     pub fn active_records(&self) -> Result<Vec<RunRecord>, StoreError> {
-        let tx = self.db.read()?;
-        let active = tx.open_table(ACTIVE_RUNS)?;
-        let runs = tx.open_table(RUNS)?;
-        let mut out = Vec::new();
-        for row in active.iter()? {
-            let (k, _) = row?;
-            if let Some(v) = runs.get(k.value())?
-                && let Some(r) = readable(k.value(), v.value())
-            {
-                out.push(r);
+        self.reading(|tx| {
+            let active = tx.open_table(ACTIVE_RUNS)?;
+            let runs = tx.open_table(RUNS)?;
+            let mut out = Vec::new();
+            for row in active.iter()? {
+                let (k, _) = row?;
+                if let Some(v) = runs.get(k.value())?
+                    && let Some(r) = readable(k.value(), v.value())
+                {
+                    out.push(r);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Ids of runs that are not terminal (for recovery).
     pub fn active_runs(&self) -> Result<Vec<RunId>, StoreError> {
-        let tx = self.db.read()?;
-        let t = tx.open_table(ACTIVE_RUNS)?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            let (k, _) = row?;
-            if let Ok(id) = k.value().parse() {
-                out.push(id);
+        self.reading(|tx| {
+            let t = tx.open_table(ACTIVE_RUNS)?;
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                let (k, _) = row?;
+                if let Ok(id) = k.value().parse() {
+                    out.push(id);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Events with `seq > after`, in order, at most `limit`.
     pub fn events(&self, run: RunId, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let tx = self.db.read()?;
-        let t = tx.open_table(EVENTS)?;
-        let key = run.to_string();
-        let mut out = Vec::new();
-        for row in t.range((key.as_str(), after.saturating_add(1))..=(key.as_str(), u64::MAX))? {
-            let (_, v) = row?;
-            out.push(serde_json::from_slice(v.value())?);
-            if out.len() >= limit {
-                break;
+        self.reading(|tx| {
+            let t = tx.open_table(EVENTS)?;
+            let key = run.to_string();
+            let mut out = Vec::new();
+            for row in
+                t.range((key.as_str(), after.saturating_add(1))..=(key.as_str(), u64::MAX))?
+            {
+                let (_, v) = row?;
+                out.push(serde_json::from_slice(v.value())?);
+                if out.len() >= limit {
+                    break;
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// The run's journal, in call order.
     pub fn journal(&self, run: RunId) -> Result<Vec<JournalEntry>, StoreError> {
-        let tx = self.db.read()?;
-        let t = tx.open_table(JOURNAL)?;
-        let key = run.to_string();
-        let mut out = Vec::new();
-        for row in t.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))? {
-            let (_, v) = row?;
-            out.push(serde_json::from_slice(v.value())?);
-        }
-        Ok(out)
+        self.reading(|tx| {
+            let t = tx.open_table(JOURNAL)?;
+            let key = run.to_string();
+            let mut out = Vec::new();
+            for row in t.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))? {
+                let (_, v) = row?;
+                out.push(serde_json::from_slice(v.value())?);
+            }
+            Ok(out)
+        })
     }
 
     /// The run's signals in arrival order (its whole inbox; the journal
     /// says which were taken).
     pub fn signals(&self, run: RunId) -> Result<Vec<Signal>, StoreError> {
-        let tx = self.db.read()?;
-        let t = tx.open_table(SIGNALS)?;
-        let key = run.to_string();
-        let mut out = Vec::new();
-        for row in t.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))? {
-            let (_, v) = row?;
-            out.push(serde_json::from_slice(v.value())?);
-        }
-        Ok(out)
+        self.reading(|tx| {
+            let t = tx.open_table(SIGNALS)?;
+            let key = run.to_string();
+            let mut out = Vec::new();
+            for row in t.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))? {
+                let (_, v) = row?;
+                out.push(serde_json::from_slice(v.value())?);
+            }
+            Ok(out)
+        })
     }
 
     /// A cron trigger's persisted next fire time.
     pub fn cron_next(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        let tx = self.db.read()?;
-        Ok(tx.open_table(CRON)?.get(key)?.map(|v| v.value()))
+        self.reading(|tx| Ok(tx.open_table(CRON)?.get(key)?.map(|v| v.value())))
     }
 
     /// Runs in the tree `root` is the root of, the root included.
     pub fn tree_runs(&self, root: RunId) -> Result<u64, StoreError> {
-        let tx = self.db.read()?;
-        let t = tx.open_table(TREE_RUNS)?;
-        Ok(t.get(root.to_string().as_str())?.map_or(1, |v| v.value()))
+        self.reading(|tx| {
+            let t = tx.open_table(TREE_RUNS)?;
+            Ok(t.get(root.to_string().as_str())?.map_or(1, |v| v.value()))
+        })
     }
 
     /// A run's model usage (zero if it made no model calls).
     pub fn model_totals(&self, run: RunId) -> Result<crate::types::ModelTotals, StoreError> {
-        let tx = self.db.read()?;
-        let t = tx.open_table(MODEL_USAGE)?;
-        Ok(match t.get(run.to_string().as_str())? {
-            Some(v) => serde_json::from_slice(v.value())?,
-            None => Default::default(),
+        self.reading(|tx| {
+            let t = tx.open_table(MODEL_USAGE)?;
+            Ok(match t.get(run.to_string().as_str())? {
+                Some(v) => serde_json::from_slice(v.value())?,
+                None => Default::default(),
+            })
         })
     }
 
     /// The run an idempotency key names.
     pub fn run_for_key(&self, key: &str) -> Result<Option<RunId>, StoreError> {
-        let tx = self.db.read()?;
-        let t = tx.open_table(KEYS)?;
-        Ok(t.get(key)?.and_then(|v| v.value().parse().ok()))
+        self.reading(|tx| {
+            let t = tx.open_table(KEYS)?;
+            Ok(t.get(key)?.and_then(|v| v.value().parse().ok()))
+        })
     }
 
     /// Child runs a run started, oldest first.
     pub fn children(&self, parent: RunId) -> Result<Vec<RunId>, StoreError> {
-        let tx = self.db.read()?;
-        let t = tx.open_table(CHILDREN)?;
-        let key = parent.to_string();
-        let mut out = Vec::new();
-        for row in t.range((key.as_str(), "")..)? {
-            let (k, _) = row?;
-            let (p, c) = k.value();
-            if p != key {
-                break;
+        self.reading(|tx| {
+            let t = tx.open_table(CHILDREN)?;
+            let key = parent.to_string();
+            let mut out = Vec::new();
+            for row in t.range((key.as_str(), "")..)? {
+                let (k, _) = row?;
+                let (p, c) = k.value();
+                if p != key {
+                    break;
+                }
+                if let Ok(id) = c.parse() {
+                    out.push(id);
+                }
             }
-            if let Ok(id) = c.parse() {
-                out.push(id);
-            }
-        }
-        out.sort();
-        Ok(out)
+            out.sort();
+            Ok(out)
+        })
     }
 
     /// Where a run's log stands: the next event number, and how much of its
     /// output is recorded.
     pub fn progress(&self, run: RunId) -> Result<Progress, StoreError> {
-        let tx = self.db.read()?;
-        let key = run.to_string();
-        let events = tx.open_table(EVENTS)?;
-        let last = events
-            .range((key.as_str(), 0)..=(key.as_str(), u64::MAX))?
-            .next_back()
-            .transpose()?
-            .map_or(0, |(k, _)| k.value().1);
-        let output = match tx.open_table(PROGRESS)?.get(key.as_str())? {
-            Some(v) => serde_json::from_slice(v.value())?,
-            None => [0, 0],
-        };
-        Ok(Progress {
-            next_seq: last + 1,
-            output,
+        self.reading(|tx| {
+            let key = run.to_string();
+            let events = tx.open_table(EVENTS)?;
+            let last = events
+                .range((key.as_str(), 0)..=(key.as_str(), u64::MAX))?
+                .next_back()
+                .transpose()?
+                .map_or(0, |(k, _)| k.value().1);
+            let output = match tx.open_table(PROGRESS)?.get(key.as_str())? {
+                Some(v) => serde_json::from_slice(v.value())?,
+                None => [0, 0],
+            };
+            Ok(Progress {
+                next_seq: last + 1,
+                output,
+            })
         })
     }
 
     /// The newest version of every workflow, by slug.
     pub fn workflows(&self) -> Result<Vec<WorkflowVersion>, StoreError> {
-        let tx = self.db.read()?;
-        let latest = tx.open_table(WORKFLOWS)?;
-        let versions = tx.open_table(VERSIONS)?;
-        let mut out = Vec::new();
-        for row in latest.iter()? {
-            let (slug, v) = row?;
-            if let Some(rec) = versions.get((slug.value(), v.value()))? {
-                out.push(serde_json::from_slice(rec.value())?);
+        self.reading(|tx| {
+            let latest = tx.open_table(WORKFLOWS)?;
+            let versions = tx.open_table(VERSIONS)?;
+            let mut out = Vec::new();
+            for row in latest.iter()? {
+                let (slug, v) = row?;
+                if let Some(rec) = versions.get((slug.value(), v.value()))? {
+                    out.push(serde_json::from_slice(rec.value())?);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// A workflow's newest version, or a given one.
@@ -408,50 +541,54 @@ impl Store {
         slug: &str,
         version: Option<u32>,
     ) -> Result<Option<WorkflowVersion>, StoreError> {
-        let tx = self.db.read()?;
-        let version = match version {
-            Some(v) => v,
-            None => match tx.open_table(WORKFLOWS)?.get(slug)? {
-                Some(v) => v.value(),
-                None => return Ok(None),
-            },
-        };
-        let versions = tx.open_table(VERSIONS)?;
-        Ok(match versions.get((slug, version))? {
-            Some(rec) => Some(serde_json::from_slice(rec.value())?),
-            None => None,
+        self.reading(|tx| {
+            let version = match version {
+                Some(v) => v,
+                None => match tx.open_table(WORKFLOWS)?.get(slug)? {
+                    Some(v) => v.value(),
+                    None => return Ok(None),
+                },
+            };
+            let versions = tx.open_table(VERSIONS)?;
+            Ok(match versions.get((slug, version))? {
+                Some(rec) => Some(serde_json::from_slice(rec.value())?),
+                None => None,
+            })
         })
     }
 
     /// A component's `.wasm` bytes by sha256.
     pub fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let tx = self.db.read()?;
-        let t = tx.open_table(COMPONENTS)?;
-        Ok(t.get(digest)?.map(|v| v.value().to_vec()))
+        self.reading(|tx| {
+            let t = tx.open_table(COMPONENTS)?;
+            Ok(t.get(digest)?.map(|v| v.value().to_vec()))
+        })
     }
 
     pub fn artifacts(&self, run: RunId) -> Result<Vec<ArtifactMeta>, StoreError> {
-        let tx = self.db.read()?;
-        let t = tx.open_table(ARTIFACTS)?;
-        let key = run.to_string();
-        let mut out = Vec::new();
-        for row in t.range((key.as_str(), "")..)? {
-            let (k, v) = row?;
-            if k.value().0 != key {
-                break;
+        self.reading(|tx| {
+            let t = tx.open_table(ARTIFACTS)?;
+            let key = run.to_string();
+            let mut out = Vec::new();
+            for row in t.range((key.as_str(), "")..)? {
+                let (k, v) = row?;
+                if k.value().0 != key {
+                    break;
+                }
+                out.push(serde_json::from_slice(v.value())?);
             }
-            out.push(serde_json::from_slice(v.value())?);
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     pub fn artifact(&self, run: RunId, name: &str) -> Result<Option<ArtifactMeta>, StoreError> {
-        let tx = self.db.read()?;
-        let t = tx.open_table(ARTIFACTS)?;
-        let key = run.to_string();
-        Ok(match t.get((key.as_str(), name))? {
-            Some(v) => Some(serde_json::from_slice(v.value())?),
-            None => None,
+        self.reading(|tx| {
+            let t = tx.open_table(ARTIFACTS)?;
+            let key = run.to_string();
+            Ok(match t.get((key.as_str(), name))? {
+                Some(v) => Some(serde_json::from_slice(v.value())?),
+                None => None,
+            })
         })
     }
 }
@@ -472,16 +609,79 @@ fn holds_data(dir: &Path) -> bool {
     any_file(&dir.join("artifacts"), 2) || any_file(&dir.join("cache"), 2)
 }
 
-/// The database, until [`Store::close`] takes it: redb writes its clean
-/// shutdown only when the `Database` is dropped, and every clone of the
-/// store shares this one.
-pub(crate) struct Db(parking_lot::RwLock<Option<Database>>);
+/// Opens (or creates) the store file; a file redb refuses or panics on is
+/// reported as damaged, never a panic of the host.
+fn open_file(path: &Path) -> Result<Database, StoreError> {
+    let opened =
+        std::panic::catch_unwind(|| Database::builder().set_cache_size(CACHE_BYTES).create(path));
+    let name = || path.display().to_string();
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(StoreError::Locked(name())),
+        // The disk's failure (a full disk while reopening a degraded
+        // store) passes; a file redb cannot read stays damaged.
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            Err(StoreError::Db(redb::Error::Io(e)))
+        }
+        Ok(Err(e)) => Err(StoreError::Damaged(name(), e.to_string())),
+        Err(_) => Err(StoreError::Damaged(
+            name(),
+            "the store library panicked reading it".into(),
+        )),
+    }
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
+
+/// The database and its health, shared by every clone of the store. The
+/// file is taken out by [`Store::close`] (redb writes its clean shutdown
+/// only when the `Database` is dropped) and swapped by the writer when it
+/// reopens a degraded store.
+pub(crate) struct Db {
+    file: parking_lot::RwLock<Option<Database>>,
+    path: PathBuf,
+    health: Arc<health::Health>,
+}
 
 impl Db {
     fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
-        let db = self.0.read();
-        let db = db.as_ref().ok_or(StoreError::Closed)?;
-        Ok(db.begin_read()?)
+        let db = self.file.read();
+        match db.as_ref() {
+            Some(db) => Ok(db.begin_read()?),
+            None if self.health.closing() => Err(StoreError::Closed),
+            None => Err(StoreError::Unavailable {
+                reason: "the store is being reopened".into(),
+                retry_after: 1,
+            }),
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// Closes the database and opens it again: after a failed write redb
+    /// refuses every later one until then. The reopened file holds what the
+    /// last durable commit left (redb repairs it on open).
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut file = self.file.write();
+        if let Some(old) = file.take() {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(old)));
+        }
+        *file = Some(open_file(&self.path)?);
+        Ok(())
     }
 }
 

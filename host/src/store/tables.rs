@@ -43,6 +43,12 @@ pub const TREE_RUNS: TableDefinition<&str, u64> = TableDefinition::new("tree_run
 /// cron trigger (slug#index#schedule) -> next fire time, ms since the epoch.
 pub const CRON: TableDefinition<&str, u64> = TableDefinition::new("cron");
 
+/// Bookkeeping: `"batch"` -> the number of the writer's newest committed
+/// batch (after a fault, says which kept batches the disk already has).
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The `META` key of the newest batch's number.
+pub const BATCH_NO: &str = "batch";
+
 /// Creates every table so read transactions never meet a missing one.
 pub fn create_all(db: &Database) -> Result<(), redb::Error> {
     let tx = db.begin_write()?;
@@ -62,6 +68,7 @@ pub fn create_all(db: &Database) -> Result<(), redb::Error> {
     tx.open_table(CRON)?;
     tx.open_table(MODEL_USAGE)?;
     tx.open_table(TREE_RUNS)?;
+    tx.open_table(META)?;
     tx.commit()?;
     Ok(())
 }

@@ -7,16 +7,17 @@
 //! the next durable batch (redb orders commits). Writes from one sender are
 //! applied in the order sent, so per-run sequence numbers stay gap-free.
 
-use super::StoreError;
 use super::tables::*;
+use super::{Db, StoreError, health};
 use crate::sandbox::journal::JournalEntry;
 use crate::types::{
     ArtifactMeta, Event, ModelTotals, ModelUsage, RunId, RunRecord, RunStatus, Signal, Wait,
     WorkflowVersion, now,
 };
-use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// One change to the store.
@@ -103,6 +104,13 @@ struct Request {
     reply: Option<Reply>,
     /// The reply waits for an fsync (otherwise only for the commit).
     durable: bool,
+    /// A storage failure seen outside the store (the artifact files): the
+    /// writer degrades the store as if its own write had failed.
+    fault: Option<String>,
+    /// A client's request: if the store fails before it is committed, it
+    /// is refused with [`StoreError::Unavailable`] (and not applied) rather
+    /// than kept until the store recovers.
+    refusable: bool,
 }
 
 #[derive(Clone)]
@@ -115,18 +123,21 @@ impl WriterHandle {
         &self,
         writes: Vec<Write>,
         durable: bool,
+        refusable: bool,
     ) -> Result<Vec<WriteOutcome>, StoreError> {
-        self.submit(writes, durable).wait().await
+        self.submit(writes, durable, refusable).wait().await
     }
 
     /// Queues `writes` now (in order with everything queued before) and
     /// returns a ticket to wait for their commit with.
-    pub(super) fn submit(&self, writes: Vec<Write>, durable: bool) -> Ticket {
+    pub(super) fn submit(&self, writes: Vec<Write>, durable: bool, refusable: bool) -> Ticket {
         let (reply, rx) = oneshot::channel();
         let sent = self.tx.send(Request {
             writes,
             reply: Some(reply),
             durable,
+            fault: None,
+            refusable,
         });
         Ticket(sent.ok().map(|()| rx))
     }
@@ -141,6 +152,18 @@ impl WriterHandle {
             writes,
             reply: None,
             durable: false,
+            fault: None,
+            refusable: false,
+        });
+    }
+
+    pub(super) fn report_fault(&self, reason: String) {
+        let _ = self.tx.send(Request {
+            writes: Vec::new(),
+            reply: None,
+            durable: true,
+            fault: Some(reason),
+            refusable: false,
         });
     }
 }
@@ -161,65 +184,361 @@ impl Ticket {
 /// Most requests one transaction takes; bounds the latency of a batch.
 const MAX_BATCH: usize = 4096;
 
+/// Most batches committed without fsync in a row: they are kept until the
+/// next durable commit (a fault loses them, see [`Writer::recover`]), so
+/// this bounds what is kept.
+const MAX_UNSYNCED: usize = 64;
+
+/// Longest pause between two probes of a degraded store.
+const MAX_PROBE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Bytes a probe writes: the disk must take at least this much again.
+const PROBE_BYTES: usize = 1 << 20;
+
 /// Runs someone follows, each with the newest event seq known durable.
 pub(super) type Watchers = Arc<parking_lot::Mutex<HashMap<RunId, watch::Sender<u64>>>>;
 
-pub(super) fn spawn(db: Arc<super::Db>, watchers: Watchers) -> WriterHandle {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
+pub(super) fn spawn(db: Arc<Db>, watchers: Watchers, last_batch: u64) -> WriterHandle {
+    let (tx, rx) = mpsc::unbounded_channel::<Request>();
+    let writer = Writer {
+        db,
+        watchers,
+        rx,
+        next_no: last_batch + 1,
+        backlog: Vec::new(),
+        unsynced: Vec::new(),
+        dirty: false,
+    };
     std::thread::Builder::new()
         .name("runway-store-writer".into())
-        .spawn(move || {
-            let mut batch = Vec::with_capacity(64);
-            // A commit since the last fsync that was not fsynced.
-            let mut dirty = false;
-            while let Some(first) = rx.blocking_recv() {
-                batch.push(first);
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(r) => batch.push(r),
-                        Err(_) => break,
-                    }
-                }
-                let open = db.0.read();
-                match open.as_ref() {
-                    Some(db) => apply_batch(db, &mut batch, &watchers, &mut dirty),
-                    None => {
-                        for req in batch.drain(..) {
-                            if let Some(reply) = req.reply {
-                                let _ = reply.send(Err(StoreError::Closed));
-                            }
-                        }
-                    }
-                }
-            }
-        })
+        .spawn(move || writer.run())
         .expect("spawning the store writer thread");
     WriterHandle { tx }
 }
 
-fn apply_batch(db: &Database, batch: &mut Vec<Request>, watchers: &Watchers, dirty: &mut bool) {
-    let mut durable = batch.iter().any(|r| r.durable);
-    if !*dirty && batch.iter().all(|r| r.writes.is_empty()) {
-        // Everything is on disk already: a flush costs no fsync.
-        for req in batch.drain(..) {
+/// Requests committed in one transaction, numbered in commit order (the
+/// number is stored with it, see `META`).
+struct Batch {
+    no: u64,
+    requests: Vec<Request>,
+}
+
+impl Batch {
+    fn reply(self, outcomes: Vec<Vec<WriteOutcome>>) {
+        for (req, out) in self.requests.into_iter().zip(outcomes) {
             if let Some(reply) = req.reply {
-                let _ = reply.send(Ok(Vec::new()));
+                let _ = reply.send(Ok(out));
             }
         }
-        return;
     }
-    let mut appended = Vec::new();
-    let result = (|| -> Result<Vec<Vec<WriteOutcome>>, StoreError> {
+
+    fn fail(self, e: impl Fn() -> StoreError) {
+        for req in self.requests {
+            if let Some(reply) = req.reply {
+                let _ = reply.send(Err(e()));
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.requests.iter().all(|r| r.writes.is_empty())
+    }
+}
+
+/// Why a transaction did not commit.
+enum Failure {
+    /// The disk or the storage library failed: nothing in the batch is at
+    /// fault, and it is applied again once the store recovers.
+    Fault(String),
+    /// The batch itself cannot be applied (a stored record that does not
+    /// parse): its requests get the error.
+    Rejected(StoreError),
+}
+
+/// What a committed transaction produced.
+struct Committed {
+    /// Per batch, per request.
+    outcomes: Vec<Vec<Vec<WriteOutcome>>>,
+    /// (run, newest seq) of the events it appended.
+    appended: Vec<(RunId, u64)>,
+    durable: bool,
+}
+
+struct Writer {
+    db: Arc<Db>,
+    watchers: Watchers,
+    rx: mpsc::UnboundedReceiver<Request>,
+    /// The number of the next batch.
+    next_no: u64,
+    /// Requests that arrived while the store was degraded, kept in order
+    /// for the first batch after it recovers.
+    backlog: Vec<Request>,
+    /// Batches committed without fsync since the last durable commit. A
+    /// fault means a reopen, which goes back to the last durable commit
+    /// and so loses them although their writers were answered: they are
+    /// applied again first.
+    unsynced: Vec<Batch>,
+    /// A commit since the last fsync that was not fsynced.
+    dirty: bool,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut requests = Vec::with_capacity(64);
+        loop {
+            if self.backlog.is_empty() {
+                match self.rx.blocking_recv() {
+                    Some(first) => requests.push(first),
+                    None => return,
+                }
+            } else {
+                requests.append(&mut self.backlog);
+            }
+            while requests.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(r) => requests.push(r),
+                    Err(_) => break,
+                }
+            }
+            let batch = Batch {
+                no: self.next_no,
+                requests: std::mem::replace(&mut requests, Vec::with_capacity(64)),
+            };
+            self.next_no += 1;
+            self.commit(batch);
+        }
+    }
+
+    fn commit(&mut self, mut batch: Batch) {
+        if let Some(reason) = batch.requests.iter_mut().find_map(|r| r.fault.take()) {
+            return self.recover(batch, reason);
+        }
+        if !self.dirty && batch.is_empty() {
+            // Everything is on disk already: a flush costs no fsync.
+            let outcomes = batch.requests.iter().map(|_| Vec::new()).collect();
+            return batch.reply(outcomes);
+        }
+        let durable =
+            batch.requests.iter().any(|r| r.durable) || self.unsynced.len() >= MAX_UNSYNCED;
+        let open = self.db.file.read();
+        let Some(db) = open.as_ref() else {
+            return batch.fail(|| StoreError::Closed);
+        };
+        let result = transact(db, &[&batch], durable, &self.watchers);
+        drop(open);
+        match result {
+            Ok(mut done) => {
+                self.dirty = !done.durable;
+                self.notify(&done.appended);
+                let mut outcomes = done.outcomes.pop().unwrap_or_default();
+                if done.durable {
+                    self.unsynced.clear();
+                    batch.reply(outcomes);
+                } else {
+                    let mut kept = Batch {
+                        no: batch.no,
+                        requests: Vec::with_capacity(batch.requests.len()),
+                    };
+                    for (mut req, out) in batch.requests.into_iter().zip(outcomes.drain(..)) {
+                        if let Some(reply) = req.reply.take() {
+                            let _ = reply.send(Ok(out));
+                        }
+                        kept.requests.push(req);
+                    }
+                    self.unsynced.push(kept);
+                }
+            }
+            Err(Failure::Rejected(e)) => {
+                tracing::error!(error = %e, "store commit failed");
+                let msg = e.to_string();
+                batch.fail(|| StoreError::CommitFailed(msg.clone()));
+            }
+            Err(Failure::Fault(reason)) => self.recover(batch, reason),
+        }
+    }
+
+    /// The store failed to commit `pending`: degrades it, then probes the
+    /// disk with backoff until it takes writes, reopens the database and
+    /// commits what it lost (`unsynced`) and `pending` durably. The
+    /// requests of `pending` are answered then; until then their runs wait.
+    fn recover(&mut self, mut pending: Batch, reason: String) {
+        let health = self.db.health.clone();
+        let mut backoff = Duration::from_millis(50);
+        health.degrade(reason.clone(), backoff);
+        // Clients are told now, and their writes are not applied; runs wait.
+        let (refused, kept): (Vec<_>, Vec<_>) =
+            pending.requests.drain(..).partition(|r| r.refusable);
+        pending.requests = kept;
+        refuse(refused, &reason);
+        loop {
+            let arrived: Vec<Request> = std::iter::from_fn(|| self.rx.try_recv().ok()).collect();
+            let (refused, kept): (Vec<_>, Vec<_>) = arrived.into_iter().partition(|r| r.refusable);
+            refuse(refused, &reason);
+            self.backlog.extend(kept);
+            if !pause(backoff, &health) {
+                pending.fail(|| StoreError::Closed);
+                for req in self.backlog.drain(..) {
+                    if let Some(reply) = req.reply {
+                        let _ = reply.send(Err(StoreError::Closed));
+                    }
+                }
+                for b in self.unsynced.drain(..) {
+                    b.fail(|| StoreError::Closed);
+                }
+                return;
+            }
+            backoff = (backoff * 2).min(MAX_PROBE_INTERVAL);
+            if let Err(e) = health::probe(self.db.dir(), PROBE_BYTES) {
+                health.degrade(format!("the disk refuses writes: {e}"), backoff);
+                continue;
+            }
+            if let Err(e) = self.db.reopen() {
+                health.degrade(e.to_string(), backoff);
+                continue;
+            }
+            let open = self.db.file.read();
+            let Some(db) = open.as_ref() else { continue };
+            let stored = match last_batch(db) {
+                Ok(n) => n,
+                Err(e) => {
+                    drop(open);
+                    health.degrade(e.to_string(), backoff);
+                    continue;
+                }
+            };
+            if self.unsynced.first().is_some_and(|b| b.no > stored + 1) {
+                tracing::error!(
+                    stored,
+                    "the reopened store lacks a batch it acknowledged as durable"
+                );
+            }
+            let lost: Vec<&Batch> = self
+                .unsynced
+                .iter()
+                .chain(std::iter::once(&pending))
+                .filter(|b| b.no > stored)
+                .collect();
+            let result = transact(db, &lost, true, &self.watchers);
+            drop(open);
+            match result {
+                Ok(mut done) => {
+                    self.dirty = false;
+                    self.unsynced.clear();
+                    self.notify(&done.appended);
+                    health.recover();
+                    let outcomes = if pending.no > stored {
+                        done.outcomes.pop().unwrap_or_default()
+                    } else {
+                        // The disk took `pending` although its commit
+                        // failed: its outcomes are those of a replay.
+                        pending.requests.iter().map(|_| Vec::new()).collect()
+                    };
+                    return pending.reply(outcomes);
+                }
+                Err(Failure::Fault(reason)) => health.degrade(reason, backoff),
+                Err(Failure::Rejected(e)) => {
+                    tracing::error!(error = %e, "store commit failed");
+                    let msg = e.to_string();
+                    let no = pending.no;
+                    std::mem::replace(
+                        &mut pending,
+                        Batch {
+                            no,
+                            requests: Vec::new(),
+                        },
+                    )
+                    .fail(|| StoreError::CommitFailed(msg.clone()));
+                }
+            }
+        }
+    }
+
+    /// Tells followers of the runs that got events that they are durable.
+    fn notify(&self, appended: &[(RunId, u64)]) {
+        if appended.is_empty() {
+            return;
+        }
+        let mut w = self.watchers.lock();
+        if w.is_empty() {
+            return;
+        }
+        for (run, seq) in appended {
+            if let Some(tx) = w.get(run) {
+                if tx.receiver_count() == 0 {
+                    w.remove(run);
+                } else {
+                    tx.send_if_modified(|s| {
+                        let newer = *seq > *s;
+                        *s = (*s).max(*seq);
+                        newer
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Answers clients' requests that the store could not commit.
+fn refuse(requests: Vec<Request>, reason: &str) {
+    for req in requests {
+        if let Some(reply) = req.reply {
+            let _ = reply.send(Err(StoreError::Unavailable {
+                reason: reason.to_owned(),
+                retry_after: 1,
+            }));
+        }
+    }
+}
+
+/// Sleeps `d` in short steps; `false` once the store is closing.
+fn pause(d: Duration, health: &super::health::Health) -> bool {
+    let until = std::time::Instant::now() + d;
+    loop {
+        if health.closing() {
+            return false;
+        }
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(20)));
+    }
+}
+
+/// The number of the newest batch the store holds.
+pub(super) fn last_batch(db: &Database) -> Result<u64, StoreError> {
+    let tx = db.begin_read()?;
+    Ok(tx.open_table(META)?.get(BATCH_NO)?.map_or(0, |v| v.value()))
+}
+
+/// Applies `batches` in order in one transaction and commits it (fsynced if
+/// `durable`, or if someone follows a run it appends to). A panic inside
+/// the storage library is a fault like an I/O error.
+fn transact(
+    db: &Database,
+    batches: &[&Batch],
+    mut durable: bool,
+    watchers: &Watchers,
+) -> Result<Committed, Failure> {
+    let attempt = || -> Result<Committed, StoreError> {
         let mut tx = db.begin_write()?;
-        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut outcomes = Vec::with_capacity(batches.len());
+        let appended;
         {
             let mut tables = Tables::open(&tx)?;
-            for req in batch.iter_mut() {
-                let mut out = Vec::with_capacity(req.writes.len());
-                for w in req.writes.drain(..) {
-                    out.push(tables.apply(w)?);
+            for batch in batches {
+                let mut per_request = Vec::with_capacity(batch.requests.len());
+                for req in &batch.requests {
+                    let mut out = Vec::with_capacity(req.writes.len());
+                    for w in &req.writes {
+                        out.push(tables.apply(w)?);
+                    }
+                    per_request.push(out);
                 }
-                outcomes.push(out);
+                outcomes.push(per_request);
+            }
+            if let Some(last) = batches.last() {
+                tables.meta.insert(BATCH_NO, last.no)?;
             }
             appended = std::mem::take(&mut tables.appended);
         }
@@ -233,44 +552,20 @@ fn apply_batch(db: &Database, batch: &mut Vec<Request>, watchers: &Watchers, dir
             let _ = tx.set_durability(Durability::None);
         }
         tx.commit()?;
-        *dirty = !durable;
-        Ok(outcomes)
-    })();
-    if result.is_ok() && !appended.is_empty() {
-        let mut w = watchers.lock();
-        if !w.is_empty() {
-            for (run, seq) in &appended {
-                if let Some(tx) = w.get(run) {
-                    if tx.receiver_count() == 0 {
-                        w.remove(run);
-                    } else {
-                        tx.send_if_modified(|s| {
-                            let newer = *seq > *s;
-                            *s = (*s).max(*seq);
-                            newer
-                        });
-                    }
-                }
-            }
-        }
-    }
-    match result {
-        Ok(outcomes) => {
-            for (req, out) in batch.drain(..).zip(outcomes) {
-                if let Some(reply) = req.reply {
-                    let _ = reply.send(Ok(out));
-                }
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "store commit failed");
-            let msg = e.to_string();
-            for req in batch.drain(..) {
-                if let Some(reply) = req.reply {
-                    let _ = reply.send(Err(StoreError::CommitFailed(msg.clone())));
-                }
-            }
-        }
+        Ok(Committed {
+            outcomes,
+            appended,
+            durable,
+        })
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(attempt)) {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(e @ StoreError::Corrupt(_))) => Err(Failure::Rejected(e)),
+        Ok(Err(e)) => Err(Failure::Fault(e.to_string())),
+        Err(panic) => Err(Failure::Fault(format!(
+            "the storage library panicked: {}",
+            super::panic_message(panic.as_ref())
+        ))),
     }
 }
 
@@ -292,6 +587,7 @@ struct Tables<'t> {
     cron: Table<'t, &'static str, u64>,
     model_usage: Table<'t, &'static str, &'static [u8]>,
     tree_runs: Table<'t, &'static str, u64>,
+    meta: Table<'t, &'static str, u64>,
     /// (run, newest seq) of every event append in this transaction.
     appended: Vec<(RunId, u64)>,
 }
@@ -315,6 +611,7 @@ impl<'t> Tables<'t> {
             cron: tx.open_table(CRON)?,
             model_usage: tx.open_table(MODEL_USAGE)?,
             tree_runs: tx.open_table(TREE_RUNS)?,
+            meta: tx.open_table(META)?,
             appended: Vec::new(),
         })
     }
@@ -347,33 +644,29 @@ impl<'t> Tables<'t> {
     /// The next version of `slug` (or the newest, if it is the same).
     fn deploy(
         &mut self,
-        slug: String,
-        digest: String,
-        component: Option<Vec<u8>>,
-        manifest_toml: String,
-        description: Option<String>,
+        slug: &str,
+        digest: &str,
+        component: Option<&[u8]>,
+        manifest_toml: &str,
+        description: Option<&str>,
     ) -> Result<WriteOutcome, StoreError> {
         if let Some(bytes) = component
-            && self.components.get(digest.as_str())?.is_none()
+            && self.components.get(digest)?.is_none()
         {
-            self.components.insert(digest.as_str(), bytes.as_slice())?;
+            self.components.insert(digest, bytes)?;
         }
-        let current = self
-            .workflows
-            .get(slug.as_str())?
-            .map(|v| v.value())
-            .unwrap_or(0);
+        let current = self.workflows.get(slug)?.map(|v| v.value()).unwrap_or(0);
         // A deleted slug keeps its old versions (finished runs name
         // them); numbering goes on after the last.
         let last = self
             .versions
-            .range((slug.as_str(), 0)..=(slug.as_str(), u32::MAX))?
+            .range((slug, 0)..=(slug, u32::MAX))?
             .next_back()
             .transpose()?
             .map_or(0, |(k, _)| k.value().1);
         if current > 0 {
             // Deploying what is already the newest version is a no-op.
-            if let Some(v) = self.versions.get((slug.as_str(), current))? {
+            if let Some(v) = self.versions.get((slug, current))? {
                 let newest: WorkflowVersion = serde_json::from_slice(v.value())?;
                 if newest.digest == digest && newest.manifest_toml == manifest_toml {
                     return Ok(WriteOutcome::Version(current));
@@ -381,24 +674,23 @@ impl<'t> Tables<'t> {
             }
         }
         let version = last.max(current) + 1;
-        self.workflows.insert(slug.as_str(), version)?;
+        self.workflows.insert(slug, version)?;
         let rec = WorkflowVersion {
-            slug: slug.clone(),
+            slug: slug.to_owned(),
             version,
-            digest,
-            manifest_toml,
-            description,
+            digest: digest.to_owned(),
+            manifest_toml: manifest_toml.to_owned(),
+            description: description.map(str::to_owned),
             deployed_at: now(),
         };
-        self.versions.insert(
-            (slug.as_str(), version),
-            serde_json::to_vec(&rec)?.as_slice(),
-        )?;
+        self.versions
+            .insert((slug, version), serde_json::to_vec(&rec)?.as_slice())?;
         Ok(WriteOutcome::Version(version))
     }
 
     /// Appends a signal to a run's inbox, unless its id was seen.
-    fn signal(&mut self, run: RunId, mut signal: Signal) -> Result<WriteOutcome, StoreError> {
+    fn signal(&mut self, run: RunId, signal: &Signal) -> Result<WriteOutcome, StoreError> {
+        let mut signal = signal.clone();
         let key = run.to_string();
         if let Some(id) = &signal.id
             && let Some(seq) = self.signal_ids.get((key.as_str(), id.as_str()))?
@@ -433,10 +725,10 @@ impl<'t> Tables<'t> {
     fn charge_model(
         &mut self,
         run: RunId,
-        ancestors: Vec<RunId>,
+        ancestors: &[RunId],
         usage: &ModelUsage,
     ) -> Result<WriteOutcome, StoreError> {
-        let runs = std::iter::once((run, true)).chain(ancestors.into_iter().map(|a| (a, false)));
+        let runs = std::iter::once((run, true)).chain(ancestors.iter().map(|a| (*a, false)));
         for (id, own) in runs {
             let key = id.to_string();
             let mut totals: ModelTotals = match self.model_usage.get(key.as_str())? {
@@ -453,7 +745,11 @@ impl<'t> Tables<'t> {
         Ok(WriteOutcome::Done)
     }
 
-    fn apply(&mut self, w: Write) -> Result<WriteOutcome, StoreError> {
+    /// Applies one write. Takes it by reference: the writer keeps the
+    /// writes of a batch committed without fsync, to apply again after a
+    /// fault (see `Writer::recover`), so applying must be a function of the
+    /// store and the write alone.
+    fn apply(&mut self, w: &Write) -> Result<WriteOutcome, StoreError> {
         match w {
             Write::Deploy {
                 slug,
@@ -461,8 +757,14 @@ impl<'t> Tables<'t> {
                 component,
                 manifest_toml,
                 description,
-            } => self.deploy(slug, digest, component, manifest_toml, description),
-            Write::PutRun(mut run) => {
+            } => self.deploy(
+                slug,
+                digest,
+                component.as_deref(),
+                manifest_toml,
+                description.as_deref(),
+            ),
+            Write::PutRun(run) => {
                 // A cancel asked for while the run executed stands until the
                 // run ends (the active index marks it, cheaper than a read
                 // of the record).
@@ -472,9 +774,12 @@ impl<'t> Tables<'t> {
                         .get(run.id.to_string().as_str())?
                         .is_some_and(|v| v.value() == CANCEL_REQUESTED)
                 {
+                    let mut run = (**run).clone();
                     run.status = RunStatus::Cancelling;
+                    self.put_run(&run)?;
+                } else {
+                    self.put_run(run)?;
                 }
-                self.put_run(&run)?;
                 Ok(WriteOutcome::Done)
             }
             Write::SetStatus { run, status, wait } => {
@@ -485,9 +790,9 @@ impl<'t> Tables<'t> {
                     return Ok(WriteOutcome::Ignored);
                 }
                 if rec.status != RunStatus::Cancelling {
-                    rec.status = status;
+                    rec.status = *status;
                 }
-                rec.wait = wait;
+                rec.wait = wait.clone();
                 self.put_run(&rec)?;
                 Ok(WriteOutcome::Done)
             }
@@ -502,13 +807,13 @@ impl<'t> Tables<'t> {
                 self.put_run(&rec)?;
                 Ok(WriteOutcome::Done)
             }
-            Write::Signal(run, signal) => self.signal(run, *signal),
+            Write::Signal(run, signal) => self.signal(*run, signal),
             Write::StartRun {
                 record,
                 queued,
                 key,
             } => {
-                if let Some(k) = &key {
+                if let Some(k) = key {
                     if let Some(id) = self.keys.get(k.as_str())?
                         && let Ok(id) = id.value().parse()
                     {
@@ -520,13 +825,13 @@ impl<'t> Tables<'t> {
                 append(
                     &mut self.events,
                     record.id,
-                    std::iter::once((queued.seq, &queued)),
+                    std::iter::once((queued.seq, queued)),
                 )?;
-                self.put_run(&record)?;
+                self.put_run(record)?;
                 Ok(WriteOutcome::Done)
             }
             Write::CronNext(key, at) => {
-                self.cron.insert(key.as_str(), at)?;
+                self.cron.insert(key.as_str(), *at)?;
                 Ok(WriteOutcome::Done)
             }
             Write::DeleteWorkflow(slug) => Ok(match self.workflows.remove(slug.as_str())? {
@@ -537,7 +842,7 @@ impl<'t> Tables<'t> {
                 run,
                 ancestors,
                 usage,
-            } => self.charge_model(run, ancestors, &usage),
+            } => self.charge_model(*run, ancestors, usage),
             Write::PutKey(k, run) => {
                 self.keys.insert(k.as_str(), run.to_string().as_str())?;
                 Ok(WriteOutcome::Done)
@@ -556,23 +861,23 @@ impl<'t> Tables<'t> {
             }
             Write::Progress(run, p) => {
                 self.progress
-                    .insert(run.to_string().as_str(), serde_json::to_vec(&p)?.as_slice())?;
+                    .insert(run.to_string().as_str(), serde_json::to_vec(p)?.as_slice())?;
                 Ok(WriteOutcome::Done)
             }
             Write::AppendEvents(run, events) => {
                 if let Some(last) = events.last() {
-                    self.appended.push((run, last.seq));
+                    self.appended.push((*run, last.seq));
                 }
-                append(&mut self.events, run, events.iter().map(|e| (e.seq, e)))
+                append(&mut self.events, *run, events.iter().map(|e| (e.seq, e)))
             }
             Write::AppendJournal(run, entries) => {
-                append(&mut self.journal, run, entries.iter().map(|e| (e.seq, e)))
+                append(&mut self.journal, *run, entries.iter().map(|e| (e.seq, e)))
             }
             Write::PutArtifact(meta) => {
                 let key = meta.run_id.to_string();
                 self.artifacts.insert(
                     (key.as_str(), meta.name.as_str()),
-                    serde_json::to_vec(&meta)?.as_slice(),
+                    serde_json::to_vec(meta)?.as_slice(),
                 )?;
                 Ok(WriteOutcome::Done)
             }

@@ -53,6 +53,10 @@ pub async fn run(host: Host, mut stop: tokio::sync::watch::Receiver<bool>) {
 /// One pass: for each trigger, fire if due (once, for the latest due
 /// instant) and persist the next fire time.
 async fn tick(host: &Host) -> Result<(), crate::HostError> {
+    if host.store().degraded().is_some() {
+        // Nothing could be started: due schedules fire once it recovers.
+        return Ok(());
+    }
     let now = now_ms();
     for wf in host.store().workflows()? {
         let Ok(manifest) = host.manifest(&wf) else {
@@ -71,7 +75,7 @@ async fn tick(host: &Host) -> Result<(), crate::HostError> {
                         continue;
                     };
                     host.store()
-                        .commit(vec![Write::CronNext(key.clone(), n)])
+                        .client_commit(vec![Write::CronNext(key.clone(), n)])
                         .await?;
                     continue;
                 }
@@ -94,12 +98,19 @@ async fn tick(host: &Host) -> Result<(), crate::HostError> {
                     tracing::info!(workflow = %wf.slug, run = %s.id, at = next, "cron fired")
                 }
                 Ok(_) => {}
+                Err(e) if e.retry_after().is_some() => {
+                    // Passes by itself: the instant fires on a later tick.
+                    tracing::warn!(workflow = %wf.slug, error = %e, "cron could not start a run yet");
+                    continue;
+                }
                 Err(e) => {
                     tracing::error!(workflow = %wf.slug, error = %e, "cron could not start a run")
                 }
             }
             if let Some(n) = next_after(&cron, now) {
-                host.store().commit(vec![Write::CronNext(key, n)]).await?;
+                host.store()
+                    .client_commit(vec![Write::CronNext(key, n)])
+                    .await?;
             }
         }
     }

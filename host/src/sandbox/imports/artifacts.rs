@@ -31,6 +31,8 @@ pub(super) struct ArtifactsView<'a> {
     run: &'a RunContext,
     effects: &'a Effects,
     blobs: &'a std::sync::Arc<ArtifactStore>,
+    /// Told when the artifact files cannot be written (the disk is full).
+    store: &'a crate::store::Store,
     written: &'a mut WrittenArtifacts,
 }
 
@@ -45,6 +47,7 @@ pub(super) fn view(s: &mut RunState) -> ArtifactsView<'_> {
         run: &s.run,
         effects: &s.effects,
         blobs: &s.host.artifacts,
+        store: &s.host.store,
         written: &mut s.artifacts,
     }
 }
@@ -108,6 +111,7 @@ impl ArtifactsImport for ArtifactsView<'_> {
         let run = self.run.id;
         let blobs = self.blobs.clone();
         let effects = self.effects;
+        let store = self.store;
         let perform = || async {
             let size = body.len() as u64;
             if let Some(m) = &mut metadata {
@@ -124,7 +128,11 @@ impl ArtifactsImport for ArtifactsView<'_> {
                     .map_err(std::io::Error::other)
                     .and_then(|r| r)
             }
-            .map_err(|e| effects.fail(RunFault::Internal(format!("writing artifact: {e}"))))?;
+            .map_err(|e| {
+                let reason = format!("writing artifact: {e}");
+                store.report_fault(reason.clone());
+                effects.fail(RunFault::Storage(reason))
+            })?;
             let event = EventBody::ArtifactWritten {
                 name: stored_name.clone(),
                 digest: digest.clone(),
@@ -174,7 +182,7 @@ impl ArtifactsImport for ArtifactsView<'_> {
             Ok(Ok(body)) => Ok(Ok(body)),
             Ok(Err(e)) => Err(self
                 .effects
-                .fail(RunFault::Internal(format!("reading artifact: {e}")))),
+                .fail(RunFault::Storage(format!("reading artifact: {e}")))),
             Err(e) => Err(self
                 .effects
                 .fail(RunFault::Internal(format!("reading artifact: {e}")))),

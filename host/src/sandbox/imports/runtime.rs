@@ -177,7 +177,7 @@ impl RuntimeImport for RuntimeView<'_> {
         let taken = loop {
             let inbox = self.host.store.signals(self.run.id).map_err(|e| {
                 self.effects
-                    .fail(RunFault::Internal(format!("reading signals: {e}")))
+                    .fail(RunFault::from_store("reading signals", &e))
             })?;
             if let Some(s) = inbox
                 .into_iter()

@@ -187,7 +187,7 @@ impl WorkflowsView<'_> {
         key: Option<String>,
     ) -> wasmtime::Result<Result<Child, Failure>> {
         let internal =
-            |e: &dyn std::fmt::Display| RunFault::Internal(format!("starting a child run: {e}"));
+            |e: &crate::store::StoreError| RunFault::from_store("starting a child run", e);
         let admitted = ingress::json("the child's input", input, crate::host::MAX_INPUT_BYTES)
             .and_then(|input| {
                 let key = key.as_deref().unwrap_or_default();
@@ -294,7 +294,7 @@ impl WorkflowsView<'_> {
         let answer = loop {
             let record = self.host.store.run(child).map_err(|e| {
                 self.effects
-                    .fail(RunFault::Internal(format!("reading a child run: {e}")))
+                    .fail(RunFault::from_store("reading a child run", &e))
             })?;
             let Some(record) = record.filter(|r| r.parent == Some(self.run.id)) else {
                 break Err(failure(

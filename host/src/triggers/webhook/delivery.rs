@@ -136,7 +136,9 @@ impl Host {
         let data = extract(&payload, trigger.input_pointer.as_deref()).unwrap_or_default();
         let receipt = self.signal(run, &route.name, data, delivery_id).await?;
         if let Some(k) = key {
-            self.store().commit(vec![Write::PutKey(k, run)]).await?;
+            self.store()
+                .client_commit(vec![Write::PutKey(k, run)])
+                .await?;
         }
         Ok(HookReceipt {
             run_id: run,
