@@ -24,6 +24,7 @@ pub mod host;
 pub mod manifest;
 mod metrics;
 pub mod models;
+pub mod retry;
 pub mod sandbox;
 pub mod store;
 pub mod triggers;

@@ -4,13 +4,11 @@
 use super::{
     ModelError, Provider, ProviderKind, Request, Resolved, Tokens, anthropic, mask_key, openai,
 };
-use rand::RngExt;
+use crate::retry::{self, Attempt, Retries, retry_after};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Longest `Retry-After` the host waits for; a longer one ends the retries.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 /// How much of a provider's error message is kept.
 const MAX_MESSAGE: usize = 1024;
 
@@ -34,16 +32,6 @@ pub(super) struct Answer {
     pub text: String,
     pub finish_reason: String,
     pub tokens: Tokens,
-}
-
-/// How one attempt ended, when it did not succeed.
-enum Attempt {
-    /// Worth another try after `after` (or the backoff).
-    Retry {
-        error: ModelError,
-        after: Option<Duration>,
-    },
-    Fail(ModelError),
 }
 
 pub(super) async fn call(
@@ -70,77 +58,61 @@ pub(super) async fn call(
         bytes::Bytes::from(serde_json::to_vec(&body).map_err(|e| {
             ModelError::InvalidRequest(format!("the request cannot be encoded: {e}"))
         })?);
-    let mut attempts = 0u32;
-    loop {
-        attempts += 1;
-        let outcome = {
-            let timeout = p
-                .timeout
-                .min(deadline.saturating_duration_since(Instant::now()));
-            let _slot = tokio::time::timeout_at(deadline, p.slots.acquire())
-                .await
-                .map_err(|_| ModelError::Timeout {
+    let retries = Retries {
+        retries: p.retries,
+        backoff: p.backoff,
+        max_backoff: p.max_backoff,
+    };
+    let tried = retry::run(retries, deadline, &p.name, |_| async {
+        let timeout = p
+            .timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
+        let _slot = tokio::time::timeout_at(deadline, p.slots.acquire())
+            .await
+            .map_err(|_| {
+                Attempt::Fail(ModelError::Timeout {
                     provider: p.name.clone(),
                     after: started.elapsed(),
-                })?
-                .map_err(|_| ModelError::InvalidRequest("the host is shutting down".into()))?;
-            attempt(client, p, &url, body.clone(), key, timeout, request).await
-        };
-        let (error, after) = match outcome {
-            Ok(answer) => {
-                let text = match key {
-                    Some(k) if !k.is_empty() && answer.text.contains(k) => {
-                        answer.text.replace(k, "****")
-                    }
-                    _ => answer.text,
-                };
-                return Ok(Generated {
-                    text,
-                    finish_reason: answer.finish_reason,
-                    cost_nanos: model.rates.cost_nanos(answer.tokens),
-                    tokens: answer.tokens,
-                    model: model.clone(),
-                    attempts,
-                    latency_ms: started.elapsed().as_millis() as u64,
-                });
-            }
-            Err(Attempt::Fail(e)) => return Err(e),
-            Err(Attempt::Retry { error, after }) => (error, after),
-        };
-        if attempts > p.retries {
-            return Err(match error {
-                ModelError::RateLimited {
-                    provider, message, ..
-                } => ModelError::RateLimited {
-                    provider,
-                    attempts,
-                    message,
-                },
-                e => e,
-            });
+                })
+            })?
+            .map_err(|_| {
+                Attempt::Fail(ModelError::InvalidRequest(
+                    "the host is shutting down".into(),
+                ))
+            })?;
+        attempt(client, p, &url, body.clone(), key, timeout, request).await
+    })
+    .await;
+    match tried {
+        Ok((answer, attempts)) => {
+            let text = match key {
+                Some(k) if !k.is_empty() && answer.text.contains(k) => {
+                    answer.text.replace(k, "****")
+                }
+                _ => answer.text,
+            };
+            Ok(Generated {
+                text,
+                finish_reason: answer.finish_reason,
+                cost_nanos: model.rates.cost_nanos(answer.tokens),
+                tokens: answer.tokens,
+                model: model.clone(),
+                attempts,
+                latency_ms: started.elapsed().as_millis() as u64,
+            })
         }
-        let wait = match after {
-            Some(a) if a > MAX_RETRY_AFTER => return Err(error),
-            Some(a) => a,
-            None => backoff(p, attempts),
-        };
-        if Instant::now() + wait >= deadline {
-            return Err(error);
-        }
-        tracing::debug!(provider = %p.name, attempt = attempts, wait_ms = wait.as_millis() as u64, error = %error, "retrying a model call");
-        tokio::time::sleep(wait).await;
+        Err((
+            ModelError::RateLimited {
+                provider, message, ..
+            },
+            attempts,
+        )) => Err(ModelError::RateLimited {
+            provider,
+            attempts,
+            message,
+        }),
+        Err((e, _)) => Err(e),
     }
-}
-
-/// Exponential backoff with jitter: `backoff * 2^(n-1)`, capped, then a
-/// random point in its upper half.
-fn backoff(p: &Provider, attempt: u32) -> Duration {
-    let exp = p
-        .backoff
-        .saturating_mul(1u32 << (attempt - 1).min(16))
-        .min(p.max_backoff);
-    let half = exp / 2;
-    half + Duration::from_micros(rand::rng().random_range(0..=half.as_micros() as u64))
 }
 
 async fn attempt(
@@ -151,7 +123,7 @@ async fn attempt(
     key: Option<&str>,
     timeout: Duration,
     request: &Request,
-) -> Result<Answer, Attempt> {
+) -> Result<Answer, Attempt<ModelError>> {
     let mut req = client
         .post(url)
         .timeout(timeout)
@@ -247,27 +219,6 @@ async fn attempt(
     }
 }
 
-/// `Retry-After` (seconds or an HTTP date) or OpenAI's `retry-after-ms`.
-fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
-    if let Some(ms) = h
-        .get("retry-after-ms")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|ms| ms.is_finite() && *ms >= 0.0)
-    {
-        return Some(Duration::from_secs_f64(ms / 1e3));
-    }
-    let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    Some(
-        at.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
 /// The message in a provider's error body (both formats put it at
 /// `error.message`), or the body's start.
 fn error_message(body: &[u8]) -> String {
@@ -308,27 +259,6 @@ fn chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::{HeaderMap, HeaderValue};
-
-    #[test]
-    fn retry_after_reads_seconds_dates_and_milliseconds() {
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", HeaderValue::from_static("3"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
-        let later = std::time::SystemTime::now() + Duration::from_secs(30);
-        h.insert(
-            "retry-after",
-            HeaderValue::from_str(&httpdate::fmt_http_date(later)).unwrap(),
-        );
-        let d = retry_after(&h).unwrap();
-        assert!(
-            d > Duration::from_secs(28) && d <= Duration::from_secs(30),
-            "{d:?}"
-        );
-        h.insert("retry-after-ms", HeaderValue::from_static("250"));
-        assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
-        assert_eq!(retry_after(&HeaderMap::new()), None);
-    }
 
     #[test]
     fn error_messages_come_from_either_format_and_are_bounded() {
