@@ -583,6 +583,193 @@ pub mod models {
     }
 }
 
+/// Outbound HTTP, made by the host under its egress policy (the host's
+/// `[egress]` and the manifest's `[http] allow`), journaled: a replay never
+/// sends a request again.
+///
+/// ```no_run
+/// use runway_sdk::{http, Result};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Pull { title: String }
+///
+/// fn title(repo: &str, n: u32) -> Result<String> {
+///     let pull: Pull = http::get(&format!("https://api.github.com/repos/{repo}/pulls/{n}"))
+///         .bearer_secret("GITHUB_TOKEN")
+///         .header("accept", "application/vnd.github+json")
+///         .send()?
+///         .error_for_status()?
+///         .json()?;
+///     Ok(pull.title)
+/// }
+/// ```
+///
+/// A secret goes out only by placeholder (`{{secret:NAME}}` in a header
+/// value, or [`RequestBuilder::bearer_secret`]): the host puts the value in
+/// as the request leaves, and nothing the run records holds it. A request
+/// other than GET or HEAD carries an `Idempotency-Key` (the run and the
+/// call's position) unless it sets its own, so a request repeated after a
+/// crash is the same request to a service that honours such keys.
+///
+/// Failures: `EGRESS_DENIED`, `HTTP_TIMEOUT`, `HTTP_CONNECT`,
+/// `HTTP_TOO_LARGE`, `HTTP_INVALID_REQUEST`; any status the server answers
+/// is a [`Response`].
+pub mod http {
+    use super::{Error, Result, wit};
+    use serde::{Serialize, de::DeserializeOwned};
+    use std::time::Duration;
+
+    /// A request being built; [`RequestBuilder::send`] sends it.
+    #[derive(Clone, Debug)]
+    #[must_use = "a request is sent by .send()"]
+    pub struct RequestBuilder {
+        method: String,
+        url: String,
+        headers: Vec<(String, String)>,
+        body: Option<Vec<u8>>,
+        timeout: Option<Duration>,
+        error: Option<Error>,
+    }
+
+    /// A response: any status the server answered.
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct Response {
+        pub status: u16,
+        pub headers: Vec<(String, String)>,
+        pub body: Vec<u8>,
+    }
+
+    /// A request of any method.
+    pub fn request(method: &str, url: &str) -> RequestBuilder {
+        RequestBuilder {
+            method: method.to_ascii_uppercase(),
+            url: url.to_owned(),
+            headers: Vec::new(),
+            body: None,
+            timeout: None,
+            error: None,
+        }
+    }
+
+    pub fn get(url: &str) -> RequestBuilder {
+        request("GET", url)
+    }
+
+    pub fn post(url: &str) -> RequestBuilder {
+        request("POST", url)
+    }
+
+    pub fn put(url: &str) -> RequestBuilder {
+        request("PUT", url)
+    }
+
+    pub fn patch(url: &str) -> RequestBuilder {
+        request("PATCH", url)
+    }
+
+    pub fn delete(url: &str) -> RequestBuilder {
+        request("DELETE", url)
+    }
+
+    impl RequestBuilder {
+        pub fn header(mut self, name: &str, value: &str) -> RequestBuilder {
+            self.headers.push((name.to_owned(), value.to_owned()));
+            self
+        }
+
+        /// `Authorization: Bearer <the secret NAME>`, put in by the host.
+        pub fn bearer_secret(self, name: &str) -> RequestBuilder {
+            self.header("authorization", &format!("Bearer {{{{secret:{name}}}}}"))
+        }
+
+        /// A JSON body (and its content type).
+        pub fn json<T: Serialize + ?Sized>(mut self, body: &T) -> RequestBuilder {
+            match serde_json::to_vec(body) {
+                Ok(b) => {
+                    self.body = Some(b);
+                    self.header("content-type", "application/json")
+                }
+                Err(e) => {
+                    self.error = Some(Error::new("HTTP_INVALID_REQUEST", e.to_string()));
+                    self
+                }
+            }
+        }
+
+        pub fn body(mut self, body: impl Into<Vec<u8>>) -> RequestBuilder {
+            self.body = Some(body.into());
+            self
+        }
+
+        /// At most the host's `[egress] max_timeout`.
+        pub fn timeout(mut self, t: Duration) -> RequestBuilder {
+            self.timeout = Some(t);
+            self
+        }
+
+        /// Sends the request through the host.
+        pub fn send(self) -> Result<Response> {
+            if let Some(e) = self.error {
+                return Err(e);
+            }
+            let r = wit::http::send(&wit::http::Request {
+                method: self.method,
+                url: self.url,
+                headers: self.headers,
+                body: self.body,
+                timeout_millis: self.timeout.map(|t| t.as_millis() as u64),
+            })?;
+            Ok(Response {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            })
+        }
+    }
+
+    impl Response {
+        /// The first header called `name` (any case).
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+
+        pub fn is_success(&self) -> bool {
+            (200..300).contains(&self.status)
+        }
+
+        /// The response, or an `HTTP_STATUS` error naming its status and
+        /// the start of its body.
+        pub fn error_for_status(self) -> Result<Response> {
+            if self.is_success() {
+                return Ok(self);
+            }
+            let text = String::from_utf8_lossy(&self.body[..self.body.len().min(512)]).into_owned();
+            Err(Error::new(
+                "HTTP_STATUS",
+                format!("status {}: {text}", self.status),
+            ))
+        }
+
+        /// The body as text (invalid UTF-8 replaced).
+        pub fn text(&self) -> String {
+            String::from_utf8_lossy(&self.body).into_owned()
+        }
+
+        /// The body decoded as JSON.
+        pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+            serde_json::from_slice(&self.body).map_err(|e| {
+                Error::new(
+                    "INVALID_RESPONSE",
+                    format!("the body is not the JSON expected: {e}"),
+                )
+            })
+        }
+    }
+}
+
 #[doc(hidden)]
 pub mod __private {
     use super::*;

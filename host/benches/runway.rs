@@ -525,6 +525,11 @@ impl ServerProcess {
                 let _ = std::fs::remove_file(dir.path().join("runway-host.toml"));
             }
         }
+        Self::spawn_in(dir, env).await
+    }
+
+    /// Serves the data directory `dir` (its `runway-host.toml`, if any).
+    async fn spawn_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> ServerProcess {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
@@ -906,6 +911,250 @@ async fn open_after_sigterm() {
     );
 }
 
+/// Figure 15: journaled HTTP calls against a loopback service that answers
+/// at once, data dir on disk. Per call: the time between consecutive
+/// `http_call` events of a run making 200 calls in a row, minus a bare
+/// client's round trip to the same service (the host's overhead). Then a
+/// `fetch` run of 10 sequential calls, end to end.
+async fn http_calls() {
+    let svc = support::service::Service::start().await;
+    let url = format!("{}/ok", svc.base);
+    // A bare client: the service's own round trip.
+    let client = reqwest::Client::new();
+    let mut bare = Vec::new();
+    for _ in 0..scale(2_000) {
+        let t = Instant::now();
+        let r = client.get(&url).send().await.unwrap();
+        r.bytes().await.unwrap();
+        bare.push(t.elapsed());
+    }
+    bare.sort();
+    let bare_p50 = pct(&bare, 0.5);
+
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let config_path = dir.path().join("runway-host.toml");
+    std::fs::write(
+        &config_path,
+        "[egress]\nallow = [\"http://127.0.0.1:*\"]\nallow_private = [\"127.0.0.0/8\"]\n",
+    )
+    .unwrap();
+    let config = HostConfig::new(dir.path()).apply_file(&config_path).unwrap();
+    let host = Host::open(config).await.unwrap();
+    host.deploy(
+        support::wasm_bytes("fetch"),
+        "slug = \"fetch\"\n[http]\nallow = [\"http://127.0.0.1:*\"]\n",
+    )
+    .await
+    .unwrap();
+    let calls = |n: usize| {
+        let requests: Vec<_> = (0..n).map(|_| json!({ "url": url })).collect();
+        json!({ "requests": requests })
+    };
+    let r = host.run("fetch", calls(200)).await.unwrap();
+    assert_eq!(r.status, RunStatus::Completed);
+    let at: Vec<_> = host
+        .events(r.id, 0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(e.body, EventBody::HttpCall { .. }))
+        .map(|e| e.at)
+        .collect();
+    let mut gaps: Vec<Duration> = at.windows(2).map(|w| between(w[0], w[1])).collect();
+    gaps.sort();
+    let over = |d: Duration| d.saturating_sub(bare_p50);
+    println!(
+        "  bare client round trip p50 {}; call to call p50 {} p99 {}; host overhead p50 {} p99 {}  (target p50 <= 0.3 ms)",
+        ms(bare_p50),
+        ms(pct(&gaps, 0.5)),
+        ms(pct(&gaps, 0.99)),
+        ms(over(pct(&gaps, 0.5))),
+        ms(over(pct(&gaps, 0.99)))
+    );
+    let mut runs = Vec::new();
+    for _ in 0..scale(200) {
+        let t = Instant::now();
+        let r = host.run("fetch", calls(10)).await.unwrap();
+        runs.push(t.elapsed());
+        assert_eq!(r.status, RunStatus::Completed);
+    }
+    runs.sort();
+    println!(
+        "  fetch with 10 sequential journaled calls, end to end: p50 {} p99 {}  (target p50 <= 4 ms)",
+        ms(pct(&runs, 0.5)),
+        ms(pct(&runs, 0.99))
+    );
+    host.shutdown().await.unwrap();
+}
+
+/// Figure 14: a churn of `steps` runs with 20 ms pauses (each pause parks
+/// the run and wakes it), all started at once, under a small and the
+/// `max_concurrent_runs` with many warm slots, and the defaults: how many runs end
+/// failed (the target is none: host capacity is a wait).
+async fn capacity_churn() {
+    let n = scale(4_000);
+    for (concurrent, warm) in [(8, 300), (256, 64)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = HostConfig::new(dir.path());
+        config.max_concurrent_runs = concurrent;
+        config.max_warm_instances = warm;
+        let host = Host::open(config).await.expect("opening a host");
+        host.deploy(support::wasm_bytes("steps"), &support::manifest("steps"))
+            .await
+            .expect("deploy steps");
+        let t0 = Instant::now();
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            ids.push(
+                host.start("steps", json!({ "count": 3, "pause_ms": 20 }))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let mut failed = std::collections::BTreeMap::<String, usize>::new();
+        for id in ids {
+            let r = host.wait(id).await.unwrap();
+            if r.status != RunStatus::Completed {
+                let code = r
+                    .error
+                    .map_or_else(|| format!("{:?}", r.status), |e| e.code.as_str().to_owned());
+                *failed.entry(code).or_default() += 1;
+            }
+        }
+        println!(
+            "  max_concurrent_runs {concurrent}, max_warm_instances {warm}: {n} runs in {:.1} s, failed: {}  (target: none)",
+            t0.elapsed().as_secs_f64(),
+            if failed.is_empty() {
+                "none".to_owned()
+            } else {
+                format!("{failed:?}")
+            }
+        );
+        host.shutdown().await.unwrap();
+    }
+}
+
+/// Figure 13: `runway serve` on a small tmpfs under a load of `steps`
+/// runs; the disk is filled until the store reports itself unavailable,
+/// held full for 2 s, then freed: the time from freeing the space to
+/// `/readyz` answering 200 again, over several rounds, and how many
+/// acknowledged runs did not complete.
+async fn recover_after_full_disk() {
+    let mount = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=96m", "tmpfs"])
+        .arg(mount.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        println!("  (skipped: cannot mount a tmpfs here; run as root)");
+        return;
+    }
+    let server = ServerProcess::spawn_in(tempfile::tempdir_in(mount.path()).unwrap(), &[]).await;
+    server.deploy("steps").await;
+    let http = reqwest::Client::new();
+    let ready = async |http: &reqwest::Client| {
+        http.get(format!("{}/readyz", server.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    };
+    let rounds = if quick() { 2 } else { 5 };
+    let mut recover = Vec::new();
+    let mut accepted = Vec::new();
+    let mut refused = 0usize;
+    for round in 0..rounds {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut load = tokio::task::JoinSet::new();
+        for c in 0..8 {
+            let (stop, http) = (stop.clone(), http.clone());
+            let url = format!("{}/v1/workflows/steps/runs", server.base);
+            load.spawn(async move {
+                let (mut ok, mut no) = (Vec::new(), 0usize);
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    i += 1;
+                    let res = http
+                        .post(&url)
+                        .header("Idempotency-Key", format!("r{round}-c{c}-{i}"))
+                        .json(&json!({ "count": 3, "pause_ms": 5 }))
+                        .send()
+                        .await
+                        .unwrap();
+                    if res.status().is_success() {
+                        let v: serde_json::Value = res.json().await.unwrap();
+                        ok.push(v["id"].as_str().unwrap().to_owned());
+                    } else {
+                        assert_eq!(res.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+                        no += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                (ok, no)
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let filler = mount.path().join("filler");
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&filler).unwrap();
+            let chunk = vec![0x5au8; 64 << 10];
+            while f.write_all(&chunk).and_then(|()| f.sync_data()).is_ok() {}
+        }
+        let t = Instant::now();
+        while ready(&http).await {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "the store never noticed the full disk"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        std::fs::remove_file(&filler).unwrap();
+        let freed = Instant::now();
+        while !ready(&http).await {
+            assert!(
+                freed.elapsed() < Duration::from_secs(30),
+                "the store did not recover"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        recover.push(freed.elapsed());
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for (ok, no) in load.join_all().await {
+            accepted.extend(ok);
+            refused += no;
+        }
+    }
+    let mut lost = 0;
+    for id in &accepted {
+        let url = format!("{}/v1/runs/{id}", server.base);
+        let t = Instant::now();
+        loop {
+            let v: serde_json::Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+            if v["status"] == "completed" {
+                break;
+            }
+            if v["status"] == "failed" || t.elapsed() > Duration::from_secs(30) {
+                lost += 1;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    recover.sort();
+    println!(
+        "  {rounds} rounds: recovered p50 {} (max {}) after space was freed; {} runs acknowledged, {lost} not completed, {refused} starts refused with 503",
+        ms(pct(&recover, 0.5)),
+        ms(recover[recover.len() - 1]),
+        accepted.len()
+    );
+    drop(server);
+    let _ = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(mount.path())
+        .status();
+}
+
 /// Figure 11: one fresh server per class of attack.
 async fn containment() {
     let manifest = "slug = \"hostile\"\nsecrets = [\"LEAK_ME\"]\n[budget]\nmax_duration = \"10s\"\nmax_memory = \"256 MiB\"\nmax_fuel = \"unlimited\"\n";
@@ -1205,6 +1454,18 @@ fn main() {
         if wanted(12) {
             println!("\n12. store open after SIGTERM");
             open_after_sigterm().await;
+        }
+        if wanted(13) {
+            println!("\n13. a full disk under load, then freed (runway serve on a 96 MiB tmpfs)");
+            recover_after_full_disk().await;
+        }
+        if wanted(14) {
+            println!("\n14. capacity churn: steps runs with 20 ms pauses, all started at once (few execution slots and many warm ones; the defaults)");
+            capacity_churn().await;
+        }
+        if wanted(15) {
+            println!("\n15. outbound HTTP: journaled calls to a loopback service answering at once, data dir on disk");
+            http_calls().await;
         }
         if wanted(7) {
             println!("\n7. wake-to-resume (timer due -> guest runs again; includes the 1 ms timer granularity)");

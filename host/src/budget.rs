@@ -33,6 +33,20 @@ pub struct Budget {
     pub max_tokens: Option<u64>,
     /// Model cost of the run and every run below it.
     pub max_usd: Option<Usd>,
+    /// Outbound HTTP requests one run may make.
+    #[serde(default = "default_http_calls")]
+    pub max_http_calls: u64,
+    /// Bytes of outbound HTTP bodies one run may send and receive.
+    #[serde(default = "default_http_bytes")]
+    pub max_http_bytes: u64,
+}
+
+fn default_http_calls() -> u64 {
+    1_000
+}
+
+fn default_http_bytes() -> u64 {
+    256 << 20
 }
 
 impl Default for Budget {
@@ -52,6 +66,8 @@ impl Default for Budget {
             max_tree_runs: 1_000,
             max_tokens: None,
             max_usd: None,
+            max_http_calls: default_http_calls(),
+            max_http_bytes: default_http_bytes(),
         }
     }
 }
@@ -71,6 +87,8 @@ pub struct BudgetOverrides {
     pub max_tree_runs: Option<u64>,
     pub max_tokens: Option<u64>,
     pub max_usd: Option<Usd>,
+    pub max_http_calls: Option<u64>,
+    pub max_http_bytes: Option<u64>,
 }
 
 impl Budget {
@@ -89,6 +107,8 @@ impl Budget {
             max_tree_runs: o.max_tree_runs.unwrap_or(self.max_tree_runs),
             max_tokens: o.max_tokens.or(self.max_tokens),
             max_usd: o.max_usd.or(self.max_usd),
+            max_http_calls: o.max_http_calls.unwrap_or(self.max_http_calls),
+            max_http_bytes: o.max_http_bytes.unwrap_or(self.max_http_bytes),
         }
     }
 }

@@ -22,6 +22,9 @@
 //! [models.providers.openai]
 //! kind = "openai"
 //! key_secret = "OPENAI_API_KEY"
+//! [egress]                   # outbound HTTP; nothing is reachable by default
+//! allow = ["api.github.com", "*.slack.com"]
+//! allow_private = ["127.0.0.0/8"]   # restricted ranges allowed all the same
 //! ```
 
 use crate::budget::Budget;
@@ -51,6 +54,9 @@ pub struct HostConfig {
     pub server: ServerSettings,
     /// `[models]`: aliases and providers.
     pub models: crate::models::ModelsConfig,
+    /// `[egress]`: what workflows' HTTP requests may reach (nothing by
+    /// default).
+    pub egress: crate::egress::EgressConfig,
 }
 
 /// Access a bearer token grants; each scope includes the ones before it.
@@ -111,6 +117,7 @@ impl HostConfig {
             max_host_memory: crate::host::memory::default_limit(),
             server: ServerSettings::default(),
             models: Default::default(),
+            egress: Default::default(),
         }
     }
 
@@ -182,6 +189,11 @@ impl HostConfig {
             message,
         })?;
         self.models = file.models;
+        crate::egress::Egress::new(file.egress.clone()).map_err(|message| ConfigError {
+            path: path.display().to_string(),
+            message,
+        })?;
+        self.egress = file.egress;
         Ok(self)
     }
 }
@@ -244,6 +256,8 @@ struct ConfigFile {
     server: ServerSection,
     #[serde(default)]
     models: crate::models::ModelsConfig,
+    #[serde(default)]
+    egress: crate::egress::EgressConfig,
 }
 
 #[derive(Deserialize, Default)]

@@ -19,6 +19,7 @@ pub mod api;
 pub mod budget;
 pub mod cli;
 pub mod config;
+pub mod egress;
 pub mod error;
 pub mod host;
 pub mod manifest;

@@ -31,6 +31,40 @@ pub struct Manifest {
     /// What starts runs besides API calls: a webhook, cron schedules.
     #[serde(default)]
     pub triggers: Triggers,
+    /// Outbound HTTP this workflow may make (further limited by the host's
+    /// `[egress]`).
+    #[serde(default)]
+    pub http: HttpSection,
+}
+
+/// `[http]`: hosts (`[scheme://]host[:port]`, `*.domain`) and, optionally,
+/// methods this workflow's requests may use.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
+
+impl HttpSection {
+    /// The rules, as the egress policy reads them (checked when the
+    /// manifest was parsed).
+    pub fn rules(&self) -> crate::egress::policy::ManifestRules {
+        crate::egress::policy::ManifestRules {
+            allow: self
+                .allow
+                .iter()
+                .filter_map(|r| crate::egress::policy::Rule::parse(r).ok())
+                .collect(),
+            methods: self
+                .methods
+                .iter()
+                .map(|m| m.to_ascii_uppercase())
+                .collect(),
+        }
+    }
 }
 
 /// `[triggers]`.
@@ -88,6 +122,12 @@ pub struct BudgetSection {
     /// Model cost in US dollars of the run and its descendants.
     #[serde(default)]
     pub max_usd: Option<f64>,
+    /// Outbound HTTP requests one run may make.
+    #[serde(default)]
+    pub max_http_calls: Option<u64>,
+    /// Bytes of HTTP bodies one run may send and receive.
+    #[serde(default, deserialize_with = "bytes")]
+    pub max_http_bytes: Option<u64>,
 }
 
 impl BudgetSection {
@@ -105,6 +145,8 @@ impl BudgetSection {
             max_tree_runs: self.max_tree_runs,
             max_tokens: self.max_tokens,
             max_usd: self.max_usd.map(crate::types::Usd::from_dollars),
+            max_http_calls: self.max_http_calls,
+            max_http_bytes: self.max_http_bytes,
         }
     }
 }
@@ -133,6 +175,17 @@ impl Manifest {
 
     fn validate(&self) -> Result<(), ManifestError> {
         validate_slug(&self.slug).map_err(|m| ManifestError(format!("slug: {m}")))?;
+        for (i, r) in self.http.allow.iter().enumerate() {
+            crate::egress::policy::Rule::parse(r)
+                .map_err(|m| ManifestError(format!("http.allow[{i}]: {m}")))?;
+        }
+        for (i, m) in self.http.methods.iter().enumerate() {
+            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+                return Err(ManifestError(format!(
+                    "http.methods[{i}]: {m:?} is not an HTTP method"
+                )));
+            }
+        }
         if let Some(d) = &self.description
             && d.len() > 1024
         {
@@ -268,6 +321,12 @@ fn fuel<'de, D: Deserializer<'de>>(d: D) -> Result<Option<FuelLimit>, D::Error> 
     }
 }
 
+/// [`duration`] for a field with a default (`#[serde(default = …)]`).
+pub(crate) fn duration_required<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    use serde::de::Error;
+    duration(d)?.ok_or_else(|| D::Error::custom("expected a duration"))
+}
+
 pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     use serde::de::Error;
     match IntOrString::deserialize(d)? {
@@ -280,6 +339,12 @@ pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duratio
             "expected a duration string such as \"30s\" or \"500ms\"",
         )),
     }
+}
+
+/// [`bytes`] for a field with a default.
+pub(crate) fn bytes_required<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    use serde::de::Error;
+    bytes(d)?.ok_or_else(|| D::Error::custom("expected a size"))
 }
 
 fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {

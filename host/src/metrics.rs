@@ -78,6 +78,20 @@ pub(crate) fn storage_wait() {
     metrics::counter!("runway_storage_waits_total").increment(1);
 }
 
+/// An outbound HTTP request: `outcome` is the status class (`2xx`) or the
+/// failure code (`EGRESS_DENIED`, ...).
+pub(crate) fn http_call(host: &str, outcome: &str) {
+    metrics::counter!(
+        "runway_http_requests_total",
+        "host" => host.to_owned(),
+        "outcome" => outcome.to_owned()
+    )
+    .increment(1);
+    if outcome == "EGRESS_DENIED" {
+        metrics::counter!("runway_egress_denied_total", "host" => host.to_owned()).increment(1);
+    }
+}
+
 /// Gauges read at scrape time.
 pub(crate) fn gauges(warm: usize, queued: usize, live: usize, run_memory: u64) {
     metrics::gauge!("runway_run_memory_bytes").set(run_memory as f64);

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod provider;
+pub mod service;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,6 +30,8 @@ const GUESTS: &[&str] = &[
     "collect",
     "summarize",
     "review",
+    "pr-review",
+    "fetch",
 ];
 
 /// Builds every example guest (once per process) and returns the directory
@@ -64,9 +67,13 @@ pub fn guest_dir() -> &'static Path {
     })
 }
 
-/// Path of an example's component.
+/// Path of an example's component (a library crate's `-` becomes `_`).
 pub fn wasm(name: &str) -> PathBuf {
-    guest_dir().join(format!("{name}.wasm"))
+    let path = guest_dir().join(format!("{name}.wasm"));
+    if path.exists() {
+        return path;
+    }
+    guest_dir().join(format!("{}.wasm", name.replace('-', "_")))
 }
 
 /// Bytes of an example's component.

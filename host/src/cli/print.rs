@@ -293,6 +293,21 @@ pub(super) fn event_detail(body: &EventBody) -> String {
                 finish_reason.as_deref().unwrap_or("")
             ),
         },
+        EventBody::HttpCall {
+            method,
+            url,
+            status,
+            bytes_received,
+            duration_ms,
+            error,
+            ..
+        } => match (status, error) {
+            (_, Some(e)) => format!("{method} {url}: {}: {}", e.code, e.message),
+            (Some(s), None) => {
+                format!("{method} {url}: {s}, {bytes_received} bytes, {duration_ms} ms")
+            }
+            (None, None) => format!("{method} {url}"),
+        },
     };
     first_line(&s, 120)
 }

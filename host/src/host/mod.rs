@@ -109,6 +109,8 @@ impl Host {
             .map_err(|e| HostError::Internal(format!("starting the engine: {e:#}")))?;
         let models = crate::models::Models::new(&config.models)
             .map_err(|e| HostError::Internal(format!("host config: {e}")))?;
+        let egress = crate::egress::Egress::new(config.egress.clone())
+            .map_err(|e| HostError::Internal(format!("host config: {e}")))?;
         let (registry, mut launches) = Registry::new(
             config.max_warm_instances,
             config.max_concurrent_runs,
@@ -122,6 +124,7 @@ impl Host {
                     trees: services::TreeCounts::new(store.clone()),
                     max_queued_runs: config.server.max_queued_runs,
                     models,
+                    egress,
                     store,
                     secrets,
                     artifacts: Arc::new(artifacts),

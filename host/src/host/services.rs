@@ -21,6 +21,8 @@ pub(crate) struct HostServices {
     /// refused (as API starts are answered 429).
     pub max_queued_runs: usize,
     pub models: crate::models::Models,
+    /// Outbound HTTP under the operator's `[egress]` rules.
+    pub egress: crate::egress::Egress,
     pub ledger: crate::host::ledger::Ledger,
     pub trees: TreeCounts,
 }

@@ -8,4 +8,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use self::runway::workflow::{artifacts, models, runtime, secrets, types, workflows};
+pub use self::runway::workflow::{artifacts, http, models, runtime, secrets, types, workflows};

@@ -80,6 +80,13 @@ pub(crate) struct WrittenArtifacts {
 
 /// The data of a run's wasmtime store. Each import sees only its own view
 /// of it (`imports/`).
+/// A run's outbound HTTP: requests made and body bytes sent and received.
+#[derive(Default)]
+pub(crate) struct HttpUsage {
+    pub calls: u64,
+    pub bytes: u64,
+}
+
 pub struct RunState {
     pub(crate) run: Arc<RunContext>,
     pub(crate) host: Arc<HostServices>,
@@ -92,6 +99,8 @@ pub struct RunState {
     pub(crate) consumed_signals: HashSet<u64>,
     /// Child runs started so far (replayed starts included).
     pub(crate) children: u64,
+    /// Outbound HTTP so far (replayed calls included), against the budgets.
+    pub(crate) http: HttpUsage,
     pub(crate) live: Arc<LiveRun>,
     /// The run's place among the runs executing at once; given back while
     /// it is parked warm.
@@ -222,6 +231,7 @@ pub(crate) fn sandbox(
         artifacts: WrittenArtifacts::default(),
         consumed_signals: HashSet::new(),
         children: 0,
+        http: HttpUsage::default(),
         live,
         permit,
     };

@@ -113,6 +113,24 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<CallFailure>,
     },
+    /// An outbound HTTP request, and what the egress policy decided.
+    HttpCall {
+        method: String,
+        /// Secret values masked.
+        url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        bytes_sent: u64,
+        bytes_received: u64,
+        duration_ms: u64,
+        /// Attempts made (0 when the policy refused the request).
+        attempts: u32,
+        #[schema(value_type = Object)]
+        egress: crate::egress::policy::Decision,
+        /// Why the request got no response, if it did not.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<CallFailure>,
+    },
 }
 
 impl EventBody {
@@ -136,6 +154,7 @@ impl EventBody {
             Self::SignalReceived { .. } => "signal_received",
             Self::ChildStarted { .. } => "child_started",
             Self::ModelCall { .. } => "model_call",
+            Self::HttpCall { .. } => "http_call",
         }
     }
 

@@ -203,6 +203,19 @@ pub enum FailureCode {
     InvalidResponse,
     /// `models.generate`: the host refuses to send this request.
     InvalidRequest,
+    /// `http.send`: the egress policy does not let the request out (the
+    /// host's `[egress]`, the manifest's `[http]`, a restricted address, a
+    /// redirect to one).
+    EgressDenied,
+    /// `http.send`: no response within the timeout.
+    HttpTimeout,
+    /// `http.send`: no connection could be made (after the retries).
+    HttpConnect,
+    /// `http.send`: the response body is over `max_response_bytes`.
+    HttpTooLarge,
+    /// `http.send`: the request is malformed (method, URL, header, an
+    /// unknown secret placeholder).
+    HttpInvalidRequest,
 }
 
 impl FailureCode {
@@ -227,6 +240,11 @@ impl FailureCode {
             Self::RateLimited => "RATE_LIMITED",
             Self::InvalidResponse => "INVALID_RESPONSE",
             Self::InvalidRequest => "INVALID_REQUEST",
+            Self::EgressDenied => "EGRESS_DENIED",
+            Self::HttpTimeout => "HTTP_TIMEOUT",
+            Self::HttpConnect => "HTTP_CONNECT",
+            Self::HttpTooLarge => "HTTP_TOO_LARGE",
+            Self::HttpInvalidRequest => "HTTP_INVALID_REQUEST",
         }
     }
 }

@@ -20,6 +20,8 @@ pub enum BudgetKind {
     MaxTreeRuns,
     MaxTokens,
     MaxUsd,
+    MaxHttpCalls,
+    MaxHttpBytes,
 }
 
 impl BudgetKind {
@@ -37,6 +39,8 @@ impl BudgetKind {
             Self::MaxTreeRuns => "max_tree_runs",
             Self::MaxTokens => "max_tokens",
             Self::MaxUsd => "max_usd",
+            Self::MaxHttpCalls => "max_http_calls",
+            Self::MaxHttpBytes => "max_http_bytes",
         }
     }
     /// `v` in this budget's unit, for people.
@@ -55,7 +59,9 @@ impl BudgetKind {
             Self::MaxMemory
             | Self::MaxOutputBytes
             | Self::MaxArtifactBytes
-            | Self::MaxJournalBytes => "bytes",
+            | Self::MaxJournalBytes
+            | Self::MaxHttpBytes => "bytes",
+            Self::MaxHttpCalls => "calls",
             Self::MaxJournalEntries => "entries",
             Self::MaxTreeRuns => "runs",
             Self::MaxEvents => "events",

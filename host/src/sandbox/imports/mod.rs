@@ -8,6 +8,7 @@
 //! (`Effects::effect`), so each import reads as validation plus one effect.
 
 mod artifacts;
+mod http;
 mod models;
 mod runtime;
 mod secrets;
@@ -16,7 +17,7 @@ mod workflows;
 
 use super::bindings::types::{self as types_iface, Failure};
 use super::bindings::workflows as workflows_iface;
-use super::bindings::{artifacts as artifacts_iface, models as models_iface};
+use super::bindings::{artifacts as artifacts_iface, http as http_iface, models as models_iface};
 use super::bindings::{runtime as runtime_iface, secrets as secrets_iface};
 use super::state::RunState;
 use crate::types::FailureCode;
@@ -38,6 +39,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<(
     artifacts_iface::add_to_linker::<RunState, artifacts::Artifacts>(linker, artifacts::view)?;
     workflows_iface::add_to_linker::<RunState, workflows::Workflows>(linker, workflows::view)?;
     models_iface::add_to_linker::<RunState, models::Models>(linker, models::view)?;
+    http_iface::add_to_linker::<RunState, http::Http>(linker, http::view)?;
     Ok(())
 }
 
