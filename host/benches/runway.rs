@@ -938,7 +938,9 @@ async fn http_calls() {
         "[egress]\nallow = [\"http://127.0.0.1:*\"]\nallow_private = [\"127.0.0.0/8\"]\n",
     )
     .unwrap();
-    let config = HostConfig::new(dir.path()).apply_file(&config_path).unwrap();
+    let config = HostConfig::new(dir.path())
+        .apply_file(&config_path)
+        .unwrap();
     let host = Host::open(config).await.unwrap();
     host.deploy(
         support::wasm_bytes("fetch"),
