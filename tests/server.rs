@@ -1161,12 +1161,24 @@ impl Hogged {
     async fn start(max_queued_runs: usize) -> Hogged {
         support::guest_dir();
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("secrets.toml"),
+            format!("HOOK_KEY = \"{HOOK_KEY}\"\n"),
+        )
+        .unwrap();
         let mut config = HostConfig::new(dir.path());
         config.max_concurrent_runs = 1;
+        config.server.max_queued_runs = max_queued_runs;
         let host = Host::open(config).await.unwrap();
         host.deploy(support::wasm_bytes("hello"), &support::manifest("hello"))
             .await
             .unwrap();
+        host.deploy(
+            support::wasm_bytes("hello"),
+            "slug = \"hooked\"\n[triggers.webhook]\nscheme = \"hmac\"\nsecret = \"HOOK_KEY\"\n",
+        )
+        .await
+        .unwrap();
         host.deploy(
             support::wasm_bytes("hostile"),
             "slug = \"hostile\"\n[budget]\nmax_fuel = \"unlimited\"\nmax_duration = \"30s\"\n",
@@ -1212,6 +1224,40 @@ impl Hogged {
         let _ = self.stop.send(());
         self.server.await.unwrap().unwrap();
     }
+}
+
+const HOOK_KEY: &str = "hook-key-9d2c";
+
+/// Admission everywhere: a webhook delivery past the queue bound is 429
+/// with `Retry-After` (the sender retries), and starts nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_past_the_queue_bound_is_429_and_starts_nothing() {
+    use hmac::Mac;
+    let h = Hogged::start(1).await;
+    let http = reqwest::Client::new();
+    let deliver = |name: &str| {
+        let body = serde_json::to_vec(&json!({ "name": name })).unwrap();
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(HOOK_KEY.as_bytes()).unwrap();
+        mac.update(&body);
+        http.post(format!("{}/hooks/hooked", h.base))
+            .header("x-signature", hex::encode(mac.finalize().into_bytes()))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let first = deliver("a").await.unwrap();
+    assert!(first.status().is_success(), "{}", first.status());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.host.queue_depth() < 1 {
+        assert!(Instant::now() < deadline, "the run never queued");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = h.host.runs(&Default::default(), 100).unwrap().len();
+    let full = deliver("b").await.unwrap();
+    assert_eq!(full.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(full.headers().contains_key("retry-after"));
+    assert_eq!(h.host.runs(&Default::default(), 100).unwrap().len(), before);
+    h.stop().await;
 }
 
 /// Idempotency before admission: a client re-sending an accepted request

@@ -988,6 +988,44 @@ async fn http_calls() {
     host.shutdown().await.unwrap();
 }
 
+/// Figure 16: `hello` over HTTP at 64 clients with the server's logs off,
+/// as text at `info` (the default), and as JSON at `info`; rounds
+/// alternate, medians reported with their ratio to logs off.
+async fn logging_cost() {
+    let dur = Duration::from_secs(if quick() { 1 } else { 4 });
+    let modes: [(&str, &[(&str, &str)]); 3] = [
+        ("off", &[("RUNWAY_LOG", "off")]),
+        ("text, info", &[("RUNWAY_LOG", "info")]),
+        (
+            "json, info",
+            &[("RUNWAY_LOG", "info"), ("RUNWAY_LOG_FORMAT", "json")],
+        ),
+    ];
+    let mut rates = vec![Vec::new(); modes.len()];
+    for _ in 0..if quick() { 1 } else { 3 } {
+        for (i, (_, env)) in modes.iter().enumerate() {
+            let server = ServerProcess::start_with(env, None).await;
+            server.deploy("hello").await;
+            http_load(&server, 4, Duration::from_millis(300)).await;
+            let (rate, _, _) = http_load(&server, 64, dur).await;
+            rates[i].push(rate);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let off = median(&mut rates[0]);
+    for (i, (name, _)) in modes.iter().enumerate() {
+        let m = median(&mut rates[i]);
+        println!(
+            "  logs {name}: {m:.0} runs/s (median), {:.2}x of logs off{}",
+            m / off,
+            if i == 2 { "  (target >= 0.8)" } else { "" }
+        );
+    }
+}
+
 /// Figure 14: a churn of `steps` runs with 20 ms pauses (each pause parks
 /// the run and wakes it), all started at once, under a small and the
 /// `max_concurrent_runs` with many warm slots, and the defaults: how many runs end
@@ -1464,6 +1502,10 @@ fn main() {
         if wanted(14) {
             println!("\n14. capacity churn: steps runs with 20 ms pauses, all started at once (few execution slots and many warm ones; the defaults)");
             capacity_churn().await;
+        }
+        if wanted(16) {
+            println!("\n16. the cost of the server's logs: hello over HTTP, 64 clients");
+            logging_cost().await;
         }
         if wanted(15) {
             println!("\n15. outbound HTTP: journaled calls to a loopback service answering at once, data dir on disk");

@@ -9,13 +9,124 @@ pub(crate) fn run_started(workflow: &str) {
     metrics::counter!("runway_runs_started_total", "workflow" => workflow.to_owned()).increment(1);
 }
 
+/// Every metric with its help text (the `# HELP` line), and the buckets of
+/// the histograms. Called once, as the exporter is installed.
+pub(crate) fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!("runway_build_info", "1, labelled with the runway version");
+    describe_counter!("runway_runs_started_total", "Runs queued, by workflow");
+    describe_counter!(
+        "runway_runs_finished_total",
+        "Runs ended, by workflow, status and error code (none for completed runs)"
+    );
+    describe_histogram!(
+        "runway_run_duration_seconds",
+        metrics::Unit::Seconds,
+        "From a run's first start to its end, by workflow"
+    );
+    describe_counter!(
+        "runway_fuel_consumed_total",
+        "Fuel the runs that ended consumed"
+    );
+    describe_counter!(
+        "runway_host_calls_total",
+        "Calls across the sandbox that executed (not answered from the journal), by interface"
+    );
+    describe_histogram!(
+        "runway_host_call_duration_seconds",
+        metrics::Unit::Seconds,
+        "How long a host call that executed took, by interface"
+    );
+    describe_counter!(
+        "runway_webhooks_received_total",
+        "Webhook deliveries, by workflow"
+    );
+    describe_counter!(
+        "runway_webhooks_verified_total",
+        "Deliveries whose signature verified"
+    );
+    describe_counter!(
+        "runway_webhooks_rejected_total",
+        "Deliveries refused, by reason"
+    );
+    describe_counter!(
+        "runway_http_requests_total",
+        "API requests answered, by route template, method and status"
+    );
+    describe_counter!(
+        "runway_capacity_waits_total",
+        "Runs stopped for want of host capacity (memory, instances), to resume by replay"
+    );
+    describe_counter!(
+        "runway_storage_waits_total",
+        "Runs stopped because the store or the disk refused them, to resume by replay"
+    );
+    describe_gauge!(
+        "runway_store_degraded",
+        "1 while the store takes no writes (a full or failing disk)"
+    );
+    describe_counter!(
+        "runway_store_faults_total",
+        "Times the store became degraded"
+    );
+    describe_gauge!(
+        "runway_run_memory_bytes",
+        "Linear memory of the runs in memory"
+    );
+    describe_gauge!(
+        "runway_warm_instances",
+        "Parked runs holding a warm instance"
+    );
+    describe_gauge!("runway_queue_depth", "Runs waiting for an execution slot");
+    describe_gauge!(
+        "runway_live_runs",
+        "Runs this host drives (executing or parked)"
+    );
+    describe_counter!(
+        "runway_model_calls_total",
+        "Model calls, by provider and outcome"
+    );
+    describe_counter!(
+        "runway_model_tokens_total",
+        "Model tokens, by provider and direction"
+    );
+    describe_counter!(
+        "runway_model_cost_nano_usd_total",
+        "Model cost in nano-dollars, by provider"
+    );
+    describe_counter!(
+        "runway_egress_requests_total",
+        "Outbound HTTP requests of workflows, by host and outcome (status class or failure code)"
+    );
+    describe_counter!(
+        "runway_egress_denied_total",
+        "Outbound requests the egress policy refused, by host"
+    );
+    metrics::gauge!("runway_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+/// Histogram buckets, in seconds: from a fast host call to a long run.
+pub(crate) const BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
+
+/// A host call that executed took `d`.
+pub(crate) fn host_call_duration(call: &'static str, d: std::time::Duration) {
+    let (interface, _) = call.rsplit_once('.').unwrap_or((call, ""));
+    metrics::histogram!("runway_host_call_duration_seconds", "interface" => interface)
+        .record(d.as_secs_f64());
+}
+
 /// A run ended.
 pub(crate) fn run_finished(run: &RunRecord) {
     let workflow = run.workflow.clone();
+    let code = run.error.as_ref().map_or("", |e| e.code.as_str());
     metrics::counter!(
         "runway_runs_finished_total",
         "workflow" => workflow.clone(),
-        "status" => run.status.as_str()
+        "status" => run.status.as_str(),
+        "code" => code
     )
     .increment(1);
     if let (Some(a), Some(b)) = (run.started_at, run.finished_at) {
@@ -82,7 +193,7 @@ pub(crate) fn storage_wait() {
 /// failure code (`EGRESS_DENIED`, ...).
 pub(crate) fn http_call(host: &str, outcome: &str) {
     metrics::counter!(
-        "runway_http_requests_total",
+        "runway_egress_requests_total",
         "host" => host.to_owned(),
         "outcome" => outcome.to_owned()
     )

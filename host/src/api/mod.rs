@@ -28,6 +28,10 @@ use axum::serve::ListenerExt;
 use error::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
 
 /// What every handler sees.
 #[derive(Clone)]
@@ -77,7 +81,41 @@ pub fn router(state: AppState) -> Router {
         // A bug that panics in a handler answers 500 with the envelope; it
         // never drops the connection or takes the server down.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        // The access log: one line per request with its id (the client's
+        // X-Request-Id, or a new one), method, path (no query, no body,
+        // no header), status and latency; the id goes back on the answer.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("request", id, method = %req.method(), path = %req.uri().path())
+                })
+                .on_request(())
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .latency_unit(tower_http::LatencyUnit::Micros),
+                ),
+        )
+        .layer(SetRequestIdLayer::x_request_id(NewRequestId))
         .with_state(state)
+}
+
+/// A request id for a request that came without one: a ULID.
+#[derive(Clone, Copy)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        axum::http::HeaderValue::from_str(&ulid::Ulid::new().to_string())
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 fn panicked(_: Box<dyn std::any::Any + Send>) -> Response {
@@ -126,9 +164,13 @@ pub async fn serve(
     static PROMETHEUS: std::sync::OnceLock<Option<PrometheusHandle>> = std::sync::OnceLock::new();
     let prometheus = PROMETHEUS
         .get_or_init(|| {
-            metrics_exporter_prometheus::PrometheusBuilder::new()
+            let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets(crate::metrics::BUCKETS)
+                .ok()?
                 .install_recorder()
-                .ok()
+                .ok()?;
+            crate::metrics::describe();
+            Some(handle)
         })
         .clone();
     let auth = Auth::new(&settings.tokens);

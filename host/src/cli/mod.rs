@@ -195,13 +195,8 @@ struct RunArgs {
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUNWAY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Flushes the log as the process ends.
+    let _log = init_logging(matches!(cli.command, Command::Serve { .. }));
     // A panic the host survives (a read of a damaged store, a handler's
     // bug) is one error line in the log, not a multi-line report.
     std::panic::set_hook(Box::new(|info| {
@@ -220,6 +215,38 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => fail(&format!("{e:#}")),
     }
+}
+
+/// Logs to stderr, filtered by `RUNWAY_LOG` (default: `info` for the
+/// server, `warn` for other commands), as text or, with
+/// `RUNWAY_LOG_FORMAT=json`, one JSON object per line; colours only when
+/// stderr is a terminal and `NO_COLOR` is not set. Lines are written by a
+/// thread of their own, so a request never waits on stderr; none is
+/// dropped (a full buffer makes the logger wait instead).
+fn init_logging(serve: bool) -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("runway-log")
+        .finish(std::io::stderr());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUNWAY_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if serve { "info" } else { "warn" })
+    });
+    let json = std::env::var("RUNWAY_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
+    } else {
+        let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        builder.with_ansi(colour).init();
+    }
+    guard
 }
 
 fn fail(message: &str) -> ExitCode {

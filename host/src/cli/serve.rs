@@ -51,9 +51,12 @@ pub(super) async fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("listening on {}: {e}", settings.listen))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let cron = tokio::spawn(crate::triggers::cron::run(host.clone(), stop_rx));
-    eprintln!(
-        "runway serving on http://{} (data {}, {resumed} runs resumed)",
-        listener.local_addr()?,
+    let address = listener.local_addr()?;
+    tracing::info!(
+        %address,
+        data_dir = %cli.data_dir.display(),
+        resumed,
+        "runway serving on http://{address} (data {}, {resumed} runs resumed)",
         cli.data_dir.display()
     );
     let shutdown = async move {
@@ -79,6 +82,6 @@ pub(super) async fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
     };
     crate::api::serve(host, settings, listener, shutdown).await?;
     let _ = cron.await;
-    eprintln!("runway stopped");
+    tracing::info!("runway stopped");
     Ok(ExitCode::SUCCESS)
 }

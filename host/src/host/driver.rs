@@ -94,6 +94,7 @@ impl Host {
             match Box::pin(self.execute_once(&live, record)).await {
                 Executed::Finished(r) => break r,
                 Executed::Parked(r) => {
+                    tracing::info!(workflow = %r.workflow, run = %r.id, status = %r.status.as_str(), "run parked, its instance evicted");
                     record = r;
                     capacity_waits = 0;
                     storage_waits = 0;
@@ -152,6 +153,18 @@ impl Host {
             self.registry().wake(parent);
         }
         crate::metrics::run_finished(&end);
+        let duration_ms = match (end.started_at, end.finished_at) {
+            (Some(a), Some(b)) => (b - a).whole_milliseconds().max(0) as u64,
+            _ => 0,
+        };
+        tracing::info!(
+            workflow = %end.workflow,
+            run = %end.id,
+            status = %end.status.as_str(),
+            code = end.error.as_ref().map(|e| e.code.as_str()),
+            duration_ms,
+            "run ended"
+        );
         self.registry().finish(&live, Some(end));
     }
 
@@ -269,6 +282,7 @@ impl Host {
             }
             let history = self.store().journal(record.id)?;
             let progress = self.store().progress(record.id)?;
+            tracing::info!(workflow = %record.workflow, run = %record.id, calls = history.len(), "run resumed by replay");
             Ok((manifest, history, progress))
         })();
         let (manifest, history, progress) = match loaded {

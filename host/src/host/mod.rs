@@ -204,6 +204,7 @@ impl Host {
             (manifest.slug.clone(), *version),
             Arc::new(manifest.clone()),
         );
+        tracing::info!(workflow = %manifest.slug, version = *version, %digest, "deployed");
         Ok(Deployment {
             slug: manifest.slug,
             version: *version,
@@ -389,6 +390,7 @@ impl Host {
             return existing(*id);
         }
         crate::metrics::run_started(&record.workflow);
+        tracing::debug!(workflow = %record.workflow, version = record.version, run = %record.id, "run queued");
         Ok((record, true))
     }
 

@@ -183,6 +183,7 @@ impl Effects {
             Ok(None) => {}
             Err(e) => return Err(self.fail(e.into())),
         }
+        let started = std::time::Instant::now();
         let Performed {
             result,
             event,
@@ -192,6 +193,7 @@ impl Effects {
             after_commit,
         } = perform().await?;
         let name = call.name;
+        crate::metrics::host_call_duration(name, started.elapsed());
         let mut fault = then_fail;
         {
             let mut journal = self.journal.lock();

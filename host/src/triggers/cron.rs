@@ -90,8 +90,11 @@ async fn tick(host: &Host) -> Result<(), crate::HostError> {
                 .clone()
                 .unwrap_or_else(|| serde_json::json!({}));
             let run_key = format!("cron:{}:{i}:{next}", wf.slug);
+            // A full queue delays the fire to a later tick (the instant
+            // still fires once: its key).
+            let bound = host.config().server.max_queued_runs;
             match host
-                .start_with_key(&wf.slug, None, input, Some(run_key))
+                .start_admitted(&wf.slug, input, Some(run_key), bound)
                 .await
             {
                 Ok(s) if s.created => {

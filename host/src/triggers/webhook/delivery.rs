@@ -109,8 +109,11 @@ impl Host {
         let Some(route) = &trigger.signal else {
             let input =
                 extract(&payload, trigger.input_pointer.as_deref()).ok_or(WebhookError::NoInput)?;
-            let started = self.start_with_key(&slug, None, input, key).await?;
+            // Past the queue bound: 429, so the sender retries later.
+            let bound = self.config().server.max_queued_runs;
+            let started = self.start_admitted(&slug, input, key, bound).await?;
             self.flush().await?;
+            tracing::info!(workflow = %slug, run = %started.id, duplicate = !started.created, "webhook started a run");
             return Ok(HookReceipt {
                 run_id: started.id,
                 action: HookAction::Started,
@@ -135,6 +138,7 @@ impl Host {
             .ok_or(WebhookError::NoWaitingRun)?;
         let data = extract(&payload, trigger.input_pointer.as_deref()).unwrap_or_default();
         let receipt = self.signal(run, &route.name, data, delivery_id).await?;
+        tracing::info!(workflow = %slug, %run, signal = %route.name, duplicate = receipt.duplicate, "webhook signalled a run");
         if let Some(k) = key {
             self.store()
                 .client_commit(vec![Write::PutKey(k, run)])
