@@ -594,6 +594,26 @@ async fn the_auth_matrix_holds_on_every_route() {
         ),
         (reqwest::Method::GET, "/metrics".into(), Scope::Read),
         (reqwest::Method::GET, "/v1/models".into(), Scope::Read),
+        (
+            reqwest::Method::GET,
+            "/v1/workflows/hello/cron".into(),
+            Scope::Read,
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/workflows/hello/cron/0/pause".into(),
+            Scope::Execute,
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/workflows/hello/cron/0/resume".into(),
+            Scope::Execute,
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/workflows/hello/cron/0/fire".into(),
+            Scope::Execute,
+        ),
     ];
     let client = reqwest::Client::new();
     for (method, path, need) in &routes {
@@ -853,6 +873,101 @@ async fn cron_fires_every_second_and_never_twice_across_a_restart() {
     for r in runs {
         assert_eq!(r["input"], json!({ "name": "cron" }));
     }
+    s.stop().await;
+}
+
+/// Cron controls: a trigger is listed with its next and last fire; paused,
+/// it fires nothing; fired by hand, it starts a run at once; resumed, it
+/// fires again; the CLI shows the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cron_triggers_are_listed_paused_fired_by_hand_and_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = "slug = \"tick\"\n[[triggers.cron]]\nschedule = \"* * * * * *\"\ninput = { name = \"cron\" }\n";
+    let s = Server::start(dir.path(), &[("ops", Scope::Admin)], &[]).await;
+    s.deploy("hello", manifest).await;
+    let runs = || async {
+        s.get_json("/v1/runs?workflow=tick&limit=1000").await["runs"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let t0 = Instant::now();
+    let fired = loop {
+        let list = s.get_json("/v1/workflows/tick/cron").await;
+        let t = &list.as_array().unwrap()[0];
+        assert_eq!(t["schedule"], "* * * * * *");
+        assert_eq!(t["input"], json!({ "name": "cron" }));
+        assert!(t["next_fire"].is_string(), "{t}");
+        if t["last_run"].is_string() {
+            break t.clone();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "never fired: {t}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(fired["last_fire"].is_string());
+    let res = s
+        .req(reqwest::Method::POST, "/v1/workflows/tick/cron/0/pause")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["paused"], true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = runs().await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(runs().await, before, "a paused trigger fired");
+    // By hand: at once, paused or not.
+    let res = s
+        .req(reqwest::Method::POST, "/v1/workflows/tick/cron/0/fire")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let v: Value = res.json().await.unwrap();
+    assert!(location.ends_with(v["run_id"].as_str().unwrap()));
+    let t0 = Instant::now();
+    while s.get_json(&location).await["status"] != "completed" {
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(runs().await, before + 1);
+    let list = s.get_json("/v1/workflows/tick/cron").await;
+    assert_eq!(list[0]["last_run"], v["run_id"]);
+    assert_eq!(list[0]["last_run_status"], "completed");
+    // The CLI, against the server.
+    let out = cli(&s.base, "ops", &["cron", "tick", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["paused"], true);
+    let out = cli(&s.base, "ops", &["cron", "tick", "--resume", "0"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("running"));
+    let t0 = Instant::now();
+    while runs().await <= before + 1 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "never fired after resume"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let res = s
+        .req(reqwest::Method::POST, "/v1/workflows/tick/cron/5/pause")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let e: Value = res.json().await.unwrap();
+    assert_eq!(envelope_code(&e), "CRON_NOT_FOUND");
     s.stop().await;
 }
 

@@ -36,6 +36,8 @@ pub enum HostError {
         /// Seconds until the queue has drained at its measured rate.
         retry_after: u64,
     },
+    #[error("workflow {0:?} has no cron trigger {1}")]
+    CronNotFound(String, usize),
     #[error("run {0} has no artifact {1:?}")]
     ArtifactNotFound(RunId, String),
     #[error(transparent)]
@@ -77,6 +79,7 @@ impl HostError {
             }
             Self::RunNotFound(_) => ("RUN_NOT_FOUND", S::NOT_FOUND),
             Self::ArtifactNotFound(..) => ("ARTIFACT_NOT_FOUND", S::NOT_FOUND),
+            Self::CronNotFound(..) => ("CRON_NOT_FOUND", S::NOT_FOUND),
             Self::InvalidInput(_) => ("INVALID_INPUT", S::UNPROCESSABLE_ENTITY),
             Self::RunEnded(..) => ("RUN_ENDED", S::CONFLICT),
             Self::IdempotencyConflict(_) => ("IDEMPOTENCY_CONFLICT", S::CONFLICT),

@@ -7,6 +7,7 @@
 mod artifacts;
 pub mod auth;
 mod body;
+mod cron;
 pub mod error;
 mod events;
 mod hooks;
@@ -60,6 +61,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(workflows::delete),
         )
         .route("/v1/workflows/{slug}/runs", post(runs::start))
+        .route("/v1/workflows/{slug}/cron", get(cron::list))
+        .route("/v1/workflows/{slug}/cron/{index}/pause", post(cron::pause))
+        .route("/v1/workflows/{slug}/cron/{index}/resume", post(cron::resume))
+        .route("/v1/workflows/{slug}/cron/{index}/fire", post(cron::fire))
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{id}", get(runs::get))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))

@@ -1,7 +1,7 @@
 //! `GET /v1/openapi.json`: the API description, generated from the
 //! handlers' annotations so it cannot drift from the code.
 
-use super::{artifacts, events, hooks, ops, runs, workflows};
+use super::{artifacts, cron, events, hooks, ops, runs, workflows};
 use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -11,6 +11,7 @@ use utoipa::{Modify, OpenApi};
     info(title = "Runway", description = "Durable, sandboxed WebAssembly workflows over HTTP. Errors are `{\"error\":{\"code\",\"message\"}}`."),
     paths(
         workflows::deploy, workflows::list, workflows::get, workflows::delete,
+        cron::list, cron::pause, cron::resume, cron::fire,
         runs::start, runs::list, runs::get, runs::cancel, runs::signal,
         events::page, events::stream,
         artifacts::list, artifacts::download,

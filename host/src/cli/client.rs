@@ -170,6 +170,31 @@ impl Client {
         self.decode(res, "the workflow list").await
     }
 
+    /// A workflow's cron triggers.
+    pub async fn cron(
+        &self,
+        slug: &str,
+    ) -> Result<Vec<crate::triggers::cron::CronView>, ClientError> {
+        let path = format!("/v1/workflows/{}/cron", encode_segment(slug));
+        let res = self.send(self.request(Method::GET, &path)).await?;
+        self.decode(res, "the cron triggers").await
+    }
+
+    /// `pause`, `resume` or `fire` cron trigger `index` of `slug`.
+    pub async fn cron_action(
+        &self,
+        slug: &str,
+        index: usize,
+        action: &str,
+    ) -> Result<serde_json::Value, ClientError> {
+        let path = format!(
+            "/v1/workflows/{}/cron/{index}/{action}",
+            encode_segment(slug)
+        );
+        let res = self.send(self.request(Method::POST, &path)).await?;
+        self.decode(res, "a cron action").await
+    }
+
     /// The server's configured models.
     pub async fn models(&self) -> Result<Vec<crate::models::Listing>, ClientError> {
         let res = self.send(self.request(Method::GET, "/v1/models")).await?;

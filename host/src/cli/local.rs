@@ -213,6 +213,26 @@ pub(super) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             print_models(&host.models(), *json)?;
             ExitCode::SUCCESS
         }
+        Command::Cron {
+            slug,
+            pause,
+            resume,
+            fire,
+            json,
+        } => {
+            if let Some(i) = pause {
+                host.pause_cron(slug, *i, true).await?;
+            }
+            if let Some(i) = resume {
+                host.pause_cron(slug, *i, false).await?;
+            }
+            if let Some(i) = fire {
+                let started = host.fire_cron(slug, *i).await?;
+                eprintln!("queued {}; `runway resume` executes it", started.id);
+            }
+            print_cron(&host.cron_triggers(slug)?, *json)?;
+            ExitCode::SUCCESS
+        }
         Command::Workflows { json } => {
             let wfs = host.workflows()?;
             if *json {

@@ -158,6 +158,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show a workflow's cron triggers (schedule, next and last fire, the
+    /// last run); --pause, --resume or --fire one (by its index) first.
+    Cron {
+        slug: String,
+        #[arg(long, value_name = "INDEX", conflicts_with_all = ["resume", "fire"])]
+        pause: Option<usize>,
+        #[arg(long, value_name = "INDEX", conflicts_with = "fire")]
+        resume: Option<usize>,
+        /// Start a run now with the trigger's input (paused or not).
+        #[arg(long, value_name = "INDEX")]
+        fire: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the store file page by page (a copy of it: the file is not
     /// touched); with --repair, copy it aside and repair it in place. The
     /// data directory must not be in use.

@@ -190,6 +190,42 @@ pub(super) fn print_models(models: &[crate::models::Listing], json: bool) -> any
     Ok(())
 }
 
+pub(super) fn print_cron(
+    triggers: &[crate::triggers::cron::CronView],
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(triggers)?);
+        return Ok(());
+    }
+    if triggers.is_empty() {
+        eprintln!("no cron triggers");
+        return Ok(());
+    }
+    let rows = triggers
+        .iter()
+        .map(|t| {
+            vec![
+                t.index.to_string(),
+                t.schedule.clone(),
+                if t.paused { "paused" } else { "running" }.to_owned(),
+                t.next_fire.clone().unwrap_or_default(),
+                t.last_fire.clone().unwrap_or_default(),
+                match (&t.last_run, &t.last_run_status) {
+                    (Some(r), Some(s)) => format!("{r} {s}"),
+                    (Some(r), None) => r.to_string(),
+                    _ => String::new(),
+                },
+            ]
+        })
+        .collect();
+    table(
+        &["#", "SCHEDULE", "STATE", "NEXT", "LAST", "LAST RUN"],
+        rows,
+    );
+    Ok(())
+}
+
 pub(super) fn print_workflows(wfs: &[WorkflowVersion]) {
     let rows = wfs
         .iter()

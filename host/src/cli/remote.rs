@@ -149,6 +149,24 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
             print_models(&client.models().await?, *json)?;
             ExitCode::SUCCESS
         }
+        Command::Cron {
+            slug,
+            pause,
+            resume,
+            fire,
+            json,
+        } => {
+            for (index, action) in [(pause, "pause"), (resume, "resume"), (fire, "fire")] {
+                if let Some(i) = index {
+                    let v = client.cron_action(slug, *i, action).await?;
+                    if let Some(run) = v.get("run_id").and_then(|r| r.as_str()) {
+                        eprintln!("started {run}");
+                    }
+                }
+            }
+            print_cron(&client.cron(slug).await?, *json)?;
+            ExitCode::SUCCESS
+        }
         Command::Exec { .. }
         | Command::Resume { .. }
         | Command::Serve { .. }

@@ -449,6 +449,16 @@ impl Store {
         self.reading(|tx| Ok(tx.open_table(CRON)?.get(key)?.map(|v| v.value())))
     }
 
+    /// A cron trigger's state (default: running, never fired).
+    pub fn cron_state(&self, key: &str) -> Result<crate::types::CronState, StoreError> {
+        self.reading(|tx| {
+            Ok(match tx.open_table(CRON_STATE)?.get(key)? {
+                Some(v) => serde_json::from_slice(v.value())?,
+                None => Default::default(),
+            })
+        })
+    }
+
     /// Runs in the tree `root` is the root of, the root included.
     pub fn tree_runs(&self, root: RunId) -> Result<u64, StoreError> {
         self.reading(|tx| {

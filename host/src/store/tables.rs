@@ -43,6 +43,9 @@ pub const TREE_RUNS: TableDefinition<&str, u64> = TableDefinition::new("tree_run
 /// cron trigger (slug#index#schedule) -> next fire time, ms since the epoch.
 pub const CRON: TableDefinition<&str, u64> = TableDefinition::new("cron");
 
+/// cron trigger key -> `CronState` (paused, last fire, last run).
+pub const CRON_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("cron_state");
+
 /// Bookkeeping: `"batch"` -> the number of the writer's newest committed
 /// batch (after a fault, says which kept batches the disk already has).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -69,6 +72,7 @@ pub fn create_all(db: &Database) -> Result<(), redb::Error> {
     tx.open_table(MODEL_USAGE)?;
     tx.open_table(TREE_RUNS)?;
     tx.open_table(META)?;
+    tx.open_table(CRON_STATE)?;
     tx.commit()?;
     Ok(())
 }

@@ -59,6 +59,8 @@ pub enum Write {
     },
     /// A cron trigger's next fire time.
     CronNext(String, u64),
+    /// A cron trigger's state: paused, last fire, last run.
+    CronState(String, crate::types::CronState),
     /// Charges one model call to a run (its own and its tree's usage) and
     /// to the tree usage of each of its ancestors.
     ChargeModel {
@@ -585,6 +587,7 @@ struct Tables<'t> {
     children: Table<'t, (&'static str, &'static str), u8>,
     progress: Table<'t, &'static str, &'static [u8]>,
     cron: Table<'t, &'static str, u64>,
+    cron_state: Table<'t, &'static str, &'static [u8]>,
     model_usage: Table<'t, &'static str, &'static [u8]>,
     tree_runs: Table<'t, &'static str, u64>,
     meta: Table<'t, &'static str, u64>,
@@ -609,6 +612,7 @@ impl<'t> Tables<'t> {
             children: tx.open_table(CHILDREN)?,
             progress: tx.open_table(PROGRESS)?,
             cron: tx.open_table(CRON)?,
+            cron_state: tx.open_table(CRON_STATE)?,
             model_usage: tx.open_table(MODEL_USAGE)?,
             tree_runs: tx.open_table(TREE_RUNS)?,
             meta: tx.open_table(META)?,
@@ -832,6 +836,11 @@ impl<'t> Tables<'t> {
             }
             Write::CronNext(key, at) => {
                 self.cron.insert(key.as_str(), *at)?;
+                Ok(WriteOutcome::Done)
+            }
+            Write::CronState(key, state) => {
+                self.cron_state
+                    .insert(key.as_str(), serde_json::to_vec(state)?.as_slice())?;
                 Ok(WriteOutcome::Done)
             }
             Write::DeleteWorkflow(slug) => Ok(match self.workflows.remove(slug.as_str())? {

@@ -7,7 +7,7 @@
 
 use crate::Host;
 use crate::store::Write;
-use crate::types::now_ms;
+use crate::types::{CronState, now_ms};
 use chrono::{DateTime, TimeZone, Utc};
 use croner::Cron;
 use std::time::Duration;
@@ -50,8 +50,15 @@ pub async fn run(host: Host, mut stop: tokio::sync::watch::Receiver<bool>) {
     }
 }
 
+/// The store key of trigger `index` of `slug` (a changed schedule starts
+/// afresh).
+fn key(slug: &str, index: usize, schedule: &str) -> String {
+    format!("{slug}#{index}#{schedule}")
+}
+
 /// One pass: for each trigger, fire if due (once, for the latest due
-/// instant) and persist the next fire time.
+/// instant) and persist the next fire time. A paused trigger's due
+/// instants are skipped.
 async fn tick(host: &Host) -> Result<(), crate::HostError> {
     if host.store().degraded().is_some() {
         // Nothing could be started: due schedules fire once it recovers.
@@ -66,8 +73,7 @@ async fn tick(host: &Host) -> Result<(), crate::HostError> {
             let Ok(cron) = parse(&trigger.schedule) else {
                 continue;
             };
-            // A changed schedule starts afresh.
-            let key = format!("{}#{i}#{}", wf.slug, trigger.schedule);
+            let key = key(&wf.slug, i, &trigger.schedule);
             let next = match host.store().cron_next(&key)? {
                 Some(n) => n,
                 None => {
@@ -83,31 +89,22 @@ async fn tick(host: &Host) -> Result<(), crate::HostError> {
             if next > now {
                 continue;
             }
-            // Due (perhaps long ago, while the host was down): one run for
-            // that instant, whatever the number of instants missed.
-            let input = trigger
-                .input
-                .clone()
-                .unwrap_or_else(|| serde_json::json!({}));
-            let run_key = format!("cron:{}:{i}:{next}", wf.slug);
-            // A full queue delays the fire to a later tick (the instant
-            // still fires once: its key).
-            let bound = host.config().server.max_queued_runs;
-            match host
-                .start_admitted(&wf.slug, input, Some(run_key), bound)
-                .await
-            {
-                Ok(s) if s.created => {
-                    tracing::info!(workflow = %wf.slug, run = %s.id, at = next, "cron fired")
-                }
-                Ok(_) => {}
-                Err(e) if e.retry_after().is_some() => {
-                    // Passes by itself: the instant fires on a later tick.
-                    tracing::warn!(workflow = %wf.slug, error = %e, "cron could not start a run yet");
-                    continue;
-                }
-                Err(e) => {
-                    tracing::error!(workflow = %wf.slug, error = %e, "cron could not start a run")
+            let state = host.store().cron_state(&key)?;
+            if !state.paused {
+                // Due (perhaps long ago, while the host was down): one run
+                // for that instant, whatever the number of instants missed.
+                let run_key = format!("cron:{}:{i}:{next}", wf.slug);
+                match fire_one(host, &wf.slug, trigger, &key, run_key, next, state).await {
+                    Ok(_) => {}
+                    Err(e) if e.retry_after().is_some() => {
+                        // A full queue or a full disk: the instant fires on a
+                        // later tick (still once: its key).
+                        tracing::warn!(workflow = %wf.slug, error = %e, "cron could not start a run yet");
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(workflow = %wf.slug, error = %e, "cron could not start a run")
+                    }
                 }
             }
             if let Some(n) = next_after(&cron, now) {
@@ -118,6 +115,153 @@ async fn tick(host: &Host) -> Result<(), crate::HostError> {
         }
     }
     Ok(())
+}
+
+/// Starts the run of one fire (admitted against the queue bound) and
+/// records it as the trigger's last.
+async fn fire_one(
+    host: &Host,
+    slug: &str,
+    trigger: &crate::manifest::CronTrigger,
+    key: &str,
+    run_key: String,
+    at: u64,
+    mut state: CronState,
+) -> Result<crate::Started, crate::HostError> {
+    let input = trigger
+        .input
+        .clone()
+        .unwrap_or_else(|| serde_json::json!({}));
+    let bound = host.config().server.max_queued_runs;
+    let started = host
+        .start_admitted(slug, input, Some(run_key), bound)
+        .await?;
+    if started.created {
+        tracing::info!(workflow = %slug, run = %started.id, at, "cron fired");
+    }
+    state.last_fire_ms = Some(at);
+    state.last_run = Some(started.id);
+    host.store()
+        .client_commit(vec![Write::CronState(key.to_owned(), state)])
+        .await?;
+    Ok(started)
+}
+
+/// One cron trigger of a workflow, as `GET /v1/workflows/{slug}/cron`
+/// shows it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct CronView {
+    /// Its position in the manifest's `[[triggers.cron]]`.
+    pub index: usize,
+    pub schedule: String,
+    #[schema(value_type = Object)]
+    pub input: serde_json::Value,
+    pub paused: bool,
+    /// The next instant it fires at (RFC 3339; none if it never does).
+    pub next_fire: Option<String>,
+    pub last_fire: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub last_run: Option<crate::types::RunId>,
+    pub last_run_status: Option<crate::types::RunStatus>,
+}
+
+fn rfc3339(ms: u64) -> Option<String> {
+    Utc.timestamp_millis_opt(ms as i64)
+        .single()
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+impl Host {
+    /// The cron triggers of the newest version of `slug`.
+    pub fn cron_triggers(&self, slug: &str) -> Result<Vec<CronView>, crate::HostError> {
+        let wf = self
+            .store()
+            .workflow(slug, None)?
+            .ok_or_else(|| crate::HostError::WorkflowNotFound(slug.to_owned()))?;
+        let manifest = self.manifest(&wf)?;
+        let now = now_ms();
+        let mut out = Vec::new();
+        for (index, t) in manifest.triggers.cron.iter().enumerate() {
+            let key = key(slug, index, &t.schedule);
+            let state = self.store().cron_state(&key)?;
+            let next = match self.store().cron_next(&key)? {
+                Some(n) => Some(n),
+                None => parse(&t.schedule).ok().and_then(|c| next_after(&c, now)),
+            };
+            let last_run_status = match state.last_run {
+                Some(id) => self.store().run(id)?.map(|r| r.status),
+                None => None,
+            };
+            out.push(CronView {
+                index,
+                schedule: t.schedule.clone(),
+                input: t.input.clone().unwrap_or_else(|| serde_json::json!({})),
+                paused: state.paused,
+                next_fire: next.and_then(rfc3339),
+                last_fire: state.last_fire_ms.and_then(rfc3339),
+                last_run: state.last_run,
+                last_run_status,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Pauses (or resumes) trigger `index` of `slug`: a paused trigger's
+    /// instants pass without a run.
+    pub async fn pause_cron(
+        &self,
+        slug: &str,
+        index: usize,
+        paused: bool,
+    ) -> Result<CronView, crate::HostError> {
+        let (trigger, key) = self.cron_trigger(slug, index)?;
+        let mut state = self.store().cron_state(&key)?;
+        state.paused = paused;
+        self.store()
+            .client_commit(vec![Write::CronState(key, state)])
+            .await?;
+        tracing::info!(workflow = %slug, index, schedule = %trigger.schedule, paused, "cron paused or resumed");
+        self.cron_view(slug, index)
+    }
+
+    /// Fires trigger `index` of `slug` now (paused or not), with its input.
+    pub async fn fire_cron(
+        &self,
+        slug: &str,
+        index: usize,
+    ) -> Result<crate::Started, crate::HostError> {
+        let (trigger, key) = self.cron_trigger(slug, index)?;
+        let state = self.store().cron_state(&key)?;
+        let run_key = format!("cron:{slug}:{index}:manual:{}", ulid::Ulid::new());
+        fire_one(self, slug, &trigger, &key, run_key, now_ms(), state).await
+    }
+
+    fn cron_trigger(
+        &self,
+        slug: &str,
+        index: usize,
+    ) -> Result<(crate::manifest::CronTrigger, String), crate::HostError> {
+        let wf = self
+            .store()
+            .workflow(slug, None)?
+            .ok_or_else(|| crate::HostError::WorkflowNotFound(slug.to_owned()))?;
+        let trigger = self
+            .manifest(&wf)?
+            .triggers
+            .cron
+            .get(index)
+            .cloned()
+            .ok_or_else(|| crate::HostError::CronNotFound(slug.to_owned(), index))?;
+        let key = key(slug, index, &trigger.schedule);
+        Ok((trigger, key))
+    }
+
+    fn cron_view(&self, slug: &str, index: usize) -> Result<CronView, crate::HostError> {
+        self.cron_triggers(slug)?
+            .into_iter()
+            .nth(index)
+            .ok_or_else(|| crate::HostError::CronNotFound(slug.to_owned(), index))
+    }
 }
 
 #[cfg(test)]

@@ -153,3 +153,17 @@ pub struct WorkflowVersion {
     #[schema(value_type = String, format = DateTime)]
     pub deployed_at: Timestamp,
 }
+
+/// What a cron trigger's history holds beside its next fire time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CronState {
+    /// A paused trigger fires nothing; instants due meanwhile are skipped.
+    #[serde(default)]
+    pub paused: bool,
+    /// When it last fired (ms since the epoch), by schedule or by hand.
+    #[serde(default)]
+    pub last_fire_ms: Option<u64>,
+    /// The run its last fire started.
+    #[serde(default)]
+    pub last_run: Option<RunId>,
+}
