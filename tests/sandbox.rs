@@ -158,7 +158,15 @@ async fn a_panic_is_a_trap_that_quotes_the_panic_message() {
     let r = attack_beside_hello(&host, "panic").await;
     let e = r.error.unwrap();
     assert_eq!(e.code, ErrorCode::Trap);
-    assert!(e.message.contains("the guest gave up"), "{}", e.message);
+    // The panic heads the message, the trap second.
+    let headline = e.message.lines().next().unwrap();
+    assert!(headline.starts_with("panicked at "), "{}", e.message);
+    assert!(headline.ends_with(": the guest gave up"), "{}", e.message);
+    assert!(
+        e.message.lines().nth(1).unwrap().starts_with("wasm trap"),
+        "{}",
+        e.message
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -876,6 +876,24 @@ async fn cron_fires_every_second_and_never_twice_across_a_restart() {
     s.stop().await;
 }
 
+/// `?wait` comes back as soon as the run waits for a signal: only someone
+/// else can wake it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_returns_early_when_the_run_waits_for_a_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]).await;
+    s.deploy("approval", &support::manifest("approval")).await;
+    let t0 = Instant::now();
+    let res = s
+        .post_json("/v1/workflows/approval/runs?wait=30", &json!({}))
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let run: Value = res.json().await.unwrap();
+    assert_eq!(run["status"], "waiting-signal", "{run}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    s.stop().await;
+}
+
 /// Cron controls: a trigger is listed with its next and last fire; paused,
 /// it fires nothing; fired by hand, it starts a run at once; resumed, it
 /// fires again; the CLI shows the same.

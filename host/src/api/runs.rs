@@ -118,7 +118,8 @@ pub async fn start(
     if let Some(w) = wait.filter(|w| !w.is_zero()) {
         let mut closing = state.closing.clone();
         tokio::select! {
-            _ = tokio::time::timeout(w, state.host.wait(started.id)) => {}
+            // Back early when the run ends or waits for a signal.
+            _ = tokio::time::timeout(w, state.host.wait_settled(started.id)) => {}
             _ = closing.wait_for(|c| *c) => {}
         }
     }

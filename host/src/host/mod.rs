@@ -439,6 +439,25 @@ impl Host {
         self.run_record(id).await
     }
 
+    /// Waits until run `id` has ended or waits for a signal (which only
+    /// someone else can send), and returns it as it is then.
+    pub async fn wait_settled(&self, id: RunId) -> Result<RunRecord, HostError> {
+        let waiting = async {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                if let Ok(Some(r)) = self.store().run(id)
+                    && r.status == crate::types::RunStatus::WaitingSignal
+                {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            r = self.wait(id) => r,
+            () = waiting => self.run_record(id).await,
+        }
+    }
+
     /// Starts a run and waits for its end.
     pub async fn run(&self, slug: &str, input: serde_json::Value) -> Result<RunRecord, HostError> {
         let id = self.start(slug, input).await?;

@@ -236,6 +236,21 @@ fn instantiation_fault(store: &wasmtime::Store<RunState>, e: wasmtime::Error) ->
     state.effects.fail(RunFault::Capacity { need: 0 })
 }
 
+/// The panic a Rust guest printed to stderr before it trapped, as one line:
+/// `panicked at src/lib.rs:10:5: the message`.
+fn panic_headline(stderr: &str) -> Option<String> {
+    let at = stderr.rfind("panicked at ")?;
+    let rest = &stderr[at + "panicked at ".len()..];
+    let (location, after) = rest.split_once(":\n")?;
+    let message: Vec<&str> = after
+        .lines()
+        .take_while(|l| !l.starts_with("note: "))
+        .collect();
+    let message = message.join(" ");
+    let message = message.trim();
+    (!message.is_empty()).then(|| format!("panicked at {location}: {message}"))
+}
+
 /// The guest returned: a result, or its own failure.
 fn returned_outcome(
     state: &RunState,
@@ -337,10 +352,16 @@ fn error_outcome(state: &RunState, e: &wasmtime::Error, fuel_limit: u64, fuel_us
         Some(trap) => trap.to_string(),
         None => e.root_cause().to_string(),
     };
-    let mut message = if cause.starts_with("wasm trap") {
+    let trap = if cause.starts_with("wasm trap") {
         cause
     } else {
         format!("wasm trap: {cause}")
+    };
+    // A Rust guest's panic says more than the trap it ends in: it heads
+    // the message.
+    let mut message = match panic_headline(&rec.stderr_tail) {
+        Some(headline) => format!("{headline}\n{trap}"),
+        None => trap,
     };
     if !rec.stderr_tail.is_empty() {
         message.push_str(&format!("\nguest stderr:\n{}", rec.stderr_tail.trim_end()));
