@@ -424,3 +424,60 @@ async fn many_short_parked_runs_never_fail_for_host_capacity() {
         &failed[..failed.len().min(3)]
     );
 }
+
+/// A workflow's own `max_concurrent_runs`: never more of its runs execute
+/// at once, the rest wait their turn in the order they were started, and
+/// other workflows are not held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflows_concurrency_limit_holds_and_queued_runs_go_in_order() {
+    support::guest_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let host = host(dir.path(), 64).await;
+    // Each run spins until its fuel runs out (some tens of ms).
+    let manifest = "slug = \"spin\"\nmax_concurrent_runs = 2\n[budget]\nmax_fuel = 150000000\n";
+    host.deploy(support::wasm_bytes("hostile"), manifest)
+        .await
+        .unwrap();
+    host.deploy(support::wasm_bytes("hello"), &support::manifest("hello"))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(
+            host.start("spin", json!({ "attack": "loop" }))
+                .await
+                .unwrap(),
+        );
+    }
+    // Another workflow is not held back by this one's limit.
+    let hello = host.run("hello", json!({ "name": "x" })).await.unwrap();
+    assert_eq!(hello.status, RunStatus::Completed);
+    let runs: Vec<RunRecord> = {
+        let mut v = Vec::new();
+        for id in &ids {
+            v.push(finish(&host, *id).await);
+        }
+        v
+    };
+    // Each spin executes without a park: its start-to-end is its execution.
+    // The most that overlap at any start:
+    let most = runs
+        .iter()
+        .map(|a| {
+            let at = a.started_at.unwrap();
+            runs.iter()
+                .filter(|b| b.started_at.unwrap() <= at && at < b.finished_at.unwrap())
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(most <= 2, "{most} runs of spin executed at once");
+    assert_eq!(most, 2, "the limit is 2, not 1");
+    let started: Vec<_> = ids
+        .iter()
+        .map(|id| host.store().run(*id).unwrap().unwrap().started_at.unwrap())
+        .collect();
+    let mut sorted = started.clone();
+    sorted.sort();
+    assert_eq!(started, sorted, "queued runs started out of order");
+}

@@ -35,6 +35,10 @@ pub struct Manifest {
     /// `[egress]`).
     #[serde(default)]
     pub http: HttpSection,
+    /// Runs of this workflow executing at once (parked runs do not count);
+    /// more wait their turn in order. None: only the host's limit.
+    #[serde(default)]
+    pub max_concurrent_runs: Option<usize>,
 }
 
 /// `[http]`: hosts (`[scheme://]host[:port]`, `*.domain`) and, optionally,
@@ -175,6 +179,12 @@ impl Manifest {
 
     fn validate(&self) -> Result<(), ManifestError> {
         validate_slug(&self.slug).map_err(|m| ManifestError(format!("slug: {m}")))?;
+        if self.max_concurrent_runs == Some(0) {
+            return Err(ManifestError(
+                "max_concurrent_runs: at least 1 (leave it out for no limit of the workflow's own)"
+                    .into(),
+            ));
+        }
         for (i, r) in self.http.allow.iter().enumerate() {
             crate::egress::policy::Rule::parse(r)
                 .map_err(|m| ManifestError(format!("http.allow[{i}]: {m}")))?;

@@ -256,9 +256,15 @@ impl Host {
 
     /// Executes a run once: from the start, or by replaying its journal.
     pub(super) async fn execute_once(&self, live: &Arc<LiveRun>, record: RunRecord) -> Executed {
-        let permits = self.registry().permits.clone();
+        let limit = self
+            .manifest_of(&record)
+            .ok()
+            .and_then(|m| m.max_concurrent_runs);
         self.registry().join_queue(live);
-        let permit = permits.acquire_owned().await;
+        let permit = self
+            .registry()
+            .execution_slot(&record.workflow, limit)
+            .await;
         self.registry().leave_queue(live);
         let Ok(permit) = permit else {
             return Executed::Suspended;

@@ -477,7 +477,7 @@ impl Host {
         let budget = Budget::with(self.inner.config.budget, manifest.budget.overrides());
         let record = new_record(&wf, serde_json::Value::Null);
         let pre = self.prepare(&wf.digest).await?;
-        let permit = self.registry().permits.clone().acquire_owned().await.ok();
+        let permit = self.registry().execution_slot(slug, None).await.ok();
         let t0 = std::time::Instant::now();
         let mut built = sandbox::sandbox(
             self.inner.engine.wasmtime(),

@@ -98,7 +98,18 @@ pub(crate) struct Registry {
     pub memory: Arc<MemoryPool>,
     /// How fast the queue drains.
     drain: Drain,
+    /// Per-workflow execution slots, for workflows whose manifest sets
+    /// `max_concurrent_runs` (slug -> the limit and its slots).
+    workflow_slots: Mutex<HashMap<String, (usize, Arc<Semaphore>)>>,
     launch: mpsc::UnboundedSender<Arc<LiveRun>>,
+}
+
+/// A run's place among the runs executing at once: the host's slot and,
+/// for a workflow with `max_concurrent_runs`, the workflow's. Dropped when
+/// the run parks or ends.
+pub(crate) struct ExecutionSlot {
+    _host: tokio::sync::OwnedSemaphorePermit,
+    _workflow: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// How fast runs leave the queue, so that a client told the queue is full
@@ -170,6 +181,7 @@ impl Registry {
             permits: Arc::new(Semaphore::new(max_concurrent)),
             memory: Arc::new(MemoryPool::new(max_memory)),
             drain: Drain::new(),
+            workflow_slots: Mutex::new(HashMap::new()),
             launch,
         };
         (registry, rx)
@@ -221,6 +233,39 @@ impl Registry {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             self.drain.left.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// An execution slot: one of the workflow's own first (if its manifest
+    /// sets `max_concurrent_runs`; runs wait their turn in order), then
+    /// one of the host's. Errs once the host is closing.
+    pub(crate) async fn execution_slot(
+        &self,
+        workflow: &str,
+        limit: Option<usize>,
+    ) -> Result<ExecutionSlot, tokio::sync::AcquireError> {
+        let own = match limit {
+            None => None,
+            Some(limit) => {
+                let slots = {
+                    let mut map = self.workflow_slots.lock();
+                    let entry = map
+                        .entry(workflow.to_owned())
+                        .or_insert_with(|| (limit, Arc::new(Semaphore::new(limit))));
+                    if entry.0 != limit {
+                        // A new version changed the limit: runs from now on
+                        // share the new slots.
+                        *entry = (limit, Arc::new(Semaphore::new(limit)));
+                    }
+                    entry.1.clone()
+                };
+                Some(slots.acquire_owned().await?)
+            }
+        };
+        let host = self.permits.clone().acquire_owned().await?;
+        Ok(ExecutionSlot {
+            _host: host,
+            _workflow: own,
+        })
     }
 
     /// Seconds a client refused for a full queue should wait: the time the

@@ -11,6 +11,7 @@
 use super::effect::Effects;
 use super::fault::RunFault;
 use super::state::RunContext;
+use crate::host::scheduler::ExecutionSlot;
 use crate::host::scheduler::{LiveRun, Registry};
 use crate::store::Write;
 use crate::types::{EventBody, RunStatus, Wait, now_ms};
@@ -26,7 +27,7 @@ pub(crate) struct Parker<'a> {
     pub effects: &'a Effects,
     pub registry: &'a Registry,
     pub live: &'a Arc<LiveRun>,
-    pub permit: &'a mut Option<OwnedSemaphorePermit>,
+    pub permit: &'a mut Option<ExecutionSlot>,
 }
 
 /// A parked run holding a warm slot.
@@ -107,7 +108,10 @@ impl Parker<'_> {
         // The execution slot first, then the warm one back: the instance is
         // always counted in one of them, so the instance pool (sized for
         // both) is never exceeded.
-        let permit = self.registry.permits.clone().acquire_owned().await;
+        let permit = self
+            .registry
+            .execution_slot(&self.run.slug, self.run.manifest.max_concurrent_runs)
+            .await;
         drop(parked);
         self.live.warm.store(false, Ordering::Relaxed);
         match permit {

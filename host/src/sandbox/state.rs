@@ -9,7 +9,7 @@ use super::limiter::MemoryLimiter;
 use super::park::Parker;
 use super::recorder::Recorder;
 use crate::budget::{Budget, FuelLimit};
-use crate::host::scheduler::LiveRun;
+use crate::host::scheduler::{ExecutionSlot, LiveRun};
 use crate::host::services::HostServices;
 use crate::manifest::Manifest;
 use crate::store::Progress;
@@ -17,7 +17,7 @@ use crate::types::{Ancestor, BudgetKind, RunId, RunRecord, now_ms};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::OwnedSemaphorePermit;
+
 use wasmtime::UpdateDeadline;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -104,7 +104,7 @@ pub struct RunState {
     pub(crate) live: Arc<LiveRun>,
     /// The run's place among the runs executing at once; given back while
     /// it is parked warm.
-    pub(crate) permit: Option<OwnedSemaphorePermit>,
+    pub(crate) permit: Option<ExecutionSlot>,
 }
 
 impl WasiView for RunState {
@@ -155,7 +155,7 @@ pub(crate) struct SandboxSetup {
     /// Where the event log stands.
     pub progress: Progress,
     pub live: Arc<LiveRun>,
-    pub permit: Option<OwnedSemaphorePermit>,
+    pub permit: Option<ExecutionSlot>,
 }
 
 /// Everything needed to execute one run.
