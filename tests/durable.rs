@@ -481,3 +481,118 @@ async fn a_workflows_concurrency_limit_holds_and_queued_runs_go_in_order() {
     sorted.sort();
     assert_eq!(started, sorted, "queued runs started out of order");
 }
+
+/// `runway verify`: recorded runs of `steps` (ended and one asleep) replayed
+/// against the same code make the same calls; against code whose calls come
+/// in another order, or that makes none, the first divergent call is named,
+/// with both sides; nothing the replays do reaches the store.
+#[test]
+fn verify_names_the_first_divergent_call_on_ended_and_waiting_runs() {
+    support::guest_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let runway = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_runway"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("RUNWAY_DATA_DIR")
+            .output()
+            .unwrap()
+    };
+    let steps = support::wasm("steps");
+    let steps = steps.to_str().unwrap();
+    let manifest = support::manifest_path("steps");
+    let out = runway(&["deploy", steps, "--manifest", manifest.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for _ in 0..2 {
+        assert!(
+            runway(&["run", "steps", "--input", r#"{"count":2}"#])
+                .status
+                .success()
+        );
+    }
+    // One asleep after its steps: the host holding it is killed.
+    let mut asleep = std::process::Command::new(env!("CARGO_BIN_EXE_runway"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "run",
+            "steps",
+            "--input",
+            r#"{"count":2,"end_sleep_ms":600000}"#,
+        ])
+        .env_remove("RUNWAY_DATA_DIR")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    asleep.kill().unwrap();
+    asleep.wait().unwrap();
+    let store_before = std::fs::read(dir.path().join("runway.redb")).unwrap().len();
+
+    let verify = |wasm: &str| -> (Option<i32>, Value) {
+        let out = runway(&["verify", "steps", wasm, "--json"]);
+        let v = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), v)
+    };
+    let (code, same) = verify(steps);
+    assert_eq!(code, Some(0), "{same}");
+    let same = same.as_array().unwrap();
+    assert_eq!(same.len(), 3);
+    assert!(same.iter().all(|v| v["outcome"] == "same"), "{same:?}");
+    assert!(same.iter().any(|v| v["status"] == "sleeping"));
+
+    let reordered = support::wasm("steps-reordered");
+    let (code, v) = verify(reordered.to_str().unwrap());
+    assert_eq!(code, Some(1));
+    for run in v.as_array().unwrap() {
+        assert_eq!(run["outcome"], "diverges", "{run}");
+        let d = &run["divergence"];
+        assert_eq!(d["seq"], 1, "{d}");
+        assert!(
+            d["recorded"]
+                .as_str()
+                .unwrap()
+                .starts_with("runway:workflow/artifacts.write("),
+            "{d}"
+        );
+        assert!(
+            d["new"]
+                .as_str()
+                .unwrap()
+                .starts_with("runway:workflow/runtime.emit("),
+            "{d}"
+        );
+    }
+    // Code that makes no call at all: fewer calls, said so.
+    let hello = support::wasm("hello");
+    let (code, v) = verify(hello.to_str().unwrap());
+    assert_eq!(code, Some(1));
+    assert!(
+        v.as_array().unwrap().iter().all(|r| r["outcome"] != "same"),
+        "{v}"
+    );
+    // Nothing was written to the store, nothing left beside it.
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        entries
+            .iter()
+            .all(|n| !n.to_string_lossy().starts_with("verify-")),
+        "{entries:?}"
+    );
+    let runs = runway(&["runs", "--json"]);
+    let listed: Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3);
+    assert!(std::fs::read(dir.path().join("runway.redb")).unwrap().len() >= store_before);
+}

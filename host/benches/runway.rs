@@ -1026,6 +1026,39 @@ async fn logging_cost() {
     }
 }
 
+/// Figure 17: `runway verify` of 1,000 recorded `steps` runs (4 host calls
+/// each) against the same component.
+async fn verify_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = open(dir.path(), Allocator::Pooling).await;
+    host.deploy(support::wasm_bytes("steps"), &support::manifest("steps"))
+        .await
+        .unwrap();
+    let n = scale(1_000);
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(host.start("steps", json!({ "count": 2 })).await.unwrap());
+    }
+    for id in ids {
+        host.wait(id).await.unwrap();
+    }
+    let t = Instant::now();
+    let verdicts = host
+        .verify("steps", support::wasm_bytes("steps"), n)
+        .await
+        .unwrap();
+    let took = t.elapsed();
+    let same = verdicts
+        .iter()
+        .filter(|v| v.outcome == runway::host::Outcome::Same)
+        .count();
+    println!(
+        "  {} runs replayed in {} ({same} the same)  (target <= 2 s for 1,000)",
+        verdicts.len(),
+        ms(took)
+    );
+}
+
 /// Figure 14: a churn of `steps` runs with 20 ms pauses (each pause parks
 /// the run and wakes it), all started at once, under a small and the
 /// `max_concurrent_runs` with many warm slots, and the defaults: how many runs end
@@ -1502,6 +1535,10 @@ fn main() {
         if wanted(14) {
             println!("\n14. capacity churn: steps runs with 20 ms pauses, all started at once (few execution slots and many warm ones; the defaults)");
             capacity_churn().await;
+        }
+        if wanted(17) {
+            println!("\n17. runway verify: recorded runs replayed against a new component");
+            verify_runs().await;
         }
         if wanted(16) {
             println!("\n16. the cost of the server's logs: hello over HTTP, 64 clients");

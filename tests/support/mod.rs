@@ -32,6 +32,7 @@ const GUESTS: &[&str] = &[
     "review",
     "pr-review",
     "fetch",
+    "steps-reordered",
 ];
 
 /// Builds every example guest (once per process) and returns the directory

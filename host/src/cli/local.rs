@@ -233,6 +233,25 @@ pub(super) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             print_cron(&host.cron_triggers(slug)?, *json)?;
             ExitCode::SUCCESS
         }
+        Command::Verify {
+            slug,
+            wasm,
+            runs,
+            json,
+        } => {
+            let bytes = std::fs::read(wasm)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", wasm.display()))?;
+            let verdicts = host.verify(slug, bytes, *runs).await?;
+            print_verdicts(&verdicts, *json)?;
+            if verdicts
+                .iter()
+                .all(|v| v.outcome == crate::host::Outcome::Same)
+            {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
         Command::Workflows { json } => {
             let wfs = host.workflows()?;
             if *json {

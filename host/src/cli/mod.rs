@@ -172,6 +172,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Replay recorded runs of SLUG against a new component, without any
+    /// effect: every run that has not ended and up to --runs recent
+    /// completed ones. Names the first call the new code makes differently.
+    /// Exit 1 if any run diverges or fails.
+    Verify {
+        slug: String,
+        wasm: PathBuf,
+        /// Recent completed runs to replay (besides every run not ended).
+        #[arg(long, default_value_t = 100)]
+        runs: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the store file page by page (a copy of it: the file is not
     /// touched); with --repair, copy it aside and repair it in place. The
     /// data directory must not be in use.

@@ -190,6 +190,44 @@ pub(super) fn print_models(models: &[crate::models::Listing], json: bool) -> any
     Ok(())
 }
 
+pub(super) fn print_verdicts(verdicts: &[crate::host::Verdict], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(verdicts)?);
+        return Ok(());
+    }
+    if verdicts.is_empty() {
+        eprintln!("no recorded runs to replay");
+        return Ok(());
+    }
+    let rows = verdicts
+        .iter()
+        .map(|v| {
+            let detail = match (&v.divergence, &v.error) {
+                (Some(d), _) => format!("call #{}: recorded {}, new {}", d.seq, d.recorded, d.new),
+                (None, Some(e)) => e.clone(),
+                (None, None) => String::new(),
+            };
+            vec![
+                v.run_id.to_string(),
+                v.status.to_string(),
+                v.calls.to_string(),
+                format!("{:?}", v.outcome).to_lowercase(),
+                first_line(&detail, 100),
+            ]
+        })
+        .collect();
+    table(
+        &["RUN", "STATUS", "CALLS", "OUTCOME", "FIRST DIFFERENCE"],
+        rows,
+    );
+    let same = verdicts
+        .iter()
+        .filter(|v| v.outcome == crate::host::Outcome::Same)
+        .count();
+    eprintln!("{same} of {} runs make the same calls", verdicts.len());
+    Ok(())
+}
+
 pub(super) fn print_cron(
     triggers: &[crate::triggers::cron::CronView],
     json: bool,

@@ -170,7 +170,8 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
         Command::Exec { .. }
         | Command::Resume { .. }
         | Command::Serve { .. }
-        | Command::Doctor { .. } => {
+        | Command::Doctor { .. }
+        | Command::Verify { .. } => {
             anyhow::bail!("this command runs on a data directory; drop --server (or RUNWAY_SERVER)")
         }
     })

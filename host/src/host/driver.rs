@@ -313,6 +313,7 @@ impl Host {
                 progress,
                 live: live.clone(),
                 permit: Some(permit),
+                verify: false,
             },
         };
         match sandbox::execute(

@@ -29,6 +29,8 @@ mod reads;
 pub(crate) mod scheduler;
 pub mod secrets;
 pub(crate) mod services;
+mod verify;
+pub use verify::{Divergence, Outcome, Verdict};
 
 pub use reads::RunFilter;
 
@@ -493,6 +495,7 @@ impl Host {
                 },
                 live: LiveRun::detached(record.id),
                 permit,
+                verify: false,
             },
         );
         pre.instantiate_async(&mut built.store)

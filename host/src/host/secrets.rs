@@ -21,6 +21,7 @@ pub struct SecretsFileError {
 }
 
 /// The host's secret values. Values are never logged: `Debug` shows names only.
+#[derive(Clone)]
 pub struct SecretSource {
     file: HashMap<String, String>,
 }

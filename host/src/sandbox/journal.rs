@@ -112,7 +112,14 @@ pub struct Journal {
     calls: u64,
     /// Bytes of the whole journal: the history and every new entry.
     bytes: u64,
+    /// `runway verify`: a call past the history (or at a call still
+    /// waiting) ends the execution with [`END_OF_JOURNAL`] instead of
+    /// being made.
+    verifying: bool,
 }
+
+/// What a verifying journal says it has when the new code goes past it.
+pub const END_OF_JOURNAL: &str = "the end of the recorded journal";
 
 impl Journal {
     /// A journal that replays `history` before recording.
@@ -121,6 +128,14 @@ impl Journal {
             bytes: history.iter().map(JournalEntry::size).sum(),
             history,
             ..Journal::default()
+        }
+    }
+
+    /// A journal that replays `history` and makes no call past it.
+    pub fn verifying(history: Vec<JournalEntry>) -> Journal {
+        Journal {
+            verifying: true,
+            ..Journal::replaying(history)
         }
     }
 
@@ -168,7 +183,15 @@ impl Journal {
     /// pending entry is returned as [`Step::Pending`].
     pub fn step<T: DeserializeOwned>(&mut self, call: &Call) -> Result<Step<T>, Nondeterminism> {
         let seq = self.calls + 1;
+        let end = || Nondeterminism {
+            seq,
+            expected: END_OF_JOURNAL.to_owned(),
+            actual: call.name.to_owned(),
+        };
         let Some(entry) = self.history.get(self.calls as usize) else {
+            if self.verifying {
+                return Err(end());
+            }
             return Ok(Step::Fresh);
         };
         if entry.call != call.name || entry.args != call.args {
@@ -177,6 +200,9 @@ impl Journal {
                 expected: format!("{}({})", entry.call, entry.args),
                 actual: format!("{}({})", call.name, call.args),
             });
+        }
+        if entry.pending && self.verifying {
+            return Err(end());
         }
         if entry.pending {
             self.calls = seq;

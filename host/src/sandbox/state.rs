@@ -156,6 +156,8 @@ pub(crate) struct SandboxSetup {
     pub progress: Progress,
     pub live: Arc<LiveRun>,
     pub permit: Option<ExecutionSlot>,
+    /// `runway verify`: replay the history and make no call past it.
+    pub verify: bool,
 }
 
 /// Everything needed to execute one run.
@@ -189,6 +191,7 @@ pub(crate) fn sandbox(
         progress,
         live,
         permit,
+        verify,
     } = setup;
     let first_start_ms = record.first_start_ms();
     let deadline_ms = first_start_ms.saturating_add(budget.max_duration.as_millis() as u64);
@@ -201,7 +204,11 @@ pub(crate) fn sandbox(
         services.clone(),
         record.id,
         limits,
-        Journal::replaying(history),
+        if verify {
+            Journal::verifying(history)
+        } else {
+            Journal::replaying(history)
+        },
         Recorder::new(progress, budget.max_events, budget.max_output_bytes),
     ));
     let env: Vec<(String, String)> = manifest
