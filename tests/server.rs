@@ -894,6 +894,79 @@ async fn wait_returns_early_when_the_run_waits_for_a_signal() {
     s.stop().await;
 }
 
+/// An input contract: a bad input is 422 `INVALID_INPUT` naming where it
+/// is wrong, and creates no run; the API description carries the schema;
+/// a schema that is not one is refused at deploy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_schema_is_checked_before_a_run_exists_and_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[], &[]).await;
+    let manifest = "slug = \"greet\"\n[input.schema]\ntype = \"object\"\nrequired = [\"name\"]\nproperties = { name = { type = \"string\", maxLength = 8 } }\n[output.schema]\ntype = \"object\"\nrequired = [\"greeting\"]\n";
+    s.deploy("hello", manifest).await;
+    for (bad, at) in [
+        (json!({ "name": 5 }), "/name"),
+        (json!({}), "/"),
+        (json!({ "name": "far too long" }), "/name"),
+    ] {
+        let res = s.post_json("/v1/workflows/greet/runs", &bad).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        let e: Value = res.json().await.unwrap();
+        assert_eq!(envelope_code(&e), "INVALID_INPUT");
+        assert!(
+            e["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("at {at}:")),
+            "{e}"
+        );
+    }
+    let page = s.get_json("/v1/runs?workflow=greet").await;
+    assert!(
+        page["runs"].as_array().unwrap().is_empty(),
+        "no run was created"
+    );
+    let res = s
+        .post_json(
+            "/v1/workflows/greet/runs?wait=10",
+            &json!({ "name": "Ada" }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let doc = s.get_json("/v1/openapi.json").await;
+    let path = &doc["paths"]["/v1/workflows/greet/runs"]["post"];
+    assert_eq!(
+        path["requestBody"]["content"]["application/json"]["schema"]["required"],
+        json!(["name"])
+    );
+    assert_eq!(
+        path["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["output"]["required"],
+        json!(["greeting"])
+    );
+    // Not a schema: refused at deploy.
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "component",
+            reqwest::multipart::Part::bytes(support::wasm_bytes("hello")),
+        )
+        .text("manifest", "slug = \"broken\"\n[input.schema]\ntype = 5\n");
+    let res = s
+        .req(reqwest::Method::PUT, "/v1/workflows/broken")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let e: Value = res.json().await.unwrap();
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("input.schema"),
+        "{e}"
+    );
+    s.stop().await;
+}
+
 /// Cron controls: a trigger is listed with its next and last fire; paused,
 /// it fires nothing; fired by hand, it starts a run at once; resumed, it
 /// fires again; the CLI shows the same.

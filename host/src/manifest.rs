@@ -39,6 +39,34 @@ pub struct Manifest {
     /// more wait their turn in order. None: only the host's limit.
     #[serde(default)]
     pub max_concurrent_runs: Option<usize>,
+    /// `[input.schema]`: a JSON Schema every input must follow, checked
+    /// before a run is created (422 `INVALID_INPUT` with the path).
+    #[serde(default)]
+    pub input: Option<Contract>,
+    /// `[output.schema]`: the output's JSON Schema, published in the API
+    /// description.
+    #[serde(default)]
+    pub output: Option<Contract>,
+}
+
+/// A JSON Schema a value must follow.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contract {
+    pub schema: serde_json::Value,
+}
+
+impl Contract {
+    /// Checks `value`; the first error, with where it is (a JSON pointer).
+    pub fn check(&self, value: &serde_json::Value) -> Result<(), String> {
+        let validator = jsonschema::validator_for(&self.schema)
+            .map_err(|e| format!("the schema is invalid: {e}"))?;
+        validator.validate(value).map_err(|e| {
+            let at = e.instance_path().to_string();
+            let at = if at.is_empty() { "/".to_owned() } else { at };
+            format!("at {at}: {e}")
+        })
+    }
 }
 
 /// `[http]`: hosts (`[scheme://]host[:port]`, `*.domain`) and, optionally,
@@ -179,6 +207,12 @@ impl Manifest {
 
     fn validate(&self) -> Result<(), ManifestError> {
         validate_slug(&self.slug).map_err(|m| ManifestError(format!("slug: {m}")))?;
+        for (key, contract) in [("input", &self.input), ("output", &self.output)] {
+            if let Some(c) = contract {
+                jsonschema::validator_for(&c.schema)
+                    .map_err(|e| ManifestError(format!("{key}.schema: not a JSON Schema: {e}")))?;
+            }
+        }
         if self.max_concurrent_runs == Some(0) {
             return Err(ManifestError(
                 "max_concurrent_runs: at least 1 (leave it out for no limit of the workflow's own)"

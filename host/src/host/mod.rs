@@ -345,7 +345,12 @@ impl Host {
                 None => HostError::WorkflowNotFound(slug.to_owned()),
             })?;
         // Loads (and so checks) the manifest before anything is stored.
-        self.manifest(&wf)?;
+        let manifest = self.manifest(&wf)?;
+        if let Some(contract) = &manifest.input {
+            contract.check(&input).map_err(|e| {
+                HostError::InvalidInput(format!("the input does not follow {slug}'s schema {e}"))
+            })?;
+        }
         let mut record = new_record(&wf, input);
         record.idempotency_key = key.clone();
         let queued = Event {

@@ -250,6 +250,16 @@ impl WorkflowsView<'_> {
                 format!("no workflow {slug:?} is deployed"),
             )));
         };
+        // The child's input contract, before anything is admitted.
+        if let Ok(manifest) = crate::manifest::Manifest::parse(&wf.manifest_toml)
+            && let Some(contract) = &manifest.input
+            && let Err(e) = contract.check(&input)
+        {
+            return Ok(Err(failure(
+                FailureCode::InvalidInput,
+                format!("the input does not follow {slug}'s schema {e}"),
+            )));
+        }
         let (root, limit) = match self.run.ancestors.first() {
             Some(root) => (
                 root.run,
