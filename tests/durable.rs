@@ -579,6 +579,23 @@ fn verify_names_the_first_divergent_call_on_ended_and_waiting_runs() {
         v.as_array().unwrap().iter().all(|r| r["outcome"] != "same"),
         "{v}"
     );
+    // A deploy that requires it: refused, naming the first divergent call.
+    let reordered_manifest = support::manifest_path("steps-reordered");
+    let out = runway(&[
+        "deploy",
+        reordered.to_str().unwrap(),
+        "--manifest",
+        reordered_manifest.to_str().unwrap(),
+        "--verify",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("replay differently") && err.contains("call #1"),
+        "{err}"
+    );
+    let wfs: Value = serde_json::from_slice(&runway(&["workflows", "--json"]).stdout).unwrap();
+    assert_eq!(wfs[0]["version"], 1, "not deployed");
     // Nothing was written to the store, nothing left beside it.
     let entries: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()

@@ -36,6 +36,15 @@ pub enum HostError {
         /// Seconds until the queue has drained at its measured rate.
         retry_after: u64,
     },
+    /// `deploy --verify`: the new component does not replay the runs.
+    #[error(
+        "{runs} recorded runs of {slug:?} replay differently on the new component (first: {first}); not deployed"
+    )]
+    VerifyFailed {
+        slug: String,
+        runs: usize,
+        first: String,
+    },
     #[error("workflow {0:?} has no cron trigger {1}")]
     CronNotFound(String, usize),
     #[error("run {0} has no artifact {1:?}")]
@@ -80,6 +89,7 @@ impl HostError {
             Self::RunNotFound(_) => ("RUN_NOT_FOUND", S::NOT_FOUND),
             Self::ArtifactNotFound(..) => ("ARTIFACT_NOT_FOUND", S::NOT_FOUND),
             Self::CronNotFound(..) => ("CRON_NOT_FOUND", S::NOT_FOUND),
+            Self::VerifyFailed { .. } => ("VERIFY_FAILED", S::CONFLICT),
             Self::InvalidInput(_) => ("INVALID_INPUT", S::UNPROCESSABLE_ENTITY),
             Self::RunEnded(..) => ("RUN_ENDED", S::CONFLICT),
             Self::IdempotencyConflict(_) => ("IDEMPOTENCY_CONFLICT", S::CONFLICT),

@@ -6,9 +6,17 @@ use crate::config::Scope;
 use crate::manifest::Manifest;
 use crate::types::WorkflowVersion;
 use axum::Json;
-use axum::extract::{FromRequest, Multipart, Path, Request};
+use axum::extract::{FromRequest, Multipart, Path, Query, Request};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
+
+/// `?verify=N`: deploy only if the runs not ended and N recent completed
+/// runs replay the same on the new component (409 `VERIFY_FAILED` naming
+/// the first divergent call otherwise).
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+pub struct DeployQuery {
+    verify: Option<usize>,
+}
 
 /// A deploy's answer.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -36,15 +44,17 @@ pub struct WorkflowDetail {
 /// Deploys a component (`component` part) with its manifest (`manifest`
 /// part, TOML) as the next version of `slug`.
 #[utoipa::path(put, path = "/v1/workflows/{slug}", tag = "workflows",
-    params(("slug" = String, Path)),
+    params(("slug" = String, Path), DeployQuery),
     request_body(content_type = "multipart/form-data", description = "parts `component` (.wasm) and `manifest` (TOML)"),
     responses((status = 201, body = Deployed), (status = 200, body = Deployed, description = "already the newest version"),
         (status = 400, body = super::error::ErrorEnvelope), (status = 413, body = super::error::ErrorEnvelope),
+        (status = 409, body = super::error::ErrorEnvelope, description = "VERIFY_FAILED"),
         (status = 415, body = super::error::ErrorEnvelope), (status = 422, body = super::error::ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn deploy(
     state: AppStateRef,
     Path(slug): Path<String>,
+    Query(q): Query<DeployQuery>,
     headers: HeaderMap,
     req: Request,
 ) -> ApiResult<(StatusCode, Json<Deployed>)> {
@@ -85,7 +95,15 @@ pub async fn deploy(
         ));
     }
     let before = state.host.workflow(&slug, None)?.map(|w| w.version);
-    let d = state.host.deploy(component.to_vec(), &manifest).await?;
+    let d = match q.verify {
+        Some(runs) => {
+            state
+                .host
+                .deploy_verified(component.to_vec(), &manifest, runs)
+                .await?
+        }
+        None => state.host.deploy(component.to_vec(), &manifest).await?,
+    };
     let created = before != Some(d.version);
     let status = if created {
         StatusCode::CREATED

@@ -143,6 +143,7 @@ impl Client {
         slug: &str,
         wasm: Vec<u8>,
         manifest_toml: String,
+        verify: bool,
     ) -> Result<serde_json::Value, ClientError> {
         let component = reqwest::multipart::Part::bytes(wasm)
             .file_name("component.wasm")
@@ -156,9 +157,11 @@ impl Client {
             .part("component", component)
             .part("manifest", manifest);
         let path = format!("/v1/workflows/{}", encode_segment(slug));
-        let res = self
-            .send(self.request(Method::PUT, &path).multipart(form))
-            .await?;
+        let mut rb = self.request(Method::PUT, &path).multipart(form);
+        if verify {
+            rb = rb.query(&[("verify", "100")]);
+        }
+        let res = self.send(rb).await?;
         self.decode(res, "a deploy").await
     }
 

@@ -57,9 +57,15 @@ pub(super) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deploy {
             wasm,
             manifest,
+            verify,
             json,
         } => {
-            let d = deploy(&host, wasm, manifest.manifest.as_deref()).await?;
+            let d = if *verify {
+                let (bytes, toml) = super::remote::read_deploy(wasm, manifest.manifest.as_deref())?;
+                host.deploy_verified(bytes, &toml, 100).await?
+            } else {
+                deploy(&host, wasm, manifest.manifest.as_deref()).await?
+            };
             if *json {
                 println!("{}", serde_json::to_string(&d)?);
             } else {

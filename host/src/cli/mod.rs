@@ -63,6 +63,10 @@ enum Command {
         wasm: PathBuf,
         #[command(flatten)]
         manifest: ManifestArg,
+        /// Deploy only if the runs not ended and the 100 most recent
+        /// completed ones replay the same on it (see `runway verify`).
+        #[arg(long)]
+        verify: bool,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,

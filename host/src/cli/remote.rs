@@ -10,11 +10,12 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
         Command::Deploy {
             wasm,
             manifest,
+            verify,
             json,
         } => {
             let (bytes, toml) = read_deploy(wasm, manifest.manifest.as_deref())?;
             let slug = crate::Manifest::parse(&toml)?.slug;
-            let d = client.deploy(&slug, bytes, toml).await?;
+            let d = client.deploy(&slug, bytes, toml, *verify).await?;
             if *json {
                 println!("{d}");
             } else {

@@ -55,6 +55,42 @@ pub struct Divergence {
 }
 
 impl Host {
+    /// Deploys `wasm` as the next version of the manifest's workflow only if
+    /// every run [`Host::verify`] replays (`completed` recent completed
+    /// ones and every one not ended) makes the same calls on it. A first
+    /// version has nothing to replay.
+    pub async fn deploy_verified(
+        &self,
+        wasm: Vec<u8>,
+        manifest_toml: &str,
+        completed: usize,
+    ) -> Result<super::Deployment, HostError> {
+        let slug = crate::Manifest::parse(manifest_toml)?.slug;
+        if self.store().workflow(&slug, None)?.is_some() {
+            let verdicts = self.verify(&slug, wasm.clone(), completed).await?;
+            let differ: Vec<&Verdict> = verdicts
+                .iter()
+                .filter(|v| v.outcome != Outcome::Same)
+                .collect();
+            if let Some(first) = differ.first() {
+                let what = match (&first.divergence, &first.error) {
+                    (Some(d), _) => format!(
+                        "{} at call #{}: recorded {}, new {}",
+                        first.run_id, d.seq, d.recorded, d.new
+                    ),
+                    (None, Some(e)) => format!("{}: {e}", first.run_id),
+                    (None, None) => first.run_id.to_string(),
+                };
+                return Err(HostError::VerifyFailed {
+                    slug,
+                    runs: differ.len(),
+                    first: what,
+                });
+            }
+        }
+        self.deploy(wasm, manifest_toml).await
+    }
+
     /// Replays up to `completed` recent completed runs of `slug`, and every
     /// run of it that has not ended, against the component `wasm`.
     pub async fn verify(
