@@ -520,7 +520,7 @@ async fn sigkill_between_and_during_requests_sends_each_once_and_repeats_with_th
     let b = &svc.base;
     let auth = [["authorization", "Bearer {{secret:GITHUB_TOKEN}}"]];
     let input = json!({
-        "pause_ms": 500,
+        "pause_ms": 2000,
         "requests": [
             { "method": "POST", "url": format!("{b}/echo?n=1"), "headers": auth },
             { "method": "POST", "url": format!("{b}/slow?ms=1500&n=2"), "headers": auth },
@@ -541,7 +541,22 @@ async fn sigkill_between_and_during_requests_sends_each_once_and_repeats_with_th
 
     // In the durable sleep after the first request.
     until("the first request", || svc.count("/echo?n=1") == 1).await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    let t0 = Instant::now();
+    loop {
+        let r: Value = http
+            .get(format!("http://127.0.0.1:{port}/v1/runs/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if r["status"] == "sleeping" {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "never slept: {r}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     server.kill().unwrap();
     server.wait().unwrap();
     server = serve(&data, port, &log).await;

@@ -342,7 +342,7 @@ impl Egress {
                     if e.is_timeout() {
                         return Err(fail(HttpError::Timeout(timeout)));
                     }
-                    if e.is_builder() || e.is_request() && !e.is_connect() {
+                    if e.is_builder() {
                         return Err(fail(HttpError::InvalidRequest(chain(&e))));
                     }
                     return Err(Attempt::Retry {
