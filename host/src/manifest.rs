@@ -36,7 +36,7 @@ pub struct Manifest {
     #[serde(default)]
     pub http: HttpSection,
     /// Runs of this workflow executing at once (parked runs do not count);
-    /// more wait their turn in order. None: only the host's limit.
+    /// more wait their turn. None: only the host's limit.
     #[serde(default)]
     pub max_concurrent_runs: Option<usize>,
     /// `[input.schema]`: a JSON Schema every input must follow, checked

@@ -236,7 +236,7 @@ impl Registry {
     }
 
     /// An execution slot: one of the workflow's own first (if its manifest
-    /// sets `max_concurrent_runs`; runs wait their turn in order), then
+    /// sets `max_concurrent_runs`; first come, first served), then
     /// one of the host's. Errs once the host is closing.
     pub(crate) async fn execution_slot(
         &self,
