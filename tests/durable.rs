@@ -525,7 +525,7 @@ fn verify_names_the_first_divergent_call_on_ended_and_waiting_runs() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(3000));
     asleep.kill().unwrap();
     asleep.wait().unwrap();
     let store_before = std::fs::read(dir.path().join("runway.redb")).unwrap().len();
