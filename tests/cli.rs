@@ -529,3 +529,23 @@ fn a_missing_or_damaged_store_is_refused_with_a_clear_message() {
         );
     }
 }
+
+/// A command that only reads never creates a data directory: pointed at
+/// nothing (a typo, a forgotten --server), it says so.
+#[test]
+fn reading_commands_on_a_missing_data_dir_say_so_and_create_nothing() {
+    let cli = Cli::new();
+    let missing = cli.dir().join("not-here");
+    for args in [
+        &["runs"][..],
+        &["workflows"],
+        &["events", "run_01m8nt1cqqxj77xretrd6v3j4y"],
+    ] {
+        let mut full = vec!["--data-dir", s(&missing)];
+        full.extend_from_slice(args);
+        let out = cli.run(&full);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(text(&out).contains("--server"), "{}", text(&out));
+        assert!(!missing.exists(), "{args:?} created the data directory");
+    }
+}

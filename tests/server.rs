@@ -531,6 +531,14 @@ async fn the_auth_matrix_holds_on_every_route() {
     ];
     let s = Server::start(dir.path(), &tokens, &[]).await;
     s.deploy("hello", &support::manifest("hello")).await;
+    // The scheme is case-insensitive (RFC 7235).
+    let res = reqwest::Client::new()
+        .get(format!("{}/v1/workflows", s.base))
+        .header("authorization", "bearer t-read")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
     let run: Value = s
         .post_json("/v1/workflows/hello/runs?wait=10", &json!({ "name": "A" }))
         .await
@@ -1198,6 +1206,25 @@ async fn the_cli_talks_to_a_server() {
     let o = run(vec!["runs".into(), "--json".into()]).await;
     let list: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(list[0]["run_id"], json!(id));
+
+    // A run waiting for a signal: back at once, and the hint names the
+    // server, so pasting it elsewhere reaches the same run.
+    let wasm = support::wasm("approval").to_str().unwrap().to_owned();
+    let manifest = support::manifest_path("approval")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let o = run(vec!["deploy".into(), wasm, "--manifest".into(), manifest]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let t0 = Instant::now();
+    let o = run(["run", "approval"].map(String::from).to_vec()).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    assert!(
+        text(&o).contains(&format!("send it with `runway --server {} signal ", s.base)),
+        "{}",
+        text(&o)
+    );
 
     // A bad token is the server's 401, as a clear error and exit code 2.
     let base = s.base.clone();

@@ -40,11 +40,13 @@ impl Auth {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Err(unauthorized("this route needs a bearer token"));
         };
+        // The scheme is case-insensitive (RFC 7235).
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();

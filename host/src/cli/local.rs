@@ -52,6 +52,21 @@ pub(super) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             "--follow tails a server's event stream: pass --server URL (or RUNWAY_SERVER)"
         );
     }
+    // A command that only reads never creates a data directory: a typo in
+    // --data-dir (or a missing --server) is said, not answered with nothing.
+    let reads_only = matches!(
+        cli.command,
+        Command::Runs { .. }
+            | Command::Events { .. }
+            | Command::Workflows { .. }
+            | Command::Verify { .. }
+    );
+    if reads_only && !cli.data_dir.join("runway.redb").exists() {
+        anyhow::bail!(
+            "no runway data directory at {}: nothing was deployed here (use --data-dir DIR, or --server URL to ask a server)",
+            cli.data_dir.display()
+        );
+    }
     let host = open(&cli).await?;
     let code = match &cli.command {
         Command::Deploy {
@@ -102,7 +117,7 @@ pub(super) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let input = read_input(run.input.as_deref())?;
             let id = host.start_version(slug, *version, input).await?;
             let record = until_done_or_idle(&host, id).await?;
-            print_run(&record, run.json)?
+            print_run(&record, run.json, None)?
         }
         Command::Serve { .. } | Command::Doctor { .. } => unreachable!("handled above"),
         Command::Resume { json } => {
@@ -166,7 +181,7 @@ pub(super) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 } else {
                     eprintln!("delivered {name} (#{})", receipt.seq);
                 }
-                print_run(&record, false)?;
+                print_run(&record, false, None)?;
             }
             ExitCode::SUCCESS
         }
@@ -179,7 +194,7 @@ pub(super) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let d = deploy(&host, wasm, manifest.manifest.as_deref()).await?;
             let id = host.start_version(&d.slug, Some(d.version), input).await?;
             let record = until_done_or_idle(&host, id).await?;
-            print_run(&record, run.json)?
+            print_run(&record, run.json, None)?
         }
         Command::Runs {
             status,

@@ -35,7 +35,13 @@ pub(super) fn took(r: &RunRecord) -> String {
     }
 }
 
-pub(super) fn print_run(r: &RunRecord, as_json: bool) -> anyhow::Result<ExitCode> {
+/// Prints a run; `server` is the `--server` the run lives on, so a hint
+/// pasted elsewhere reaches the same run.
+pub(super) fn print_run(
+    r: &RunRecord,
+    as_json: bool,
+    server: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     if as_json {
         println!("{}", serde_json::to_string(&run_json(r))?);
     } else {
@@ -59,8 +65,11 @@ pub(super) fn print_run(r: &RunRecord, as_json: bool) -> anyhow::Result<ExitCode
             ),
             (_, _, None) => match &r.wait {
                 Some(crate::types::Wait::Signal { name, .. }) => eprintln!(
-                    "{} {}: send it with `runway signal {} {name}`",
-                    r.id, r.status, r.id
+                    "{} {}: send it with `runway {}signal {} {name}`",
+                    r.id,
+                    r.status,
+                    server.map_or_else(String::new, |s| format!("--server {s} ")),
+                    r.id
                 ),
                 _ => eprintln!("{} {}", r.id, r.status),
             },

@@ -56,7 +56,7 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
             if !record.status.is_terminal() && record.status != RunStatus::WaitingSignal {
                 record = client.wait(record.id, poll).await?;
             }
-            print_run(&record, run.json)?
+            print_run(&record, run.json, Some(server))?
         }
         Command::Runs {
             status,

@@ -26,7 +26,7 @@ use tables::*;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
-        "the data directory is in use by another runway process ({0}); stop it or use --data-dir"
+        "the data directory is in use by another runway process ({0}): if it is `runway serve`, talk to it with --server URL (or RUNWAY_SERVER); otherwise stop it or use --data-dir"
     )]
     Locked(String),
     #[error("store: {0}")]
