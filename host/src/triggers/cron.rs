@@ -94,7 +94,8 @@ async fn tick(host: &Host) -> Result<(), crate::HostError> {
                 // Due (perhaps long ago, while the host was down): one run
                 // for that instant, whatever the number of instants missed.
                 let run_key = format!("cron:{}:{i}:{next}", wf.slug);
-                match fire_one(host, &wf.slug, trigger, &key, run_key, next, state).await {
+                let input = trigger.input.clone();
+                match fire_one(host, &wf.slug, input, &key, run_key, next, state).await {
                     Ok(_) => {}
                     Err(e) if e.retry_after().is_some() => {
                         // A full queue or a full disk: the instant fires on a
@@ -122,16 +123,13 @@ async fn tick(host: &Host) -> Result<(), crate::HostError> {
 async fn fire_one(
     host: &Host,
     slug: &str,
-    trigger: &crate::manifest::CronTrigger,
+    input: Option<serde_json::Value>,
     key: &str,
     run_key: String,
     at: u64,
     mut state: CronState,
 ) -> Result<crate::Started, crate::HostError> {
-    let input = trigger
-        .input
-        .clone()
-        .unwrap_or_else(|| serde_json::json!({}));
+    let input = input.unwrap_or_else(|| serde_json::json!({}));
     let bound = host.config().server.max_queued_runs;
     let started = host
         .start_admitted(slug, input, Some(run_key), bound)
@@ -214,13 +212,13 @@ impl Host {
         index: usize,
         paused: bool,
     ) -> Result<CronView, crate::HostError> {
-        let (trigger, key) = self.cron_trigger(slug, index)?;
+        let (schedule, _, key) = self.cron_trigger(slug, index)?;
         let mut state = self.store().cron_state(&key)?;
         state.paused = paused;
         self.store()
             .client_commit(vec![Write::CronState(key, state)])
             .await?;
-        tracing::info!(workflow = %slug, index, schedule = %trigger.schedule, paused, "cron paused or resumed");
+        tracing::info!(workflow = %slug, index, %schedule, paused, "cron paused or resumed");
         self.cron_view(slug, index)
     }
 
@@ -230,17 +228,18 @@ impl Host {
         slug: &str,
         index: usize,
     ) -> Result<crate::Started, crate::HostError> {
-        let (trigger, key) = self.cron_trigger(slug, index)?;
+        let (_, input, key) = self.cron_trigger(slug, index)?;
         let state = self.store().cron_state(&key)?;
         let run_key = format!("cron:{slug}:{index}:manual:{}", ulid::Ulid::new());
-        fire_one(self, slug, &trigger, &key, run_key, now_ms(), state).await
+        fire_one(self, slug, input, &key, run_key, now_ms(), state).await
     }
 
+    /// Trigger `index` of `slug`: its schedule, input and store key.
     fn cron_trigger(
         &self,
         slug: &str,
         index: usize,
-    ) -> Result<(crate::manifest::CronTrigger, String), crate::HostError> {
+    ) -> Result<(String, Option<serde_json::Value>, String), crate::HostError> {
         let wf = self
             .store()
             .workflow(slug, None)?
@@ -253,7 +252,7 @@ impl Host {
             .cloned()
             .ok_or_else(|| crate::HostError::CronNotFound(slug.to_owned(), index))?;
         let key = key(slug, index, &trigger.schedule);
-        Ok((trigger, key))
+        Ok((trigger.schedule, trigger.input, key))
     }
 
     fn cron_view(&self, slug: &str, index: usize) -> Result<CronView, crate::HostError> {
