@@ -417,23 +417,23 @@ impl Store {
 
     /// The run's journal, in call order.
     pub fn journal(&self, run: RunId) -> Result<Vec<JournalEntry>, StoreError> {
-        self.reading(|tx| {
-            let t = tx.open_table(JOURNAL)?;
-            let key = run.to_string();
-            let mut out = Vec::new();
-            for row in t.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))? {
-                let (_, v) = row?;
-                out.push(serde_json::from_slice(v.value())?);
-            }
-            Ok(out)
-        })
+        self.run_log(JOURNAL, run)
     }
 
     /// The run's signals in arrival order (its whole inbox; the journal
     /// says which were taken).
     pub fn signals(&self, run: RunId) -> Result<Vec<Signal>, StoreError> {
+        self.run_log(SIGNALS, run)
+    }
+
+    /// Every entry of one run in a per-run log table, in order.
+    fn run_log<T: serde::de::DeserializeOwned>(
+        &self,
+        table: redb::TableDefinition<(&str, u64), &[u8]>,
+        run: RunId,
+    ) -> Result<Vec<T>, StoreError> {
         self.reading(|tx| {
-            let t = tx.open_table(SIGNALS)?;
+            let t = tx.open_table(table)?;
             let key = run.to_string();
             let mut out = Vec::new();
             for row in t.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))? {
