@@ -202,3 +202,270 @@ async fn the_json_log_has_every_lifecycle_step_and_no_secret() {
 unsafe extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
 }
+
+/// One exported span, flattened from OTLP.
+#[derive(Clone, Debug)]
+struct Exported {
+    name: String,
+    trace: String,
+    id: String,
+    parent: String,
+    attributes: std::collections::HashMap<String, String>,
+}
+
+/// A loopback OTLP/HTTP receiver: decodes each `POST /v1/traces` with the
+/// protocol's own message types.
+async fn otlp_receiver() -> (String, std::sync::Arc<parking_lot::Mutex<Vec<Exported>>>) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    let spans = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<Exported>::new()));
+    let sink = spans.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                let req = ExportTraceServiceRequest::decode(body).expect("an OTLP export");
+                let mut out = sink.lock();
+                for rs in req.resource_spans {
+                    for ss in rs.scope_spans {
+                        for s in ss.spans {
+                            let attributes = s
+                                .attributes
+                                .iter()
+                                .map(|kv| {
+                                    let v = kv.value.as_ref().and_then(|v| v.value.as_ref());
+                                    (kv.key.clone(), format!("{v:?}"))
+                                })
+                                .collect();
+                            out.push(Exported {
+                                name: s.name,
+                                trace: hex::encode(s.trace_id),
+                                id: hex::encode(s.span_id),
+                                parent: hex::encode(s.parent_span_id),
+                                attributes,
+                            });
+                        }
+                    }
+                }
+                (
+                    [("content-type", "application/x-protobuf")],
+                    Vec::<u8>::new(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, spans)
+}
+
+/// With `[telemetry] otlp_endpoint`, a `fanout` run is one trace under the
+/// `traceparent` its trigger sent: the request, each execution of the run,
+/// its host calls and its park, and each child run under the call that
+/// started it; an outbound HTTP call carries its span's `traceparent`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fanout_run_is_one_trace_under_the_triggers_traceparent() {
+    support::guest_dir();
+    let (collector, spans) = otlp_receiver().await;
+    let service = support::service::Service::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("host.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[telemetry]\notlp_endpoint = \"{collector}\"\n[egress]\nallow = [\"http://127.0.0.1:*\"]\nallow_private = [\"127.0.0.0/8\"]\n"
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runway"))
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let t0 = Instant::now();
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for name in ["hello", "fanout", "fetch"] {
+        let manifest = if name == "fetch" {
+            "slug = \"fetch\"\n[http]\nallow = [\"http://127.0.0.1:*\"]\n".to_owned()
+        } else {
+            support::manifest(name)
+        };
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "component",
+                reqwest::multipart::Part::bytes(support::wasm_bytes(name)),
+            )
+            .text("manifest", manifest);
+        let res = http
+            .put(format!("{base}/v1/workflows/{name}"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success());
+    }
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller = "00f067aa0ba902b7";
+    let res = http
+        .post(format!("{base}/v1/workflows/fanout/runs?wait=30"))
+        .header("traceparent", format!("00-{trace}-{caller}-01"))
+        .json(&json!({ "names": ["Ada", "Grace", "Edsger"] }))
+        .send()
+        .await
+        .unwrap();
+    let run: Value = res.json().await.unwrap();
+    assert_eq!(run["status"], "completed", "{run}");
+    let fetch_trace = "0af7651916cd43dd8448eb211c80319c";
+    let res = http
+        .post(format!("{base}/v1/workflows/fetch/runs?wait=30"))
+        .header(
+            "traceparent",
+            format!("00-{fetch_trace}-b7ad6b7169203331-01"),
+        )
+        .json(&json!({ "requests": [{ "url": format!("{}/echo", service.base) }] }))
+        .send()
+        .await
+        .unwrap();
+    let fetched: Value = res.json().await.unwrap();
+    assert_eq!(fetched["status"], "completed", "{fetched}");
+    assert!(
+        fetched["output"]["responses"][0]["error"].is_null(),
+        "{fetched}"
+    );
+
+    // Wait for the batches (sent every 500 ms).
+    let t0 = Instant::now();
+    let ours = loop {
+        let ours: Vec<Exported> = spans
+            .lock()
+            .iter()
+            .filter(|s| s.trace == trace)
+            .cloned()
+            .collect();
+        let hello_runs = ours.iter().filter(|s| s.name == "run hello").count();
+        if hello_runs == 3 && ours.iter().any(|s| s.name == "run fanout") {
+            // The fanout's last execution ends after its children.
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            break spans
+                .lock()
+                .iter()
+                .filter(|s| s.trace == trace)
+                .cloned()
+                .collect::<Vec<_>>();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "spans: {:#?}",
+            spans.lock()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let named = |name: &str| {
+        ours.iter()
+            .filter(|s| s.name == name)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let request = named("POST /v1/workflows/fanout/runs");
+    assert_eq!(request.len(), 1, "{ours:#?}");
+    assert_eq!(
+        request[0].parent, caller,
+        "the request is the child of the caller's span"
+    );
+    let executions = named("run fanout");
+    assert!(!executions.is_empty());
+    for e in &executions {
+        assert_eq!(
+            e.parent, request[0].id,
+            "each execution descends from the request"
+        );
+        assert!(e.attributes["runway.run_id"].contains(run["id"].as_str().unwrap()));
+    }
+    let is_execution = |id: &str| executions.iter().any(|e| e.id == id);
+    let starts = named("workflows.start");
+    assert_eq!(starts.len(), 3, "{ours:#?}");
+    assert!(starts.iter().all(|s| is_execution(&s.parent)));
+    let children = named("run hello");
+    let mut parents: Vec<&str> = children.iter().map(|c| c.parent.as_str()).collect();
+    parents.sort();
+    let mut start_ids: Vec<&str> = starts.iter().map(|s| s.id.as_str()).collect();
+    start_ids.sort();
+    assert_eq!(
+        parents, start_ids,
+        "each child run under the call that started it"
+    );
+    let parks: Vec<_> = ours
+        .iter()
+        .filter(|s| s.name.starts_with("park "))
+        .collect();
+    assert!(
+        !parks.is_empty(),
+        "the fanout's wait for its children: {ours:#?}"
+    );
+    assert!(
+        parks
+            .iter()
+            .all(|p| is_execution(&p.parent) || p.parent == request[0].id)
+    );
+    assert!(
+        ours.iter().all(|s| s.name != "run fetch"),
+        "another trace's run"
+    );
+
+    // The outbound call carries its own span's traceparent.
+    let seen = service.seen();
+    let sent = seen
+        .iter()
+        .find(|s| s.path == "/echo")
+        .and_then(|s| s.headers.get("traceparent").cloned())
+        .unwrap_or_else(|| {
+            std::thread::sleep(Duration::from_secs(1));
+            let f: Vec<_> = spans
+                .lock()
+                .iter()
+                .filter(|s| s.trace == fetch_trace)
+                .cloned()
+                .collect();
+            panic!("no traceparent on the outbound request: {seen:#?} {f:#?}")
+        });
+    let parts: Vec<&str> = sent.split('-').collect();
+    assert_eq!(parts[1], fetch_trace);
+    let t0 = Instant::now();
+    loop {
+        let found = spans
+            .lock()
+            .iter()
+            .any(|s| s.id == parts[2] && s.name == "http.send" && s.trace == fetch_trace);
+        if found {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no span {} among {:#?}",
+            parts[2],
+            spans.lock()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

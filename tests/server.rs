@@ -622,6 +622,13 @@ async fn the_auth_matrix_holds_on_every_route() {
             "/v1/workflows/hello/cron/0/fire".into(),
             Scope::Execute,
         ),
+        (
+            reqwest::Method::DELETE,
+            "/v1/runs/run_00000000000000000000000000".into(),
+            Scope::Admin,
+        ),
+        (reqwest::Method::POST, "/v1/runs/purge".into(), Scope::Admin),
+        (reqwest::Method::GET, "/v1/backup".into(), Scope::Admin),
     ];
     let client = reqwest::Client::new();
     for (method, path, need) in &routes {

@@ -679,15 +679,31 @@ async fn http_load(
     clients: usize,
     dur: Duration,
 ) -> (f64, Duration, Duration) {
+    http_load_on(server, "hello", clients, dur, |c| {
+        format!(r#"{{"name":"c{c}"}}"#)
+    })
+    .await
+}
+
+/// `clients` keep-alive clients starting runs of `slug` (client `c` with
+/// input `body(c)`) and waiting for each, for `dur`: runs/s, p50, p99.
+async fn http_load_on(
+    server: &ServerProcess,
+    slug: &str,
+    clients: usize,
+    dur: Duration,
+    body: impl Fn(usize) -> String,
+) -> (f64, Duration, Duration) {
     let addr = server.base.trim_start_matches("http://").to_owned();
+    let path = format!("/v1/workflows/{slug}/runs?wait=10");
     let t0 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..clients {
         let addr = addr.clone();
+        let path = path.clone();
+        let body = body(c);
         tasks.spawn(async move {
-            let body = format!(r#"{{"name":"c{c}"}}"#);
-            let mut client =
-                RawClient::connect(&addr, "/v1/workflows/hello/runs?wait=10", &body).await;
+            let mut client = RawClient::connect(&addr, &path, &body).await;
             let mut lat = Vec::new();
             while t0.elapsed() < dur {
                 let s = Instant::now();
@@ -989,16 +1005,26 @@ async fn http_calls() {
 }
 
 /// Figure 16: `hello` over HTTP at 64 clients with the server's logs off,
-/// as text at `info` (the default), and as JSON at `info`; rounds
-/// alternate, medians reported with their ratio to logs off.
+/// as text at `info` (the default), as JSON at `info`, and as JSON with
+/// traces exported over OTLP to a loopback collector; rounds alternate,
+/// medians reported with their ratio to logs off.
 async fn logging_cost() {
     let dur = Duration::from_secs(if quick() { 1 } else { 4 });
-    let modes: [(&str, &[(&str, &str)]); 3] = [
+    let collector = otlp_sink().await;
+    let modes: [(&str, &[(&str, &str)]); 4] = [
         ("off", &[("RUNWAY_LOG", "off")]),
         ("text, info", &[("RUNWAY_LOG", "info")]),
         (
             "json, info",
             &[("RUNWAY_LOG", "info"), ("RUNWAY_LOG_FORMAT", "json")],
+        ),
+        (
+            "json, info + OTLP traces",
+            &[
+                ("RUNWAY_LOG", "info"),
+                ("RUNWAY_LOG_FORMAT", "json"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", collector),
+            ],
         ),
     ];
     let mut rates = vec![Vec::new(); modes.len()];
@@ -1021,9 +1047,104 @@ async fn logging_cost() {
         println!(
             "  logs {name}: {m:.0} runs/s (median), {:.2}x of logs off{}",
             m / off,
-            if i == 2 { "  (target >= 0.8)" } else { "" }
+            if i == 3 { "  (target >= 0.8)" } else { "" }
         );
     }
+    let bytes = SPANS_RECEIVED.load(std::sync::atomic::Ordering::Relaxed);
+    println!("  the collector received {bytes} bytes of OTLP exports");
+}
+
+static SPANS_RECEIVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A loopback OTLP/HTTP collector that counts what it receives and drops
+/// it; its base URL (leaked: the figure's modes name it for the whole run).
+async fn otlp_sink() -> &'static str {
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(|body: axum::body::Bytes| async move {
+            SPANS_RECEIVED.fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            ""
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Box::leak(base.into_boxed_str())
+}
+
+/// Figure 18: the data directory's size under a steady load with
+/// `[retention] max_age = "1m"` for 10 minutes: `hello` runs and `report`
+/// runs (each writes an artifact of its own), sampled every 30 s. For the
+/// first minute nothing is old enough to delete (the growth without
+/// retention); after it the size must plateau.
+async fn retention_plateau() {
+    let (total, every, age) = if quick() {
+        (Duration::from_secs(40), Duration::from_secs(4), "5s")
+    } else {
+        (Duration::from_secs(600), Duration::from_secs(30), "1m")
+    };
+    let server = ServerProcess::start_with(
+        &[("RUNWAY_SECRET_REPORT_TOKEN", "bench-token")],
+        Some(&format!("[retention]\nmax_age = \"{age}\"\n")),
+    )
+    .await;
+    server.deploy("hello").await;
+    server.deploy("report").await;
+    let dir = server._dir.path().to_owned();
+    let t0 = Instant::now();
+    let mut sizes = Vec::new();
+    while t0.elapsed() < total {
+        let (hello, report) = tokio::join!(
+            http_load(&server, 12, every),
+            http_load_on(&server, "report", 4, every, |c| {
+                format!(
+                    r#"{{"title":"bench {c}","sections":[{{"heading":"h","body":"{}"}}]}}"#,
+                    "x".repeat(2000)
+                )
+            })
+        );
+        let mib = disk_usage(&dir) as f64 / f64::from(1 << 20);
+        let store = disk_usage(&dir.join("runway.redb")) as f64 / f64::from(1 << 20);
+        sizes.push(mib);
+        println!(
+            "  {:>4.0} s: data dir {mib:>7.1} MiB, store file {store:>7.1} MiB  ({:.0} hello + {:.0} report runs/s)",
+            t0.elapsed().as_secs_f64(),
+            hello.0,
+            report.0
+        );
+    }
+    let half = sizes.len() / 2;
+    let peak_first = sizes[..half].iter().copied().fold(0.0, f64::max);
+    let peak_second = sizes[half..].iter().copied().fold(0.0, f64::max);
+    println!(
+        "  largest in the first half {peak_first:.1} MiB, in the second half {peak_second:.1} MiB ({:+.1}%), at the end {:.1} MiB",
+        (peak_second / peak_first - 1.0) * 100.0,
+        sizes.last().copied().unwrap_or(0.0)
+    );
+}
+
+/// Bytes the files under `dir` take on disk.
+fn disk_usage(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            stack.extend(
+                std::fs::read_dir(&p)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        } else {
+            total += meta.blocks() * 512;
+        }
+    }
+    total
 }
 
 /// Figure 17: `runway verify` of 1,000 recorded `steps` runs (4 host calls
@@ -1540,8 +1661,12 @@ fn main() {
             println!("\n17. runway verify: recorded runs replayed against a new component");
             verify_runs().await;
         }
+        if wanted(18) {
+            println!("\n18. retention: the data dir under a steady load, ended runs kept 1 minute");
+            retention_plateau().await;
+        }
         if wanted(16) {
-            println!("\n16. the cost of the server's logs: hello over HTTP, 64 clients");
+            println!("\n16. the cost of the server's logs and traces: hello over HTTP, 64 clients");
             logging_cost().await;
         }
         if wanted(15) {

@@ -25,6 +25,11 @@
 //! [egress]                   # outbound HTTP; nothing is reachable by default
 //! allow = ["api.github.com", "*.slack.com"]
 //! allow_private = ["127.0.0.0/8"]   # restricted ranges allowed all the same
+//! [retention]                # ended runs `runway serve` deletes; none by default
+//! max_age = "30d"            # since they ended
+//! keep_per_workflow = 10000  # the newest N ended runs of each workflow
+//! [telemetry]
+//! otlp_endpoint = "http://127.0.0.1:4318"  # traces over OTLP/HTTP; off by default
 //! ```
 
 use crate::budget::Budget;
@@ -57,6 +62,12 @@ pub struct HostConfig {
     /// `[egress]`: what workflows' HTTP requests may reach (nothing by
     /// default).
     pub egress: crate::egress::EgressConfig,
+    /// `[retention]`: which ended runs `runway serve` deletes (none by
+    /// default).
+    pub retention: crate::host::RetentionConfig,
+    /// `[telemetry] otlp_endpoint`: where `runway serve` sends traces
+    /// (OTLP/HTTP; off when unset).
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Access a bearer token grants; each scope includes the ones before it.
@@ -118,6 +129,8 @@ impl HostConfig {
             server: ServerSettings::default(),
             models: Default::default(),
             egress: Default::default(),
+            retention: Default::default(),
+            otlp_endpoint: None,
         }
     }
 
@@ -194,6 +207,19 @@ impl HostConfig {
             message,
         })?;
         self.egress = file.egress;
+        if let Some(age) = &file.retention.max_age {
+            let age = humantime::parse_duration(age).map_err(|e| ConfigError {
+                path: path.display().to_string(),
+                message: format!("retention.max_age: {age:?} is not a duration ({e})"),
+            })?;
+            self.retention.max_age = Some(age);
+        }
+        if let Some(n) = file.retention.keep_per_workflow {
+            self.retention.keep_per_workflow = Some(n);
+        }
+        if let Some(e) = file.telemetry.otlp_endpoint {
+            self.otlp_endpoint = Some(e);
+        }
         Ok(self)
     }
 }
@@ -258,6 +284,26 @@ struct ConfigFile {
     models: crate::models::ModelsConfig,
     #[serde(default)]
     egress: crate::egress::EgressConfig,
+    #[serde(default)]
+    retention: RetentionSection,
+    #[serde(default)]
+    telemetry: TelemetrySection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TelemetrySection {
+    #[serde(default)]
+    otlp_endpoint: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RetentionSection {
+    #[serde(default)]
+    max_age: Option<String>,
+    #[serde(default)]
+    keep_per_workflow: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]

@@ -26,6 +26,8 @@ pub enum HostError {
     InvalidInput(String),
     #[error("run {0} has already ended ({1})")]
     RunEnded(RunId, crate::types::RunStatus),
+    #[error("run {1} (in the tree of run {0}) has not ended: cancel it or wait for it to end")]
+    RunActive(RunId, RunId),
     #[error("the idempotency key names run {0}, which has another input")]
     IdempotencyConflict(RunId),
     #[error("workflow {0:?} has {1} runs that have not ended")]
@@ -92,6 +94,7 @@ impl HostError {
             Self::VerifyFailed { .. } => ("VERIFY_FAILED", S::CONFLICT),
             Self::InvalidInput(_) => ("INVALID_INPUT", S::UNPROCESSABLE_ENTITY),
             Self::RunEnded(..) => ("RUN_ENDED", S::CONFLICT),
+            Self::RunActive(..) => ("RUN_ACTIVE", S::CONFLICT),
             Self::IdempotencyConflict(_) => ("IDEMPOTENCY_CONFLICT", S::CONFLICT),
             Self::WorkflowBusy(..) => ("WORKFLOW_BUSY", S::CONFLICT),
             Self::QueueFull { .. } => ("QUEUE_FULL", S::TOO_MANY_REQUESTS),

@@ -28,6 +28,7 @@ pub mod models;
 pub mod retry;
 pub mod sandbox;
 pub mod store;
+pub mod telemetry;
 pub mod triggers;
 pub mod types;
 

@@ -102,6 +102,10 @@ pub(crate) fn describe() {
         "runway_egress_denied_total",
         "Outbound requests the egress policy refused, by host"
     );
+    describe_counter!(
+        "runway_runs_purged_total",
+        "Ended runs deleted by retention (children included)"
+    );
     metrics::gauge!("runway_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 
@@ -173,6 +177,11 @@ pub(crate) fn http_request(route: String, method: &str, status: u16) {
 /// by replay.
 pub(crate) fn capacity_wait() {
     metrics::counter!("runway_capacity_waits_total").increment(1);
+}
+
+/// Retention deleted `runs` ended runs.
+pub(crate) fn runs_purged(runs: u64) {
+    metrics::counter!("runway_runs_purged_total").increment(runs);
 }
 
 /// The store entered (`true`) or left the degraded state.

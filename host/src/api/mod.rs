@@ -63,10 +63,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/workflows/{slug}/runs", post(runs::start))
         .route("/v1/workflows/{slug}/cron", get(cron::list))
         .route("/v1/workflows/{slug}/cron/{index}/pause", post(cron::pause))
-        .route("/v1/workflows/{slug}/cron/{index}/resume", post(cron::resume))
+        .route(
+            "/v1/workflows/{slug}/cron/{index}/resume",
+            post(cron::resume),
+        )
         .route("/v1/workflows/{slug}/cron/{index}/fire", post(cron::fire))
         .route("/v1/runs", get(runs::list))
-        .route("/v1/runs/{id}", get(runs::get))
+        .route("/v1/runs/purge", post(runs::purge))
+        .route("/v1/runs/{id}", get(runs::get).delete(runs::delete))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/v1/runs/{id}/signals/{name}", post(runs::signal))
         .route("/v1/runs/{id}/events", get(events::page))
@@ -75,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}/artifacts/{name}", get(artifacts::download))
         .route("/hooks/{slug}", post(hooks::receive))
         .route("/v1/models", get(ops::models))
+        .route("/v1/backup", get(ops::backup))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -98,7 +103,17 @@ pub fn router(state: AppState) -> Router {
                         .get("x-request-id")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("");
-                    tracing::info_span!("request", id, method = %req.method(), path = %req.uri().path())
+                    let span = tracing::info_span!(
+                        target: crate::telemetry::TARGET,
+                        "request",
+                        id,
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        otel.name = %format!("{} {}", req.method(), req.uri().path()),
+                        otel.kind = "server",
+                    );
+                    crate::telemetry::adopt_request(&span, req.headers());
+                    span
                 })
                 .on_request(())
                 .on_response(

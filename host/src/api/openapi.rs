@@ -12,11 +12,11 @@ use utoipa::{Modify, OpenApi};
     paths(
         workflows::deploy, workflows::list, workflows::get, workflows::delete,
         cron::list, cron::pause, cron::resume, cron::fire,
-        runs::start, runs::list, runs::get, runs::cancel, runs::signal,
+        runs::start, runs::list, runs::get, runs::cancel, runs::signal, runs::delete, runs::purge,
         events::page, events::stream,
         artifacts::list, artifacts::download,
         hooks::receive,
-        ops::healthz, ops::readyz, ops::metrics, ops::models,
+        ops::healthz, ops::readyz, ops::metrics, ops::models, ops::backup,
         spec,
     ),
     modifiers(&Bearer),

@@ -74,3 +74,29 @@ pub async fn models(
     state.auth.check(&headers, Scope::Read)?;
     Ok(Json(state.host.models()))
 }
+
+/// A consistent backup of the store and its artifacts, taken while the
+/// server runs: a tar archive of a data directory (`runway backup` unpacks
+/// it; restore by starting `runway serve --data-dir` on it). Secrets are
+/// not in it.
+#[utoipa::path(get, path = "/v1/backup", tag = "ops",
+    responses((status = 200, content_type = "application/x-tar", description = "a data directory"),
+        (status = 403, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn backup(state: AppStateRef, headers: HeaderMap) -> ApiResult<Response> {
+    state.auth.check(&headers, Scope::Admin)?;
+    let (file, len) = state.host.backup_archive().await?;
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    let mut res = axum::body::Body::from_stream(stream).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"runway-backup.tar\""),
+    );
+    Ok(res)
+}

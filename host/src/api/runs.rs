@@ -326,3 +326,50 @@ pub async fn signal(
         }),
     ))
 }
+
+/// What a deletion removed.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Deleted {
+    #[schema(value_type = String)]
+    pub run_id: RunId,
+    /// Runs deleted: this one and every run below it.
+    pub runs: u64,
+}
+
+/// Deletes an ended run with its children (events, journal, signals,
+/// idempotency keys, artifacts). Refused while the run or a descendant
+/// has not ended.
+#[utoipa::path(delete, path = "/v1/runs/{id}", tag = "runs", params(("id" = String, Path)),
+    responses((status = 200, body = Deleted), (status = 404, body = super::error::ErrorEnvelope),
+        (status = 409, description = "RUN_ACTIVE", body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    state: AppStateRef,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Deleted>> {
+    state.auth.check(&headers, Scope::Admin)?;
+    let id = run_id(&id)?;
+    let runs = state.host.delete_run(id).await?;
+    Ok(Json(Deleted { run_id: id, runs }))
+}
+
+/// Deletes ended root runs (each with its children): those that ended
+/// longer ago than `older_than`, and/or all but the newest
+/// `keep_per_workflow` of each workflow. `dry_run` only counts them.
+#[utoipa::path(post, path = "/v1/runs/purge", tag = "runs",
+    request_body = crate::host::PurgeRequest,
+    responses((status = 200, body = crate::host::PurgeReport),
+        (status = 422, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn purge(
+    state: AppStateRef,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<Json<crate::host::PurgeReport>> {
+    state.auth.check(&headers, Scope::Admin)?;
+    let request = json(&headers, &body, serde_json::json!({}))?;
+    let request: crate::host::PurgeRequest = serde_json::from_value(request)
+        .map_err(|e| crate::error::HostError::InvalidInput(e.to_string()))?;
+    Ok(Json(state.host.purge(&request).await?))
+}

@@ -453,6 +453,15 @@ impl Client {
     ) -> Result<u64, ClientError> {
         let path = format!("/v1/runs/{id}/artifacts/{}", encode_segment(name));
         let res = self.send(self.request(Method::GET, &path)).await?;
+        self.stream_to(res, out).await
+    }
+
+    /// Writes a response's body to `out` as it arrives.
+    async fn stream_to(
+        &self,
+        res: Response,
+        out: &mut impl std::io::Write,
+    ) -> Result<u64, ClientError> {
         let mut body = res.bytes_stream();
         let mut written = 0u64;
         while let Some(chunk) = body.next().await {
@@ -462,6 +471,31 @@ impl Client {
         }
         out.flush()?;
         Ok(written)
+    }
+
+    /// Deletes an ended run and its children; answers `{run_id, runs}`.
+    pub async fn delete_run(&self, id: RunId) -> Result<serde_json::Value, ClientError> {
+        let res = self
+            .send(self.request(Method::DELETE, &format!("/v1/runs/{id}")))
+            .await?;
+        self.decode(res, "a deletion").await
+    }
+
+    /// Purges ended runs (see `POST /v1/runs/purge`).
+    pub async fn purge(
+        &self,
+        request: &serde_json::Value,
+    ) -> Result<crate::host::PurgeReport, ClientError> {
+        let rb = self.json_body(self.request(Method::POST, "/v1/runs/purge"), request)?;
+        let res = self.send(rb).await?;
+        self.decode(res, "a purge report").await
+    }
+
+    /// Downloads a backup of the server's store (a tar archive of a data
+    /// directory) into `out`; returns its length.
+    pub async fn backup(&self, out: &mut impl std::io::Write) -> Result<u64, ClientError> {
+        let res = self.send(self.request(Method::GET, "/v1/backup")).await?;
+        self.stream_to(res, out).await
     }
 
     /// A request to `path` (which starts with `/`), with the token.
@@ -790,6 +824,7 @@ mod tests {
             depth: 0,
             idempotency_key: None,
             ancestors: Vec::new(),
+            trace: None,
         };
         let mut v = serde_json::to_value(r).unwrap();
         v.as_object_mut().unwrap().remove("seed");

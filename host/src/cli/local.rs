@@ -60,6 +60,9 @@ pub(super) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             | Command::Events { .. }
             | Command::Workflows { .. }
             | Command::Verify { .. }
+            | Command::Backup { .. }
+            | Command::Purge { .. }
+            | Command::Delete { .. }
     );
     if reads_only && !cli.data_dir.join("runway.redb").exists() {
         anyhow::bail!(
@@ -272,6 +275,32 @@ pub(super) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             }
+        }
+        Command::Delete { run_id, json } => {
+            let runs = host.delete_run(*run_id).await?;
+            print_deleted(*run_id, runs, *json);
+            ExitCode::SUCCESS
+        }
+        Command::Purge {
+            older_than,
+            keep_per_workflow,
+            workflow,
+            dry_run,
+            json,
+        } => {
+            let request = crate::host::PurgeRequest {
+                older_than: older_than.clone(),
+                keep_per_workflow: *keep_per_workflow,
+                workflow: workflow.clone(),
+                dry_run: *dry_run,
+            };
+            print_purge(&host.purge(&request).await?, *json)?;
+            ExitCode::SUCCESS
+        }
+        Command::Backup { path, json } => {
+            let report = host.backup(path.clone()).await?;
+            print_backup(path, &report, *json)?;
+            ExitCode::SUCCESS
         }
         Command::Workflows { json } => {
             let wfs = host.workflows()?;

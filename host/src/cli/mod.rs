@@ -189,6 +189,39 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Delete an ended run with its children: events, journal, signals,
+    /// idempotency keys and artifacts (admin).
+    Delete {
+        run_id: RunId,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete ended runs (each with its children) that ended longer ago
+    /// than --older-than, and/or all but the newest --keep-per-workflow.
+    Purge {
+        /// e.g. 30d, 12h, 90m.
+        #[arg(long, value_name = "AGE")]
+        older_than: Option<String>,
+        #[arg(long, value_name = "N")]
+        keep_per_workflow: Option<usize>,
+        /// Only runs of this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Count what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a consistent copy of the store and its artifacts to PATH (a
+    /// new directory), also while a server runs (with --server). PATH is a
+    /// data directory: restore by serving it (`runway serve --data-dir
+    /// PATH`). secrets.toml is not copied.
+    Backup {
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the store file page by page (a copy of it: the file is not
     /// touched); with --repair, copy it aside and repair it in place. The
     /// data directory must not be in use.
@@ -226,8 +259,13 @@ struct RunArgs {
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Flushes the log as the process ends.
-    let _log = init_logging(matches!(cli.command, Command::Serve { .. }));
+    let serve = matches!(cli.command, Command::Serve { .. });
+    let otlp = if serve { otlp_endpoint(&cli) } else { None };
+    // Flush the log and the traces as the process ends.
+    let (_log, _traces) = match init_logging(serve, otlp.as_deref()) {
+        Ok(guards) => guards,
+        Err(e) => return fail(&e),
+    };
     // A panic the host survives (a read of a damaged store, a handler's
     // bug) is one error line in the log, not a multi-line report.
     std::panic::set_hook(Box::new(|info| {
@@ -254,8 +292,23 @@ pub fn main() -> ExitCode {
 /// stderr is a terminal and `NO_COLOR` is not set. Lines are written by a
 /// thread of their own, so a request never waits on stderr; none is
 /// dropped (a full buffer makes the logger wait instead).
-fn init_logging(serve: bool) -> tracing_appender::non_blocking::WorkerGuard {
+///
+/// With `otlp` (the server's `[telemetry] otlp_endpoint`), spans are also
+/// exported as traces (see `telemetry`); the second guard flushes them.
+fn init_logging(
+    serve: bool,
+    otlp: Option<&str>,
+) -> Result<
+    (
+        tracing_appender::non_blocking::WorkerGuard,
+        Option<crate::telemetry::Telemetry>,
+    ),
+    String,
+> {
     use std::io::IsTerminal;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("runway-log")
@@ -264,20 +317,44 @@ fn init_logging(serve: bool) -> tracing_appender::non_blocking::WorkerGuard {
         tracing_subscriber::EnvFilter::new(if serve { "info" } else { "warn" })
     });
     let json = std::env::var("RUNWAY_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    if json {
-        builder
+    let log = if json {
+        tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .init();
+            .with_writer(writer)
+            .boxed()
     } else {
         let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        builder.with_ansi(colour).init();
-    }
-    guard
+        tracing_subscriber::fmt::layer()
+            .with_ansi(colour)
+            .with_writer(writer)
+            .boxed()
+    };
+    let (traces, telemetry) = match otlp {
+        Some(endpoint) => {
+            let (layer, t) = crate::telemetry::layer(endpoint)?;
+            (Some(layer), Some(t))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(log.with_filter(filter))
+        .with(traces)
+        .init();
+    Ok((guard, telemetry))
+}
+
+/// Where the server sends traces: `[telemetry] otlp_endpoint` in
+/// `--config`, else `OTEL_EXPORTER_OTLP_ENDPOINT`. A config file that does
+/// not parse is reported by `serve` itself.
+fn otlp_endpoint(cli: &Cli) -> Option<String> {
+    cli.config
+        .as_ref()
+        .and_then(|path| HostConfig::new(&cli.data_dir).apply_file(path).ok())
+        .and_then(|c| c.otlp_endpoint)
+        .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
+        .filter(|e| !e.trim().is_empty())
 }
 
 fn fail(message: &str) -> ExitCode {

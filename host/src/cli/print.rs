@@ -394,3 +394,46 @@ pub(super) fn event_detail(body: &EventBody) -> String {
     };
     first_line(&s, 120)
 }
+
+pub(super) fn print_deleted(run: RunId, runs: u64, json: bool) {
+    if json {
+        println!("{}", serde_json::json!({ "run_id": run, "runs": runs }));
+    } else {
+        let children = runs.saturating_sub(1);
+        println!("deleted {run} (and {children} child runs)");
+    }
+}
+
+pub(super) fn print_purge(r: &crate::host::PurgeReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(r)?);
+    } else if r.dry_run {
+        println!("would delete {} runs (each with its children)", r.runs);
+    } else {
+        println!(
+            "deleted {} runs ({} with their children), reclaimed {} artifact blobs",
+            r.runs, r.runs_with_children, r.blobs
+        );
+    }
+    Ok(())
+}
+
+pub(super) fn print_backup(
+    path: &std::path::Path,
+    r: &crate::host::BackupReport,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(r)?);
+    } else {
+        println!(
+            "backed up {} runs and {} artifact blobs ({}) to {}; restore with `runway serve --data-dir {}`",
+            r.runs,
+            r.blobs,
+            bytesize::ByteSize(r.bytes),
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(())
+}

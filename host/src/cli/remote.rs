@@ -168,6 +168,33 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
             print_cron(&client.cron(slug).await?, *json)?;
             ExitCode::SUCCESS
         }
+        Command::Delete { run_id, json } => {
+            let v = client.delete_run(*run_id).await?;
+            let runs = v.get("runs").and_then(|n| n.as_u64()).unwrap_or(0);
+            print_deleted(*run_id, runs, *json);
+            ExitCode::SUCCESS
+        }
+        Command::Purge {
+            older_than,
+            keep_per_workflow,
+            workflow,
+            dry_run,
+            json,
+        } => {
+            let request = serde_json::json!({
+                "older_than": older_than,
+                "keep_per_workflow": keep_per_workflow,
+                "workflow": workflow,
+                "dry_run": dry_run,
+            });
+            print_purge(&client.purge(&request).await?, *json)?;
+            ExitCode::SUCCESS
+        }
+        Command::Backup { path, json } => {
+            let report = backup(&client, path).await?;
+            print_backup(path, &report, *json)?;
+            ExitCode::SUCCESS
+        }
         Command::Exec { .. }
         | Command::Resume { .. }
         | Command::Serve { .. }
@@ -176,6 +203,39 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
             anyhow::bail!("this command runs on a data directory; drop --server (or RUNWAY_SERVER)")
         }
     })
+}
+
+/// Downloads the server's backup archive and unpacks it into `path` (a
+/// new or empty directory).
+async fn backup(
+    client: &super::client::Client,
+    path: &Path,
+) -> anyhow::Result<crate::host::BackupReport> {
+    let empty = std::fs::read_dir(path).map_or(true, |mut d| d.next().is_none());
+    anyhow::ensure!(
+        empty,
+        "{} is not empty: back up into a new directory",
+        path.display()
+    );
+    std::fs::create_dir_all(path)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?;
+    let part = path.join(".backup.tar.part");
+    let unpacked = async {
+        let mut archive = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&part)?;
+        client.backup(&mut archive).await?;
+        std::io::Seek::rewind(&mut archive)?;
+        tar::Archive::new(archive)
+            .unpack(path)
+            .map_err(|e| anyhow::anyhow!("unpacking the backup into {}: {e}", path.display()))
+    }
+    .await;
+    let _ = std::fs::remove_file(&part);
+    unpacked?;
+    crate::host::BackupReport::read(path)
 }
 
 /// A component and its manifest from disk.

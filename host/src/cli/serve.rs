@@ -50,7 +50,8 @@ pub(super) async fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|e| anyhow::anyhow!("listening on {}: {e}", settings.listen))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let cron = tokio::spawn(crate::triggers::cron::run(host.clone(), stop_rx));
+    let cron = tokio::spawn(crate::triggers::cron::run(host.clone(), stop_rx.clone()));
+    let retention = tokio::spawn(host.clone().run_retention(stop_rx));
     let address = listener.local_addr()?;
     tracing::info!(
         %address,
@@ -82,6 +83,7 @@ pub(super) async fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
     };
     crate::api::serve(host, settings, listener, shutdown).await?;
     let _ = cron.await;
+    let _ = retention.await;
     tracing::info!("runway stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -322,6 +322,10 @@ impl Egress {
                 }
                 builder = builder.header(name.as_str(), value.as_str());
             }
+            // The call's span (with traces on), so the service joins the run's trace.
+            let mut trace = reqwest::header::HeaderMap::new();
+            crate::telemetry::inject(&mut trace);
+            builder = builder.headers(trace);
             if let Some(b) = &body
                 && !b.is_empty()
             {

@@ -17,6 +17,7 @@ use crate::types::{
 };
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// How often a run waits for host capacity in a row before it ends as
 /// `INTERNAL` (about a minute of backoff).
@@ -80,7 +81,12 @@ impl Host {
             let check_now =
                 std::mem::take(&mut first) && !matches!(record.wait, Some(Wait::Timer { .. }));
             if let Some(wait) = record.wait.clone().filter(|_| !check_now) {
-                match self.await_wake(&live, &record, &wait).await {
+                let span = crate::telemetry::park_span(&wait, Some(&record));
+                match self
+                    .await_wake(&live, &record, &wait)
+                    .instrument(span)
+                    .await
+                {
                     Ok(()) => {}
                     Err(RunFault::Suspended) => return self.registry().finish(&live, None),
                     Err(fault) => break self.end_unexecuted(record, fault).await,
@@ -316,11 +322,13 @@ impl Host {
                 verify: false,
             },
         };
+        let span = crate::telemetry::run_span(&record);
         match sandbox::execute(
             self.inner.engine.wasmtime(),
             self.inner.services.clone(),
             request,
         )
+        .instrument(span)
         .await
         {
             Ok(done) => done,

@@ -21,18 +21,22 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod backup;
 mod control;
 mod driver;
 pub(crate) mod ledger;
 pub(crate) mod memory;
 mod reads;
+mod retention;
 pub(crate) mod scheduler;
 pub mod secrets;
 pub(crate) mod services;
 mod verify;
 pub use verify::{Divergence, Outcome, Verdict};
 
+pub use backup::BackupReport;
 pub use reads::RunFilter;
+pub use retention::{PurgeReport, PurgeRequest, RetentionConfig};
 
 /// Largest input a run accepts.
 pub const MAX_INPUT_BYTES: usize = 1 << 20;
@@ -99,6 +103,8 @@ impl Host {
         };
         std::fs::create_dir_all(dir).map_err(io("creating the data directory"))?;
         let store = Store::open(dir)?;
+        // What an interrupted backup left (the store's lock is ours now).
+        let _ = std::fs::remove_dir_all(dir.join("tmp"));
         let secrets = SecretSource::load(dir).map_err(|e| HostError::Internal(e.to_string()))?;
         let artifacts = ArtifactStore::open(&dir.join("artifacts"))
             .map_err(io("opening the artifact directory in"))?;
@@ -625,6 +631,7 @@ pub(crate) fn new_record(wf: &WorkflowVersion, input: serde_json::Value) -> RunR
         depth: 0,
         idempotency_key: None,
         ancestors: Vec::new(),
+        trace: crate::telemetry::current_traceparent(),
     }
 }
 

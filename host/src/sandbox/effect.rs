@@ -191,7 +191,8 @@ impl Effects {
             commit,
             then_fail,
             after_commit,
-        } = perform().await?;
+        } = tracing::Instrument::instrument(perform(), crate::telemetry::call_span(call.name))
+            .await?;
         let name = call.name;
         crate::metrics::host_call_duration(name, started.elapsed());
         let mut fault = then_fail;

@@ -79,10 +79,14 @@ impl Parker<'_> {
     ) -> wasmtime::Result<()> {
         let wake_at = until_ms.unwrap_or(u64::MAX).min(self.run.deadline_ms);
         let delay = Duration::from_millis(wake_at.saturating_sub(now_ms()));
-        tokio::select! {
-            () = self.live.wake.notified() => {}
-            () = tokio::time::sleep(delay) => {}
-        }
+        let waited = async {
+            tokio::select! {
+                () = self.live.wake.notified() => {}
+                () = tokio::time::sleep(delay) => {}
+            }
+        };
+        tracing::Instrument::instrument(waited, crate::telemetry::park_span(&parked.wait, None))
+            .await;
         if self.live.cancelled() {
             return Err(self.effects.fail(self.live.stop_fault()));
         }

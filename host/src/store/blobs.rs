@@ -5,9 +5,12 @@
 //! handle is a capability, so no path can escape it either way.
 
 use cap_std::fs::{Dir, OpenOptions};
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Why an artifact name was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -47,6 +50,40 @@ pub fn validate_name(name: &str) -> Result<(), BadArtifactName> {
 /// The blob directory.
 pub struct ArtifactStore {
     dir: Dir,
+    /// Blobs being written whose records are not committed yet: a blob at
+    /// zero references is reclaimed only if no write holds it (a write of
+    /// the same content may have found the file and counts on it).
+    pinned: Arc<Mutex<HashMap<String, usize>>>,
+    /// Backups in progress: no blob is reclaimed while one copies them.
+    holds: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Stops reclamation while it lives (a backup copying blobs).
+pub struct Hold(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Holds a blob against reclamation until its record is committed.
+#[must_use = "the blob may be reclaimed as soon as the pin is dropped"]
+pub struct Pin {
+    pinned: Arc<Mutex<HashMap<String, usize>>>,
+    digest: String,
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        let mut pinned = self.pinned.lock();
+        if let Some(n) = pinned.get_mut(&self.digest) {
+            *n -= 1;
+            if *n == 0 {
+                pinned.remove(&self.digest);
+            }
+        }
+    }
 }
 
 impl ArtifactStore {
@@ -54,19 +91,81 @@ impl ArtifactStore {
     pub fn open(path: &Path) -> std::io::Result<ArtifactStore> {
         std::fs::create_dir_all(path)?;
         let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())?;
-        Ok(ArtifactStore { dir })
+        Ok(ArtifactStore {
+            dir,
+            pinned: Default::default(),
+            holds: Default::default(),
+        })
     }
 
     fn rel(digest: &str) -> String {
         format!("{}/{}", &digest[..2], digest)
     }
 
-    /// Stores `body` durably; returns its sha256 (lower-case hex).
-    pub fn put(&self, body: &[u8]) -> std::io::Result<String> {
+    /// Stores `body` durably; returns its sha256 (lower-case hex) and a
+    /// pin that keeps the file until the caller has committed a record
+    /// naming it.
+    pub fn put(&self, body: &[u8]) -> std::io::Result<(String, Pin)> {
         let digest = hex::encode(Sha256::digest(body));
-        let rel = Self::rel(&digest);
+        *self.pinned.lock().entry(digest.clone()).or_default() += 1;
+        let pin = Pin {
+            pinned: self.pinned.clone(),
+            digest: digest.clone(),
+        };
+        self.write(&digest, body).map(|()| (digest, pin))
+    }
+
+    /// Deletes the file of a blob no record names, unless a write holds it.
+    /// `unreferenced` is asked under the same lock as the pins, so no write
+    /// can come to count on the file between the check and the deletion.
+    /// Returns whether the blob is gone.
+    pub fn reclaim(
+        &self,
+        digest: &str,
+        unreferenced: impl FnOnce() -> bool,
+    ) -> std::io::Result<bool> {
+        if !is_digest(digest) {
+            return Err(not_a_digest());
+        }
+        let pinned = self.pinned.lock();
+        let held = self.holds.load(std::sync::atomic::Ordering::SeqCst) > 0;
+        if held || pinned.contains_key(digest) || !unreferenced() {
+            return Ok(false);
+        }
+        match self.dir.remove_file(Self::rel(digest)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Keeps every blob (none is reclaimed) until the hold is dropped.
+    pub fn hold(&self) -> Hold {
+        // Taken under the pins' lock, so no reclamation is half done.
+        let _pinned = self.pinned.lock();
+        self.holds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Hold(self.holds.clone())
+    }
+
+    /// Copies the blob `digest` into `dest` (an artifact directory of
+    /// another data directory), laid out as here. Returns its size.
+    pub fn copy_to(&self, digest: &str, dest: &Path) -> std::io::Result<u64> {
+        if !is_digest(digest) {
+            return Err(not_a_digest());
+        }
+        let body = self.dir.read(Self::rel(digest))?;
+        let folder = dest.join(&digest[..2]);
+        std::fs::create_dir_all(&folder)?;
+        let mut f = std::fs::File::create(folder.join(digest))?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+        Ok(body.len() as u64)
+    }
+
+    fn write(&self, digest: &str, body: &[u8]) -> std::io::Result<()> {
+        let rel = Self::rel(digest);
         if self.dir.exists(&rel) {
-            return Ok(digest);
+            return Ok(());
         }
         self.dir.create_dir_all(&digest[..2])?;
         let tmp = format!("{}/.tmp-{}", &digest[..2], ulid::Ulid::new());
@@ -83,19 +182,24 @@ impl ArtifactStore {
             // A full disk leaves no half-written files behind.
             let _ = self.dir.remove_file(&tmp);
         }
-        written.map(|()| digest)
+        written
     }
 
     /// The body stored under `digest`.
     pub fn get(&self, digest: &str) -> std::io::Result<Vec<u8>> {
-        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "not a sha256 digest",
-            ));
+        if !is_digest(digest) {
+            return Err(not_a_digest());
         }
         self.dir.read(Self::rel(digest))
     }
+}
+
+fn is_digest(digest: &str) -> bool {
+    digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn not_a_digest() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a sha256 digest")
 }
 
 #[cfg(test)]
@@ -117,10 +221,33 @@ mod tests {
     fn bodies_are_stored_by_content() {
         let dir = tempfile::tempdir().unwrap();
         let store = ArtifactStore::open(dir.path()).unwrap();
-        let d1 = store.put(b"hello").unwrap();
-        let d2 = store.put(b"hello").unwrap();
+        let (d1, _) = store.put(b"hello").unwrap();
+        let (d2, _) = store.put(b"hello").unwrap();
         assert_eq!(d1, d2);
         assert_eq!(store.get(&d1).unwrap(), b"hello");
         assert!(store.get("../../etc/passwd").is_err());
+    }
+
+    #[test]
+    fn a_pinned_blob_is_not_reclaimed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).unwrap();
+        let (digest, pin) = store.put(b"shared").unwrap();
+        // A second write of the same content found the file: both pinned.
+        let (_, pin2) = store.put(b"shared").unwrap();
+        assert!(!store.reclaim(&digest, || true).unwrap());
+        drop(pin);
+        assert!(!store.reclaim(&digest, || true).unwrap());
+        drop(pin2);
+        assert!(
+            !store.reclaim(&digest, || false).unwrap(),
+            "still referenced"
+        );
+        assert!(store.get(&digest).is_ok());
+        assert!(store.reclaim(&digest, || true).unwrap());
+        assert!(store.get(&digest).is_err());
+        // Gone already: reclaiming again is fine.
+        assert!(store.reclaim(&digest, || true).unwrap());
+        assert!(store.reclaim("../x", || true).is_err());
     }
 }

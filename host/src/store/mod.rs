@@ -5,14 +5,18 @@
 //! the writes of all runs into one transaction (group commit, see
 //! `writer`), so durability costs one fsync per batch, not per event.
 
+mod backup;
 pub mod blobs;
 mod doctor;
 mod health;
+mod purge;
 mod tables;
 mod writer;
 
+pub use backup::Snapshot;
 pub use doctor::{Checkup, doctor};
 pub use health::Degraded;
+pub use purge::Ended;
 pub use writer::{Ticket, Write, WriteOutcome};
 
 use crate::sandbox::journal::JournalEntry;
@@ -37,6 +41,12 @@ pub enum StoreError {
     CommitFailed(String),
     #[error("store: the writer has stopped")]
     Closed,
+    /// The store was written by a newer Runway, in a layout this one does
+    /// not know.
+    #[error(
+        "the store was written by a newer Runway (layout {found}; this one knows up to {known}): run that version, or restore a backup made by this one"
+    )]
+    Newer { found: u64, known: u64 },
     /// The store file is missing or empty although the data directory
     /// holds data: starting would silently lose every run.
     #[error(
@@ -129,6 +139,10 @@ impl Store {
         let damaged =
             |e: StoreError| StoreError::Damaged(path.display().to_string(), e.to_string());
         tables::create_all(&db).map_err(|e| damaged(e.into()))?;
+        tables::migrate(&db).map_err(|e| match e {
+            e @ StoreError::Newer { .. } => e,
+            e => damaged(e),
+        })?;
         let last_batch = writer::last_batch(&db).map_err(damaged)?;
         let db = Arc::new(Db {
             file: parking_lot::RwLock::new(Some(db)),

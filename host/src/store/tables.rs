@@ -1,7 +1,9 @@
 //! redb table definitions. Values are JSON: easy to inspect, and the
 //! records are small next to the cost of a commit.
 
-use redb::{Database, TableDefinition};
+use redb::{
+    Database, Key, ReadTransaction, ReadableTable, TableDefinition, Value, WriteTransaction,
+};
 
 /// sha256 hex -> `.wasm` bytes.
 pub const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("components");
@@ -46,33 +48,118 @@ pub const CRON: TableDefinition<&str, u64> = TableDefinition::new("cron");
 /// cron trigger key -> `CronState` (paused, last fire, last run).
 pub const CRON_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("cron_state");
 
+/// (run id, idempotency key) -> 0: the keys naming each run, so they go
+/// when the run is deleted.
+pub const RUN_KEYS: TableDefinition<(&str, &str), u8> = TableDefinition::new("run_keys");
+
+/// artifact digest -> artifacts naming it. A blob at 0 is no longer
+/// referenced: its file is reclaimed, then the entry removed.
+pub const BLOB_REFS: TableDefinition<&str, u64> = TableDefinition::new("blob_refs");
+
 /// Bookkeeping: `"batch"` -> the number of the writer's newest committed
 /// batch (after a fault, says which kept batches the disk already has).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The `META` key of the newest batch's number.
 pub const BATCH_NO: &str = "batch";
+/// The `META` key of the layout version (absent: 0).
+const SCHEMA: &str = "schema";
+/// 1: `RUN_KEYS` and `BLOB_REFS` exist and are complete.
+const SCHEMA_VERSION: u64 = 1;
+
+/// Calls `$f(args..., TABLE)?` for every table: the one list of them.
+macro_rules! each_table {
+    ($f:ident($($arg:expr),*)) => {{
+        $f($($arg,)* COMPONENTS)?;
+        $f($($arg,)* WORKFLOWS)?;
+        $f($($arg,)* VERSIONS)?;
+        $f($($arg,)* RUNS)?;
+        $f($($arg,)* ACTIVE_RUNS)?;
+        $f($($arg,)* EVENTS)?;
+        $f($($arg,)* JOURNAL)?;
+        $f($($arg,)* ARTIFACTS)?;
+        $f($($arg,)* SIGNALS)?;
+        $f($($arg,)* SIGNAL_IDS)?;
+        $f($($arg,)* KEYS)?;
+        $f($($arg,)* CHILDREN)?;
+        $f($($arg,)* PROGRESS)?;
+        $f($($arg,)* CRON)?;
+        $f($($arg,)* MODEL_USAGE)?;
+        $f($($arg,)* TREE_RUNS)?;
+        $f($($arg,)* META)?;
+        $f($($arg,)* CRON_STATE)?;
+        $f($($arg,)* RUN_KEYS)?;
+        $f($($arg,)* BLOB_REFS)?;
+    }};
+}
 
 /// Creates every table so read transactions never meet a missing one.
 pub fn create_all(db: &Database) -> Result<(), redb::Error> {
+    fn create<K: Key + 'static, V: Value + 'static>(
+        tx: &WriteTransaction,
+        table: TableDefinition<K, V>,
+    ) -> Result<(), redb::TableError> {
+        tx.open_table(table).map(drop)
+    }
     let tx = db.begin_write()?;
-    tx.open_table(COMPONENTS)?;
-    tx.open_table(WORKFLOWS)?;
-    tx.open_table(VERSIONS)?;
-    tx.open_table(RUNS)?;
-    tx.open_table(ACTIVE_RUNS)?;
-    tx.open_table(EVENTS)?;
-    tx.open_table(JOURNAL)?;
-    tx.open_table(ARTIFACTS)?;
-    tx.open_table(SIGNALS)?;
-    tx.open_table(SIGNAL_IDS)?;
-    tx.open_table(KEYS)?;
-    tx.open_table(CHILDREN)?;
-    tx.open_table(PROGRESS)?;
-    tx.open_table(CRON)?;
-    tx.open_table(MODEL_USAGE)?;
-    tx.open_table(TREE_RUNS)?;
-    tx.open_table(META)?;
-    tx.open_table(CRON_STATE)?;
+    each_table!(create(&tx));
+    tx.commit()?;
+    Ok(())
+}
+
+/// Copies every table of the snapshot `from` into `to` (a backup).
+pub fn copy_all(from: &ReadTransaction, to: &WriteTransaction) -> Result<(), redb::Error> {
+    fn copy<K: Key + 'static, V: Value + 'static>(
+        from: &ReadTransaction,
+        to: &WriteTransaction,
+        table: TableDefinition<K, V>,
+    ) -> Result<(), redb::Error> {
+        let source = from.open_table(table)?;
+        let mut dest = to.open_table(table)?;
+        for row in source.iter()? {
+            let (k, v) = row?;
+            dest.insert(k.value(), v.value())?;
+        }
+        Ok(())
+    }
+    each_table!(copy(from, to));
+    Ok(())
+}
+
+/// Brings a store written by an older Runway up to [`SCHEMA_VERSION`]:
+/// builds the indexes retention needs from the tables they index. A
+/// store written by a newer Runway is refused.
+pub fn migrate(db: &Database) -> Result<(), super::StoreError> {
+    let tx = db.begin_write()?;
+    {
+        let mut meta = tx.open_table(META)?;
+        let version = meta.get(SCHEMA)?.map_or(0, |v| v.value());
+        if version > SCHEMA_VERSION {
+            return Err(super::StoreError::Newer {
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if version == SCHEMA_VERSION {
+            return Ok(());
+        }
+        let mut run_keys = tx.open_table(RUN_KEYS)?;
+        for row in tx.open_table(KEYS)?.iter()? {
+            let (key, run) = row?;
+            run_keys.insert((run.value(), key.value()), 0)?;
+        }
+        let mut refs = std::collections::HashMap::<String, u64>::new();
+        for row in tx.open_table(ARTIFACTS)?.iter()? {
+            let (_, meta) = row?;
+            if let Ok(m) = serde_json::from_slice::<crate::types::ArtifactMeta>(meta.value()) {
+                *refs.entry(m.digest).or_default() += 1;
+            }
+        }
+        let mut blob_refs = tx.open_table(BLOB_REFS)?;
+        for (digest, n) in refs {
+            blob_refs.insert(digest.as_str(), n)?;
+        }
+        meta.insert(SCHEMA, SCHEMA_VERSION)?;
+    }
     tx.commit()?;
     Ok(())
 }

@@ -80,6 +80,14 @@ pub enum Write {
     /// Bytes of stdout and stderr recorded as events so far, so a resumed
     /// run does not print them again.
     Progress(RunId, [u64; 2]),
+    /// Deletes ended runs with everything stored for them (events,
+    /// journal, signals, keys, artifacts, usage); outcome
+    /// [`WriteOutcome::Deleted`], or `Ignored` (nothing deleted) if any of
+    /// them has not ended.
+    DeleteRuns(Vec<RunId>),
+    /// Drops the reference count of a blob whose file was reclaimed, if it
+    /// is still zero.
+    ForgetBlob(String),
 }
 
 /// What a write produced, in the order the writes were given.
@@ -97,6 +105,11 @@ pub enum WriteOutcome {
     },
     /// The idempotency key already names this run.
     Existing(RunId),
+    /// Runs were deleted; these artifact blobs are referenced no more
+    /// (their files can be reclaimed).
+    Deleted {
+        blobs: Vec<String>,
+    },
 }
 
 type Reply = oneshot::Sender<Result<Vec<WriteOutcome>, StoreError>>;
@@ -572,25 +585,27 @@ fn transact(
 }
 
 /// Every table, opened once per transaction.
-struct Tables<'t> {
-    components: Table<'t, &'static str, &'static [u8]>,
-    workflows: Table<'t, &'static str, u32>,
-    versions: Table<'t, (&'static str, u32), &'static [u8]>,
-    runs: Table<'t, &'static str, &'static [u8]>,
-    active: Table<'t, &'static str, u8>,
-    events: Table<'t, (&'static str, u64), &'static [u8]>,
-    journal: Table<'t, (&'static str, u64), &'static [u8]>,
-    artifacts: Table<'t, (&'static str, &'static str), &'static [u8]>,
-    signals: Table<'t, (&'static str, u64), &'static [u8]>,
-    signal_ids: Table<'t, (&'static str, &'static str), u64>,
-    keys: Table<'t, &'static str, &'static str>,
-    children: Table<'t, (&'static str, &'static str), u8>,
-    progress: Table<'t, &'static str, &'static [u8]>,
-    cron: Table<'t, &'static str, u64>,
-    cron_state: Table<'t, &'static str, &'static [u8]>,
-    model_usage: Table<'t, &'static str, &'static [u8]>,
-    tree_runs: Table<'t, &'static str, u64>,
-    meta: Table<'t, &'static str, u64>,
+pub(super) struct Tables<'t> {
+    pub(super) components: Table<'t, &'static str, &'static [u8]>,
+    pub(super) workflows: Table<'t, &'static str, u32>,
+    pub(super) versions: Table<'t, (&'static str, u32), &'static [u8]>,
+    pub(super) runs: Table<'t, &'static str, &'static [u8]>,
+    pub(super) active: Table<'t, &'static str, u8>,
+    pub(super) events: Table<'t, (&'static str, u64), &'static [u8]>,
+    pub(super) journal: Table<'t, (&'static str, u64), &'static [u8]>,
+    pub(super) artifacts: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    pub(super) signals: Table<'t, (&'static str, u64), &'static [u8]>,
+    pub(super) signal_ids: Table<'t, (&'static str, &'static str), u64>,
+    pub(super) keys: Table<'t, &'static str, &'static str>,
+    pub(super) children: Table<'t, (&'static str, &'static str), u8>,
+    pub(super) progress: Table<'t, &'static str, &'static [u8]>,
+    pub(super) cron: Table<'t, &'static str, u64>,
+    pub(super) cron_state: Table<'t, &'static str, &'static [u8]>,
+    pub(super) model_usage: Table<'t, &'static str, &'static [u8]>,
+    pub(super) tree_runs: Table<'t, &'static str, u64>,
+    pub(super) run_keys: Table<'t, (&'static str, &'static str), u8>,
+    pub(super) blob_refs: Table<'t, &'static str, u64>,
+    pub(super) meta: Table<'t, &'static str, u64>,
     /// (run, newest seq) of every event append in this transaction.
     appended: Vec<(RunId, u64)>,
 }
@@ -615,6 +630,8 @@ impl<'t> Tables<'t> {
             cron_state: tx.open_table(CRON_STATE)?,
             model_usage: tx.open_table(MODEL_USAGE)?,
             tree_runs: tx.open_table(TREE_RUNS)?,
+            run_keys: tx.open_table(RUN_KEYS)?,
+            blob_refs: tx.open_table(BLOB_REFS)?,
             meta: tx.open_table(META)?,
             appended: Vec::new(),
         })
@@ -823,8 +840,7 @@ impl<'t> Tables<'t> {
                     {
                         return Ok(WriteOutcome::Existing(id));
                     }
-                    self.keys
-                        .insert(k.as_str(), record.id.to_string().as_str())?;
+                    self.put_key(k, record.id)?;
                 }
                 append(
                     &mut self.events,
@@ -853,7 +869,7 @@ impl<'t> Tables<'t> {
                 usage,
             } => self.charge_model(*run, ancestors, usage),
             Write::PutKey(k, run) => {
-                self.keys.insert(k.as_str(), run.to_string().as_str())?;
+                self.put_key(k, *run)?;
                 Ok(WriteOutcome::Done)
             }
             Write::PutChild {
@@ -882,14 +898,9 @@ impl<'t> Tables<'t> {
             Write::AppendJournal(run, entries) => {
                 append(&mut self.journal, *run, entries.iter().map(|e| (e.seq, e)))
             }
-            Write::PutArtifact(meta) => {
-                let key = meta.run_id.to_string();
-                self.artifacts.insert(
-                    (key.as_str(), meta.name.as_str()),
-                    serde_json::to_vec(meta)?.as_slice(),
-                )?;
-                Ok(WriteOutcome::Done)
-            }
+            Write::PutArtifact(meta) => self.put_artifact(meta),
+            Write::DeleteRuns(runs) => self.delete_runs(runs),
+            Write::ForgetBlob(digest) => self.forget_blob(digest),
         }
     }
 }

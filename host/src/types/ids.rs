@@ -19,6 +19,12 @@ impl RunId {
         // Monotonic within a millisecond; on the (2^80 per ms) overflow fall back to random.
         RunId(generator.generate().unwrap_or_else(|_| ulid::Ulid::new()))
     }
+
+    /// The smallest id a run created at `ms` (since the Unix epoch) can
+    /// have: ids sort by creation time, so it bounds a range of runs.
+    pub fn first_at(ms: u64) -> Self {
+        RunId(ulid::Ulid::from_parts(ms.min((1 << 48) - 1), 0))
+    }
 }
 
 impl fmt::Display for RunId {

@@ -53,6 +53,10 @@ pub struct RunRecord {
     /// The runs above this one, root first, with their model budgets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ancestors: Vec<Ancestor>,
+    /// The W3C `traceparent` the run's spans descend from (with traces
+    /// on): the request that started it, or its parent's start call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 impl RunRecord {

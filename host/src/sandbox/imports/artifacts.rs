@@ -112,6 +112,8 @@ impl ArtifactsImport for ArtifactsView<'_> {
         let blobs = self.blobs.clone();
         let effects = self.effects;
         let store = self.store;
+        let pin_slot = parking_lot::Mutex::new(None);
+        let pin_slot = &pin_slot;
         let perform = || async {
             let size = body.len() as u64;
             if let Some(m) = &mut metadata {
@@ -120,7 +122,9 @@ impl ArtifactsImport for ArtifactsView<'_> {
             // What is stored names no secret value (the guest reads back by
             // the name it gave).
             let (stored_name, content_type) = (effects.mask(&name), effects.mask(&content_type));
-            let digest = if body.len() <= INLINE_WRITE {
+            // The pin keeps the blob's file until the record naming it is
+            // committed (see below).
+            let (digest, pin) = if body.len() <= INLINE_WRITE {
                 blobs.put(&body)
             } else {
                 tokio::task::spawn_blocking(move || blobs.put(&body))
@@ -133,6 +137,7 @@ impl ArtifactsImport for ArtifactsView<'_> {
                 store.report_fault(reason.clone());
                 effects.fail(RunFault::Storage(reason))
             })?;
+            *pin_slot.lock() = Some(pin);
             let event = EventBody::ArtifactWritten {
                 name: stored_name.clone(),
                 digest: digest.clone(),
@@ -157,7 +162,17 @@ impl ArtifactsImport for ArtifactsView<'_> {
         };
         let written = effects
             .effect(call, OnReplay::GuestEvent { output_bytes: 0 }, perform)
-            .await?;
+            .await;
+        // The record is queued for the writer now; the pin goes once the
+        // writer has applied it (a later commit request is applied after).
+        if let Some(pin) = pin_slot.lock().take() {
+            let applied = self.store.submit_applied(Vec::new());
+            tokio::spawn(async move {
+                let _ = applied.wait().await;
+                drop(pin);
+            });
+        }
+        let written = written?;
         self.written.bytes = used;
         self.written
             .digests

@@ -179,8 +179,14 @@ impl ModelsView<'_> {
             }
         };
 
+        use crate::telemetry::attribute;
+        attribute("gen_ai.operation.name", "chat");
+        attribute("gen_ai.provider.name", resolved.provider.clone());
+        attribute("gen_ai.request.model", resolved.model.clone());
         let (answer, usage, event) = match called {
             Ok(g) => {
+                attribute("gen_ai.usage.input_tokens", g.tokens.input as i64);
+                attribute("gen_ai.usage.output_tokens", g.tokens.output as i64);
                 let usage = ModelUsage {
                     calls: 1,
                     input_tokens: g.tokens.input,
@@ -199,6 +205,7 @@ impl ModelsView<'_> {
                 (answer, Some(usage), event)
             }
             Err(e) => {
+                attribute("error.type", e.code().to_owned());
                 tracing::info!(run = %self.run.id, provider = %resolved.provider, code = e.code(), error = %e, "a model call failed");
                 let event = failed_event(
                     model,
