@@ -947,6 +947,34 @@ async fn an_input_schema_is_checked_before_a_run_exists_and_published() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
+    let run: Value = res.json().await.unwrap();
+    assert_eq!(run["status"], "completed", "{run}");
+    // An output that does not follow [output.schema] fails the run, saying where.
+    s.deploy(
+        "hello",
+        "slug = \"strict\"\n[output.schema]\ntype = \"object\"\nproperties = { greeting = { type = \"string\", maxLength = 5 } }\n",
+    )
+    .await;
+    let res = s
+        .post_json(
+            "/v1/workflows/strict/runs?wait=10",
+            &json!({ "name": "Ada" }),
+        )
+        .await;
+    let run: Value = res.json().await.unwrap();
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(run["error"]["code"], "INVALID_OUTPUT");
+    assert!(
+        run["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at /greeting:"),
+        "{run}"
+    );
+    assert!(
+        run["output"].is_null(),
+        "no output that breaks the contract is stored"
+    );
     let doc = s.get_json("/v1/openapi.json").await;
     let path = &doc["paths"]["/v1/workflows/greet/runs"]["post"];
     assert_eq!(

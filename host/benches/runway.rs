@@ -48,6 +48,13 @@ fn wanted(figure: u32) -> bool {
     }
 }
 
+/// The `runway` binary the server figures start: this build's, or
+/// `RUNWAY_BENCH_BIN` (another build's, for a back-to-back comparison).
+fn server_binary() -> std::path::PathBuf {
+    std::env::var_os("RUNWAY_BENCH_BIN")
+        .map_or_else(|| env!("CARGO_BIN_EXE_runway").into(), Into::into)
+}
+
 fn scale(n: usize) -> usize {
     if quick() { (n / 10).max(1) } else { n }
 }
@@ -511,7 +518,7 @@ impl ServerProcess {
         let dir = tempfile::tempdir().unwrap();
         if let Some(text) = config {
             std::fs::write(dir.path().join("runway-host.toml"), text).unwrap();
-            let mut probe = std::process::Command::new(env!("CARGO_BIN_EXE_runway"));
+            let mut probe = std::process::Command::new(server_binary());
             probe
                 .args(["--data-dir"])
                 .arg(dir.path())
@@ -534,7 +541,7 @@ impl ServerProcess {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_runway"));
+        let mut cmd = std::process::Command::new(server_binary());
         cmd.args(["--data-dir"]).arg(dir.path());
         if dir.path().join("runway-host.toml").exists() {
             cmd.args(["--config"])
@@ -592,6 +599,21 @@ impl ServerProcess {
     /// The most resident memory the server has had.
     fn peak_rss_mib(&self) -> f64 {
         self.status_mib("VmHWM:")
+    }
+
+    /// CPU time the server has used so far (user + system).
+    fn cpu(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces): utime is
+        // the 14th field of the line, stime the 15th, in clock ticks.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<u64> = rest
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+        Duration::from_millis(ticks * 10)
     }
 
     fn status_mib(&self, key: &str) -> f64 {
@@ -1028,13 +1050,17 @@ async fn logging_cost() {
         ),
     ];
     let mut rates = vec![Vec::new(); modes.len()];
-    for _ in 0..if quick() { 1 } else { 3 } {
+    let mut cpu_per_run = vec![Vec::new(); modes.len()];
+    for _ in 0..if quick() { 1 } else { 5 } {
         for (i, (_, env)) in modes.iter().enumerate() {
             let server = ServerProcess::start_with(env, None).await;
             server.deploy("hello").await;
             http_load(&server, 4, Duration::from_millis(300)).await;
+            let cpu = server.cpu();
             let (rate, _, _) = http_load(&server, 64, dur).await;
+            let runs = rate * dur.as_secs_f64();
             rates[i].push(rate);
+            cpu_per_run[i].push((server.cpu() - cpu).as_secs_f64() * 1e6 / runs);
         }
     }
     let median = |v: &mut Vec<f64>| {
@@ -1042,12 +1068,15 @@ async fn logging_cost() {
         v[v.len() / 2]
     };
     let off = median(&mut rates[0]);
+    let off_cpu = median(&mut cpu_per_run[0]);
     for (i, (name, _)) in modes.iter().enumerate() {
         let m = median(&mut rates[i]);
+        let c = median(&mut cpu_per_run[i]);
         println!(
-            "  logs {name}: {m:.0} runs/s (median), {:.2}x of logs off{}",
+            "  logs {name}: {m:.0} runs/s (median), {:.2}x of logs off{}; server CPU {c:.0} µs per run ({:.2}x)",
             m / off,
-            if i == 3 { "  (target >= 0.8)" } else { "" }
+            if i == 3 { "  (target >= 0.8)" } else { "" },
+            c / off_cpu
         );
     }
     let bytes = SPANS_RECEIVED.load(std::sync::atomic::Ordering::Relaxed);
@@ -1057,18 +1086,35 @@ async fn logging_cost() {
 static SPANS_RECEIVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A loopback OTLP/HTTP collector that counts what it receives and drops
-/// it; its base URL (leaked: the figure's modes name it for the whole run).
+/// it, on a thread and runtime of its own (not the load generator's); its
+/// base URL (leaked: the figure's modes name it for the whole run).
 async fn otlp_sink() -> &'static str {
-    let app = axum::Router::new().route(
-        "/v1/traces",
-        axum::routing::post(|body: axum::body::Bytes| async move {
-            SPANS_RECEIVED.fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            ""
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new()
+                .route(
+                    "/v1/traces",
+                    axum::routing::post(|body: axum::body::Bytes| async move {
+                        SPANS_RECEIVED
+                            .fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        (
+                            [("content-type", "application/x-protobuf")],
+                            Vec::<u8>::new(),
+                        )
+                    }),
+                )
+                .layer(axum::extract::DefaultBodyLimit::max(64 << 20));
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let _ = axum::serve(listener, app).await;
+        });
+    });
     Box::leak(base.into_boxed_str())
 }
 

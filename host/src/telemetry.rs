@@ -73,6 +73,7 @@ where
             opentelemetry_sdk::trace::BatchConfigBuilder::default()
                 .with_scheduled_delay(std::time::Duration::from_millis(500))
                 .with_max_queue_size(65_536)
+                .with_max_export_batch_size(4096)
                 .build(),
         )
         .build();
@@ -90,8 +91,14 @@ where
     let tracer = provider.tracer("runway");
     let filter =
         tracing_subscriber::filter::Targets::new().with_target(TARGET, tracing::Level::TRACE);
+    // Only the attributes the spans declare: no source location, thread or
+    // busy/idle timings on every span (they cost more than the span).
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_target(false)
         .with_filter(filter);
     ON.store(true, Ordering::Relaxed);
     Ok((layer, Telemetry { provider }))
@@ -103,12 +110,16 @@ pub fn current_traceparent() -> Option<String> {
         return None;
     }
     let cx = Span::current().context();
-    if !cx.span().span_context().is_valid() {
-        return None;
-    }
-    let mut carrier = HashMap::new();
-    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
-    carrier.remove("traceparent")
+    let sc = cx.span().span_context().clone();
+    // The W3C format, written directly (no propagator, no map).
+    sc.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8()
+        )
+    })
 }
 
 /// The context a stored or received `traceparent` names (none if absent or
@@ -121,12 +132,20 @@ fn context_of(traceparent: Option<&str>) -> opentelemetry::Context {
     TraceContextPropagator::new().extract(&carrier)
 }
 
-/// Makes `span` the child of the `traceparent` an HTTP request carried.
-pub fn adopt_request(span: &Span, headers: &axum::http::HeaderMap) {
+/// Names a request's span after its method and path, and makes it the
+/// child of the `traceparent` the request carried.
+pub fn adopt_request<B>(span: &Span, req: &axum::http::Request<B>) {
     if !enabled() {
         return;
     }
-    let parent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    span.record(
+        "otel.name",
+        format!("{} {}", req.method(), req.uri().path()),
+    );
+    let parent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
     if parent.is_some() {
         let _ = span.set_parent(context_of(parent));
     }

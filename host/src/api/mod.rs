@@ -109,10 +109,10 @@ pub fn router(state: AppState) -> Router {
                         id,
                         method = %req.method(),
                         path = %req.uri().path(),
-                        otel.name = %format!("{} {}", req.method(), req.uri().path()),
+                        otel.name = tracing::field::Empty,
                         otel.kind = "server",
                     );
-                    crate::telemetry::adopt_request(&span, req.headers());
+                    crate::telemetry::adopt_request(&span, req);
                     span
                 })
                 .on_request(())

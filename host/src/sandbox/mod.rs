@@ -271,6 +271,21 @@ fn returned_outcome(
                 return Ending::Fault(f);
             }
             match ingress::json("the workflow's output", &text, usize::MAX) {
+                Ok(v)
+                    if let Some(problem) = state
+                        .run
+                        .manifest
+                        .output
+                        .as_ref()
+                        .and_then(|c| c.check(&v).err()) =>
+                {
+                    Ending::Failed(RunError {
+                        code: ErrorCode::InvalidOutput,
+                        message: rec.masker.mask(&format!(
+                            "the output does not follow the manifest's [output.schema]: {problem}"
+                        )),
+                    })
+                }
                 Ok(mut v) => {
                     rec.masker.mask_value(&mut v);
                     Ending::Completed(v)

@@ -83,6 +83,8 @@ pub enum ErrorCode {
     BudgetExceeded,
     /// The input was rejected (not JSON, or not what the workflow accepts).
     InvalidInput,
+    /// The output does not follow the manifest's `[output.schema]`.
+    InvalidOutput,
     /// The guest read a secret its manifest does not declare.
     SecretUndeclared,
     /// A declared secret has no value on this host.
@@ -117,6 +119,7 @@ impl ErrorCode {
             Self::Trap => "TRAP",
             Self::BudgetExceeded => "BUDGET_EXCEEDED",
             Self::InvalidInput => "INVALID_INPUT",
+            Self::InvalidOutput => "INVALID_OUTPUT",
             Self::SecretUndeclared => "SECRET_UNDECLARED",
             Self::SecretMissing => "SECRET_MISSING",
             Self::Nondeterminism => "NONDETERMINISM",
@@ -132,6 +135,7 @@ impl ErrorCode {
             | Self::Trap
             | Self::BudgetExceeded
             | Self::InvalidInput
+            | Self::InvalidOutput
             | Self::InvalidCall
             | Self::SecretUndeclared
             | Self::Nondeterminism => Blame::Guest,
