@@ -1,4 +1,4 @@
-//! Write [Runway](https://example.invalid/runway) workflows in Rust.
+//! Write Runway workflows in Rust.
 //!
 //! A workflow is one function from a deserializable input to a serializable
 //! output. Register it with [`workflow!`], build the crate for
@@ -22,7 +22,7 @@
 //!
 //! # Example
 //!
-//! `Cargo.toml`:
+//! `runway new report` writes a crate like this one; its `Cargo.toml`:
 //!
 //! ```toml
 //! [package]
@@ -33,8 +33,11 @@
 //! crate-type = ["cdylib"]
 //!
 //! [dependencies]
-//! runway-sdk = "0.1"
+//! # The SDK matching the host that wrote the crate (or a path to a checkout
+//! # of the Runway repository's guest-sdk/).
+//! runway-sdk = { path = "vendor/runway-sdk" }
 //! serde = { version = "1", features = ["derive"] }
+//! serde_json = "1"
 //! ```
 //!
 //! `src/lib.rs`:
@@ -80,12 +83,12 @@
 //! max_duration = "30s"
 //! ```
 //!
-//! Build and run it:
+//! Build, deploy and run it:
 //!
 //! ```sh
-//! cargo build --release --target wasm32-wasip2
-//! runway exec target/wasm32-wasip2/release/report.wasm --manifest runway.toml \
-//!     --input '{"title":"Weekly","sections":["Wins","Risks"]}'
+//! runway build                      # dist/report.wasm beside dist/runway.toml
+//! runway deploy dist/report.wasm
+//! runway run report --input '{"title":"Weekly","sections":["Wins","Risks"]}'
 //! ```
 
 use serde::{Serialize, de::DeserializeOwned};
@@ -95,7 +98,7 @@ use std::time::Duration;
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "runway:workflow/workflow",
         pub_export_macro: true,
         default_bindings_module: "runway_sdk::bindings",

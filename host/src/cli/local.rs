@@ -6,6 +6,43 @@ pub(super) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Serve { .. } = &cli.command {
         return serve(&cli).await;
     }
+    // Authoring needs neither a data directory nor a server.
+    match &cli.command {
+        Command::New {
+            name,
+            template,
+            dir,
+        } => {
+            let at = super::author::new(name, *template, dir.as_deref())?;
+            println!("created {} ({template:?} template)", at.display());
+            println!(
+                "next:
+  cd {}
+  runway build
+  runway deploy dist/{name}.wasm",
+                at.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Build { path, json } => {
+            let dir = path.clone().unwrap_or_else(|| PathBuf::from("."));
+            let built = tokio::task::spawn_blocking(move || super::author::build(&dir)).await??;
+            if *json {
+                println!("{}", serde_json::to_string(&built)?);
+            } else {
+                println!(
+                    "built {} ({}) beside {}
+deploy it with: runway deploy {}",
+                    built.wasm.display(),
+                    bytesize::ByteSize(built.bytes),
+                    built.manifest.display(),
+                    built.wasm.display()
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     if let Some(server) = &cli.server {
         return remote(&cli, server).await;
     }
@@ -119,10 +156,13 @@ pub(super) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let input = read_input(run.input.as_deref())?;
             let id = host.start_version(slug, *version, input).await?;
-            let record = until_done_or_idle(&host, id).await?;
+            let record = until_settled(&host, id).await?;
             print_run(&record, run.json, None)?
         }
-        Command::Serve { .. } | Command::Doctor { .. } => unreachable!("handled above"),
+        Command::Serve { .. }
+        | Command::Doctor { .. }
+        | Command::New { .. }
+        | Command::Build { .. } => unreachable!("handled above"),
         Command::Resume { json } => {
             let ids: Vec<RunId> = host.active_runs()?.iter().map(|r| r.id).collect();
             host.recover().await?;
@@ -196,7 +236,7 @@ pub(super) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let input = read_input(run.input.as_deref())?;
             let d = deploy(&host, wasm, manifest.manifest.as_deref()).await?;
             let id = host.start_version(&d.slug, Some(d.version), input).await?;
-            let record = until_done_or_idle(&host, id).await?;
+            let record = until_settled(&host, id).await?;
             print_run(&record, run.json, None)?
         }
         Command::Runs {
@@ -321,6 +361,15 @@ pub(super) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Waits until run `id` ends, or until nothing can progress without
 /// outside input (then the run is shown as it stands, e.g. waiting for a
 /// signal).
+/// Waits until run `id` ends, waits for a signal (only someone else can
+/// wake it, even if its wait has a timeout), or nothing can progress.
+pub(super) async fn until_settled(host: &Host, id: RunId) -> anyhow::Result<RunRecord> {
+    tokio::select! {
+        r = host.wait_settled(id) => Ok(r?),
+        () = host.idle() => Ok(host.run_record(id).await?),
+    }
+}
+
 pub(super) async fn until_done_or_idle(host: &Host, id: RunId) -> anyhow::Result<RunRecord> {
     tokio::select! {
         r = host.wait(id) => Ok(r?),

@@ -5,6 +5,7 @@
 //! not complete (it failed, was cancelled, or waits for a signal), 2 when
 //! the command itself failed.
 
+pub mod author;
 pub mod client;
 mod local;
 mod print;
@@ -57,6 +58,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write a new workflow crate NAME (in ./NAME, or --dir) that builds
+    /// and deploys as it is.
+    New {
+        name: String,
+        #[arg(long, value_enum, default_value_t = author::Template::Hello)]
+        template: author::Template,
+        /// Where to write it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build the workflow crate at PATH (default: .) for wasm32-wasip2 and
+    /// leave dist/SLUG.wasm beside a copy of its runway.toml.
+    Build {
+        path: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Deploy a component as the next version of its manifest's slug.
     Deploy {
         /// The workflow component (.wasm).

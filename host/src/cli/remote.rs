@@ -195,6 +195,7 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
             print_backup(path, &report, *json)?;
             ExitCode::SUCCESS
         }
+        Command::New { .. } | Command::Build { .. } => unreachable!("handled before"),
         Command::Exec { .. }
         | Command::Resume { .. }
         | Command::Serve { .. }

@@ -2,7 +2,7 @@
 //! host side of each interface lives in `imports/`.
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../guest-sdk/wit",
     world: "runway:workflow/workflow",
     imports: { default: async | trappable },
     exports: { default: async },
