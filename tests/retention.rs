@@ -281,6 +281,17 @@ async fn retention_deletes_what_aged_out_and_nothing_active_or_shared() {
     };
     let dry = cli(&["purge", "--older-than", "1ms", "--dry-run", "--json"]);
     assert_eq!(dry["runs"], 2, "{dry}");
+    // Both limits naming the same runs count them once.
+    let both = cli(&[
+        "purge",
+        "--older-than",
+        "1ms",
+        "--keep-per-workflow",
+        "0",
+        "--dry-run",
+        "--json",
+    ]);
+    assert_eq!(both["runs"], 2, "{both}");
     let done = cli(&[
         "purge",
         "--older-than",

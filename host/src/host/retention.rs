@@ -131,29 +131,29 @@ impl Host {
             ..Default::default()
         };
         let mut doomed: Vec<RunId> = Vec::new();
+        // What a dry run counted, so a run both limits name counts once.
+        let mut counted = std::collections::HashSet::new();
         if let Some(max_age) = retention.max_age {
             let cutoff = now_ms().saturating_sub(max_age.as_millis() as u64);
-            // Roots whose tree is still running, or of another workflow,
-            // stay in the range: step past them.
-            let mut skipped = 0;
+            // A cursor: roots left in place (a tree still running, another
+            // workflow) are not read again.
+            let mut after = None;
             loop {
-                let ended = self.store().ended_roots_before(cutoff, skipped + CHUNK)?;
-                let Some(batch) = ended.get(skipped..).filter(|b| !b.is_empty()) else {
+                let batch = self.store().ended_roots_before(cutoff, after, CHUNK)?;
+                let Some(last) = batch.last() else {
                     break;
                 };
+                after = Some(last.id);
                 let picked: Vec<RunId> = batch
                     .iter()
                     .filter(|e| workflow.is_none_or(|w| w == e.workflow))
                     .map(|e| e.id)
                     .collect();
                 if dry_run {
-                    report.runs += picked.len() as u64;
-                    skipped += batch.len();
-                    continue;
+                    counted.extend(picked);
+                } else {
+                    self.delete_roots(&picked, &mut report).await?;
                 }
-                let before = report.runs;
-                self.delete_roots(&picked, &mut report).await?;
-                skipped += batch.len() - (report.runs - before) as usize;
             }
         }
         if let Some(keep) = retention.keep_per_workflow {
@@ -170,7 +170,8 @@ impl Host {
             }
         }
         if dry_run {
-            report.runs += doomed.len() as u64;
+            counted.extend(doomed);
+            report.runs = counted.len() as u64;
             return Ok(report);
         }
         for chunk in doomed.chunks(CHUNK) {

@@ -158,18 +158,26 @@ pub struct Ended {
 
 impl Store {
     /// Root runs (started from outside, not by a parent) that ended
-    /// before `before_ms`, oldest first, at most `limit`. Runs are keyed by
-    /// creation time, so the scan stops at the runs created at `before_ms`.
+    /// before `before_ms`, oldest first, after the run `after` (a cursor),
+    /// at most `limit`. Runs are keyed by creation time, so the scan stops
+    /// at the runs created at `before_ms`.
     pub fn ended_roots_before(
         &self,
         before_ms: u64,
+        after: Option<RunId>,
         limit: usize,
     ) -> Result<Vec<Ended>, StoreError> {
+        use std::ops::Bound;
         let upper = RunId::first_at(before_ms).to_string();
+        let after = after.map(|a| a.to_string());
+        let lower = match &after {
+            Some(a) => Bound::Excluded(a.as_str()),
+            None => Bound::Unbounded,
+        };
         self.reading(|tx| {
             let t = tx.open_table(RUNS)?;
             let mut out = Vec::new();
-            for row in t.range::<&str>(..upper.as_str())? {
+            for row in t.range::<&str>((lower, Bound::Excluded(upper.as_str())))? {
                 let (_, v) = row?;
                 if let Some(e) = ended_root(v.value()).filter(|e| e.ended_ms < before_ms) {
                     out.push(e);
@@ -366,13 +374,19 @@ mod tests {
         // Only ended roots are candidates, by when they ended.
         let later = now_ms() + 1000;
         let ended: Vec<RunId> = store
-            .ended_roots_before(later, 10)
+            .ended_roots_before(later, None, 10)
             .unwrap()
             .into_iter()
             .map(|e| e.id)
             .collect();
         assert_eq!(ended, vec![bi]);
-        assert!(store.ended_roots_before(0, 10).unwrap().is_empty());
+        assert!(store.ended_roots_before(0, None, 10).unwrap().is_empty());
+        assert!(
+            store
+                .ended_roots_before(later, Some(bi), 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]
