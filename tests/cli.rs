@@ -168,6 +168,32 @@ fn run_exit_codes_say_whether_the_run_completed() {
     assert_eq!(failed.as_array().unwrap().len(), 1);
     let all = cli.json(&["runs", "--json"]);
     assert_eq!(all.as_array().unwrap().len(), 2);
+    // The whole record, as the API shows it: never the seed.
+    let run = &all[0];
+    assert_eq!(run["workflow"], "hello");
+    assert!(
+        run["created_at"].is_string() && run["usage"].is_object(),
+        "{run}"
+    );
+    assert_eq!(run["run_id"], run["id"]);
+    assert!(run.get("seed").is_none(), "{run}");
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    let cli = Cli::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = cli.run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", text(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        for word in ["runway", "deploy", "purge", "backup", "new"] {
+            assert!(script.contains(word), "{shell} lacks {word}");
+        }
+    }
+    assert!(
+        !cli.dir().join("runway.redb").exists(),
+        "no data directory made"
+    );
 }
 
 fn assert_nothing_stored(dir: &Path, rejected: &[Vec<u8>]) {

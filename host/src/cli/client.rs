@@ -624,15 +624,12 @@ fn record_from(mut value: serde_json::Value) -> Result<RunRecord, ClientError> {
 /// Percent-encodes one path segment: RFC 3986 unreserved characters pass
 /// through, every other byte becomes `%XX`.
 fn encode_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for &b in segment.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+    // The URL standard's path-segment encoding, as `url` does it.
+    let mut url = reqwest::Url::parse("http://host/").expect("a constant base URL");
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.clear().push(segment);
     }
-    out
+    url.path().trim_start_matches('/').to_owned()
 }
 
 /// Splits a Server-Sent Events body into frames' `data`. Lines end in
@@ -993,7 +990,7 @@ mod tests {
     #[test]
     fn segments_are_percent_encoded() {
         assert_eq!(encode_segment("hello-world_1.2~x"), "hello-world_1.2~x");
-        assert_eq!(encode_segment("a/b c?é%"), "a%2Fb%20c%3F%C3%A9%25");
+        assert_eq!(encode_segment("a/b c?é%#"), "a%2Fb%20c%3F%C3%A9%25%23");
     }
 
     #[test]

@@ -8,6 +8,11 @@ pub(super) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     // Authoring needs neither a data directory nor a server.
     match &cli.command {
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "runway", &mut std::io::stdout());
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::New {
             name,
             template,
@@ -162,7 +167,8 @@ deploy it with: runway deploy {}",
         Command::Serve { .. }
         | Command::Doctor { .. }
         | Command::New { .. }
-        | Command::Build { .. } => unreachable!("handled above"),
+        | Command::Build { .. }
+        | Command::Completions { .. } => unreachable!("handled above"),
         Command::Resume { json } => {
             let ids: Vec<RunId> = host.active_runs()?.iter().map(|r| r.id).collect();
             host.recover().await?;
@@ -254,7 +260,7 @@ deploy it with: runway deploy {}",
                 *limit,
             )?;
             if *json {
-                let list: Vec<_> = runs.iter().map(run_json).collect();
+                let list: Vec<_> = runs.iter().map(record_json).collect();
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 print_runs(&runs);

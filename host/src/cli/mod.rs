@@ -75,6 +75,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script: `runway completions bash >
+    /// /etc/bash_completion.d/runway` (zsh: into a directory on $fpath as
+    /// `_runway`; fish: `~/.config/fish/completions/runway.fish`).
+    Completions { shell: clap_complete::Shell },
     /// Deploy a component as the next version of its manifest's slug.
     Deploy {
         /// The workflow component (.wasm).

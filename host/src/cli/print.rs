@@ -11,6 +11,17 @@ pub(super) struct RunJson<'a> {
     error: Option<&'a crate::types::RunError>,
 }
 
+/// A run's whole record, as the API shows it (without its random seed),
+/// with its id also as `run_id`, the name `run --json` gives it.
+pub(super) fn record_json(r: &RunRecord) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("seed");
+        o.insert("run_id".into(), serde_json::json!(r.id));
+    }
+    v
+}
+
 pub(super) fn run_json(r: &RunRecord) -> RunJson<'_> {
     RunJson {
         run_id: r.id,

@@ -66,7 +66,7 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
         } => {
             let runs = client.runs(*status, workflow.as_deref(), *limit).await?;
             if *json {
-                let list: Vec<_> = runs.iter().map(run_json).collect();
+                let list: Vec<_> = runs.iter().map(record_json).collect();
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 print_runs(&runs);
@@ -195,7 +195,9 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
             print_backup(path, &report, *json)?;
             ExitCode::SUCCESS
         }
-        Command::New { .. } | Command::Build { .. } => unreachable!("handled before"),
+        Command::New { .. } | Command::Build { .. } | Command::Completions { .. } => {
+            unreachable!("handled before")
+        }
         Command::Exec { .. }
         | Command::Resume { .. }
         | Command::Serve { .. }
