@@ -124,3 +124,119 @@ fn every_template_builds_deploys_and_runs_from_an_empty_directory() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no Cargo.toml"));
 }
+
+/// `runway dev`: a one-line edit is rebuilt and redeployed as the next
+/// version while serving; a run started before the edit finishes on the
+/// version it started on, a run started after runs the new code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runway_dev_redeploys_on_change_and_old_runs_keep_their_version() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    ok(runway(home)
+        .args(["new", "flow", "--template", "approval"])
+        .output()
+        .unwrap());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut dev = runway(home)
+        .arg("--data-dir")
+        .arg(home.join("data"))
+        .args(["dev", "flow", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let version = async || -> u64 {
+        match http.get(format!("{base}/v1/workflows/flow")).send().await {
+            Ok(r) if r.status().is_success() => {
+                let v: Value = r.json().await.unwrap();
+                v["latest"]["version"].as_u64().unwrap_or(0)
+            }
+            _ => 0,
+        }
+    };
+    let t0 = Instant::now();
+    while version().await != 1 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "never deployed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let start = async |request: &str| -> String {
+        let r: Value = http
+            .post(format!("{base}/v1/workflows/flow/runs?wait=10"))
+            .json(&serde_json::json!({ "request": request }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["status"], "waiting-signal", "{r}");
+        r["id"].as_str().unwrap().to_owned()
+    };
+    let old = start("old").await;
+
+    // A one-line change.
+    let lib = home.join("flow/src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap();
+    let edited = source.replace(
+        "request: input.request,",
+        "request: format!(\"v2: {}\", input.request),",
+    );
+    assert_ne!(source, edited);
+    std::fs::write(&lib, edited).unwrap();
+    let t0 = Instant::now();
+    while version().await != 2 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "never redeployed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "redeployed after a one-line change in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let new = start("new").await;
+
+    for id in [&old, &new] {
+        let res = http
+            .post(format!("{base}/v1/runs/{id}/signals/approve"))
+            .json(&serde_json::json!({ "by": "ada", "approved": true }))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success());
+    }
+    let output = async |id: &str| -> Value {
+        let t0 = Instant::now();
+        loop {
+            let r: Value = http
+                .get(format!("{base}/v1/runs/{id}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if r["status"] == "completed" {
+                return r;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(20), "{r}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let (o, n) = (output(&old).await, output(&new).await);
+    assert_eq!(
+        (o["version"].as_u64(), o["output"]["request"].as_str()),
+        (Some(1), Some("old"))
+    );
+    assert_eq!(
+        (n["version"].as_u64(), n["output"]["request"].as_str()),
+        (Some(2), Some("v2: new"))
+    );
+    let _ = dev.kill();
+    let _ = dev.wait();
+}

@@ -180,6 +180,36 @@ pub fn build(dir: &Path) -> anyhow::Result<Built> {
     })
 }
 
+/// The newest modification time among the crate's sources: `src/`,
+/// `Cargo.toml`, `runway.toml` and `build.rs` (what a rebuild depends on
+/// that an author edits).
+pub fn sources_changed_at(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    let mut stack = vec![
+        dir.join("src"),
+        dir.join("Cargo.toml"),
+        dir.join("runway.toml"),
+        dir.join("build.rs"),
+    ];
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            stack.extend(
+                std::fs::read_dir(&p)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        } else if let Ok(t) = meta.modified() {
+            newest = newest.max(Some(t));
+        }
+    }
+    newest
+}
+
 /// The `.wasm` a `cargo build --message-format json` run produced: the
 /// cdylib of the package built (cargo's own account, whatever the target
 /// directory).

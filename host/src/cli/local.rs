@@ -8,6 +8,11 @@ pub(super) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     // Authoring needs neither a data directory nor a server.
     match &cli.command {
+        Command::Dev { path, listen } => {
+            let dir = path.clone().unwrap_or_else(|| PathBuf::from("."));
+            super::dev::dev(dir, cli.data_dir.clone(), cli.config.clone(), *listen).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut command, "runway", &mut std::io::stdout());
@@ -168,7 +173,8 @@ deploy it with: runway deploy {}",
         | Command::Doctor { .. }
         | Command::New { .. }
         | Command::Build { .. }
-        | Command::Completions { .. } => unreachable!("handled above"),
+        | Command::Completions { .. }
+        | Command::Dev { .. } => unreachable!("handled above"),
         Command::Resume { json } => {
             let ids: Vec<RunId> = host.active_runs()?.iter().map(|r| r.id).collect();
             host.recover().await?;

@@ -7,6 +7,7 @@
 
 pub mod author;
 pub mod client;
+mod dev;
 mod local;
 mod print;
 mod remote;
@@ -74,6 +75,14 @@ enum Command {
         path: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+    },
+    /// Serve on loopback, build and deploy the workflow crate at PATH
+    /// (default: .), then rebuild and redeploy on every change to its
+    /// sources; runs already started keep their version.
+    Dev {
+        path: Option<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:8686")]
+        listen: std::net::SocketAddr,
     },
     /// Print a shell completion script: `runway completions bash >
     /// /etc/bash_completion.d/runway` (zsh: into a directory on $fpath as

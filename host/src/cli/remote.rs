@@ -195,7 +195,10 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
             print_backup(path, &report, *json)?;
             ExitCode::SUCCESS
         }
-        Command::New { .. } | Command::Build { .. } | Command::Completions { .. } => {
+        Command::New { .. }
+        | Command::Build { .. }
+        | Command::Completions { .. }
+        | Command::Dev { .. } => {
             unreachable!("handled before")
         }
         Command::Exec { .. }
