@@ -98,7 +98,7 @@ fn every_template_builds_deploys_and_runs_from_an_empty_directory() {
     );
     // The approval waits for its signal, then decides.
     let waiting = run("my-approval", r#"{"request":"ship it"}"#);
-    assert_eq!(waiting["status"], "waiting-signal", "{waiting}");
+    assert_eq!(waiting["status"], "waiting_signal", "{waiting}");
     let id = waiting["run_id"].as_str().unwrap();
     ok(runway(home)
         .arg("--data-dir")
@@ -176,7 +176,7 @@ async fn runway_dev_redeploys_on_change_and_old_runs_keep_their_version() {
             .json()
             .await
             .unwrap();
-        assert_eq!(r["status"], "waiting-signal", "{r}");
+        assert_eq!(r["status"], "waiting_signal", "{r}");
         r["id"].as_str().unwrap().to_owned()
     };
     let old = start("old").await;

@@ -446,7 +446,7 @@ fn signal_cancel_detach_and_resume_from_the_command_line() {
     let out = cli.exec("approval", r#"{"request":"ship"}"#, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("runway signal"), "{}", text(&out));
-    let waiting = cli.json(&["runs", "--status", "waiting-signal", "--json"]);
+    let waiting = cli.json(&["runs", "--status", "waiting_signal", "--json"]);
     let id = waiting[0]["run_id"].as_str().unwrap().to_owned();
 
     let v = cli.json(&[

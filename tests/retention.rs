@@ -160,7 +160,7 @@ async fn retention_deletes_what_aged_out_and_nothing_active_or_shared() {
     let b = s.run("steps", json!({ "count": 3 }), None).await;
     let c = s.run("steps", json!({ "count": 3 }), None).await;
     let waiting = s.run("approval", json!({ "request": "ship" }), None).await;
-    assert_eq!(waiting["status"], "waiting-signal");
+    assert_eq!(waiting["status"], "waiting_signal");
     let (a_id, b_id, c_id) = (
         a["id"].as_str().unwrap(),
         b["id"].as_str().unwrap(),

@@ -337,7 +337,7 @@ async fn cancel_signal_and_artifacts_over_http() {
             }
         }
     };
-    wait_status("waiting-signal").await;
+    wait_status("waiting_signal").await;
     let res = s
         .req(
             reqwest::Method::POST,
@@ -404,7 +404,7 @@ async fn cancel_signal_and_artifacts_over_http() {
         .unwrap();
     let id2 = run["id"].as_str().unwrap().to_owned();
     let t0 = Instant::now();
-    while s.get_json(&format!("/v1/runs/{id2}")).await["status"] != "waiting-signal" {
+    while s.get_json(&format!("/v1/runs/{id2}")).await["status"] != "waiting_signal" {
         assert!(t0.elapsed() < Duration::from_secs(10));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -904,7 +904,7 @@ async fn wait_returns_early_when_the_run_waits_for_a_signal() {
         .await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     let run: Value = res.json().await.unwrap();
-    assert_eq!(run["status"], "waiting-signal", "{run}");
+    assert_eq!(run["status"], "waiting_signal", "{run}");
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     s.stop().await;
 }
@@ -1343,7 +1343,7 @@ async fn a_webhook_can_signal_the_run_whose_input_matches() {
         "a delivery replayed after its run ended is still a duplicate"
     );
     let other = s.get_json(&format!("/v1/runs/{}", ids[0])).await;
-    assert_eq!(other["status"], "waiting-signal");
+    assert_eq!(other["status"], "waiting_signal");
     s.stop().await;
 }
 

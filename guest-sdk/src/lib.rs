@@ -220,7 +220,7 @@ pub fn sleep(duration: Duration) {
 }
 
 /// Takes the oldest unconsumed signal called `name` sent to this run,
-/// waiting for one if there is none yet (status `waiting-signal`).
+/// waiting for one if there is none yet (status `waiting_signal`).
 ///
 /// Returns `Ok(None)` once `timeout` has passed without one; `None` waits
 /// for ever. Signal data that does not decode as `T` is an error with code
@@ -241,7 +241,7 @@ pub fn wait_signal<T: DeserializeOwned>(
 }
 
 /// Runs the newest version of workflow `slug` as a child of this run and
-/// waits for its output (status `waiting-child` meanwhile).
+/// waits for its output (status `waiting_child` meanwhile).
 ///
 /// The start is recorded under a key derived from this run and the call's
 /// position, so a resumed run re-attaches to the same child. A child that
@@ -301,7 +301,7 @@ fn start_inner<I: Serialize + ?Sized>(
 }
 
 /// Waits for `child` to finish and returns its output (status
-/// `waiting-child` meanwhile). A child that failed or was cancelled is an
+/// `waiting_child` meanwhile). A child that failed or was cancelled is an
 /// error with code `CHILD_FAILED` or `CHILD_CANCELLED`; output that does
 /// not decode as `O` is `JSON_ERROR`.
 pub fn join<O: DeserializeOwned>(child: &ChildRun) -> Result<O> {

@@ -31,6 +31,33 @@ mod tests {
     }
 
     #[test]
+    fn statuses_are_snake_case_and_the_dashed_spelling_is_still_read() {
+        let s = serde_json::to_string(&RunStatus::WaitingSignal).unwrap();
+        assert_eq!(s, "\"waiting_signal\"");
+        assert_eq!(RunStatus::WaitingChild.as_str(), "waiting_child");
+        for old in ["\"waiting-signal\"", "\"waiting_signal\""] {
+            let st: RunStatus = serde_json::from_str(old).unwrap();
+            assert_eq!(st, RunStatus::WaitingSignal);
+        }
+        assert_eq!(
+            "waiting-child".parse::<RunStatus>(),
+            Ok(RunStatus::WaitingChild)
+        );
+        assert_eq!(
+            "waiting_child".parse::<RunStatus>(),
+            Ok(RunStatus::WaitingChild)
+        );
+        // Every status and event kind in one spelling.
+        for st in [
+            RunStatus::Queued,
+            RunStatus::Sleeping,
+            RunStatus::Cancelling,
+        ] {
+            assert!(!st.as_str().contains('-'));
+        }
+    }
+
+    #[test]
     fn events_serialize_flat_with_kind_tag() {
         let e = Event {
             seq: 3,

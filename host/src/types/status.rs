@@ -4,17 +4,21 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// Where a run is in its lifecycle.
+/// Where a run is in its lifecycle. Spelled in snake_case like event kinds
+/// (`waiting_signal`); the dashed spelling of earlier versions
+/// (`waiting-signal`) is still read, from stored records and from clients.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Queued,
     Running,
     /// Parked on a durable timer.
     Sleeping,
     /// Parked until a signal arrives (or its timeout).
+    #[serde(alias = "waiting-signal")]
     WaitingSignal,
     /// Parked until a child run ends.
+    #[serde(alias = "waiting-child")]
     WaitingChild,
     /// Cancel was asked for; the run stops at its next instruction or wake.
     Cancelling,
@@ -33,8 +37,8 @@ impl RunStatus {
             Self::Queued => "queued",
             Self::Running => "running",
             Self::Sleeping => "sleeping",
-            Self::WaitingSignal => "waiting-signal",
-            Self::WaitingChild => "waiting-child",
+            Self::WaitingSignal => "waiting_signal",
+            Self::WaitingChild => "waiting_child",
             Self::Cancelling => "cancelling",
             Self::Completed => "completed",
             Self::Failed => "failed",
@@ -56,15 +60,15 @@ impl FromStr for RunStatus {
             "queued" => Self::Queued,
             "running" => Self::Running,
             "sleeping" => Self::Sleeping,
-            "waiting-signal" => Self::WaitingSignal,
-            "waiting-child" => Self::WaitingChild,
+            "waiting_signal" | "waiting-signal" => Self::WaitingSignal,
+            "waiting_child" | "waiting-child" => Self::WaitingChild,
             "cancelling" => Self::Cancelling,
             "completed" => Self::Completed,
             "failed" => Self::Failed,
             "cancelled" => Self::Cancelled,
             other => {
                 return Err(format!(
-                    "unknown status {other:?} (expected queued, running, sleeping, waiting-signal, waiting-child, cancelling, completed, failed or cancelled)"
+                    "unknown status {other:?} (expected queued, running, sleeping, waiting_signal, waiting_child, cancelling, completed, failed or cancelled)"
                 ));
             }
         })

@@ -1,5 +1,5 @@
 //! Asks for an approval and waits for it, durably: the run parks (status
-//! `waiting-signal`) until someone sends it the signal `approve`:
+//! `waiting_signal`) until someone sends it the signal `approve`:
 //!
 //! ```sh
 //! runway signal RUN_ID approve --data '{"by":"ada","approved":true}'
