@@ -240,3 +240,60 @@ async fn runway_dev_redeploys_on_change_and_old_runs_keep_their_version() {
     let _ = dev.kill();
     let _ = dev.wait();
 }
+
+/// The README's "Writing a workflow" commands, run as written (with
+/// `runway` on the PATH) from an empty directory outside the repository:
+/// every one succeeds and the run prints its greeting. `runway dev` keeps
+/// serving, so it is left to its own test.
+#[test]
+fn the_readmes_first_workflow_commands_work_as_written() {
+    let readme = std::fs::read_to_string(support::root().join("README.md")).unwrap();
+    let section = readme
+        .split("## Writing a workflow")
+        .nth(1)
+        .expect("the README has a Writing a workflow section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a sh block in it");
+    let bin = Path::new(env!("CARGO_BIN_EXE_runway")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut cwd = dir.path().to_path_buf();
+    let mut ran = Vec::new();
+    for line in block.lines() {
+        // Comments start at " #" (no command here has a '#' of its own).
+        let command = line.split(" #").next().unwrap().trim();
+        if command.is_empty() || command.starts_with("runway dev") {
+            continue;
+        }
+        if let Some(to) = command.strip_prefix("cd ") {
+            cwd = cwd.join(to);
+            continue;
+        }
+        let out = Command::new("bash")
+            .args(["-c", command])
+            .current_dir(&cwd)
+            .env("PATH", &path)
+            .env("NO_COLOR", "1")
+            .env_remove("RUNWAY_DATA_DIR")
+            .env_remove("RUNWAY_SERVER")
+            .env(
+                "CARGO_TARGET_DIR",
+                support::root().join("target").join("author"),
+            )
+            .output()
+            .unwrap();
+        ran.push((command.to_owned(), ok(out)));
+    }
+    let commands: Vec<&str> = ran.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(commands.len(), 4, "{commands:?}");
+    let (last, printed) = ran.last().unwrap();
+    assert!(last.starts_with("runway run"), "{last}");
+    assert!(printed.contains("Hello, Ada!"), "{printed}");
+}

@@ -153,6 +153,14 @@ pub(super) fn print_runs(runs: &[RunRecord]) {
     );
 }
 
+/// One line of `events --follow`: fixed widths (rows come one at a time,
+/// so the columns cannot be measured first), wide enough for every kind.
+pub(super) fn follow_line(seq: &str, time: &str, kind: &str, detail: &str) -> String {
+    format!("{seq:<6} {time:<23}  {kind:<17} {detail}")
+        .trim_end()
+        .to_owned()
+}
+
 pub(super) fn print_events(events: &[Event]) {
     let rows = events
         .iter()
@@ -447,4 +455,21 @@ pub(super) fn print_backup(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn followed_events_line_up_under_their_header() {
+        let head = follow_line("SEQ", "TIME", "KIND", "DETAIL");
+        let row = follow_line("12", "2026-11-21 07:59:26.299", "artifact_written", "x");
+        assert_eq!(head.find("KIND"), Some(32));
+        assert_eq!(row.find("artifact"), head.find("KIND"));
+        // The longest kind still leaves a space before the detail.
+        assert_eq!(row.find(" x").map(|i| i + 1), head.find("DETAIL"));
+        let short = follow_line("1", "2026-11-21 07:59:26.299", "queued", "hello v1");
+        assert_eq!(short.find("hello"), head.find("DETAIL"));
+    }
 }

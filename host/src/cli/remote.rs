@@ -85,14 +85,16 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
                         println!("{}", serde_json::to_string(e).unwrap_or_default());
                     } else {
                         if std::mem::take(&mut header) {
-                            println!("SEQ  TIME                     KIND  DETAIL");
+                            println!("{}", follow_line("SEQ", "TIME", "KIND", "DETAIL"));
                         }
                         println!(
-                            "{:<4} {}  {}  {}",
-                            e.seq,
-                            short_time(&e.at),
-                            e.body.kind(),
-                            event_detail(&e.body)
+                            "{}",
+                            follow_line(
+                                &e.seq.to_string(),
+                                &short_time(&e.at),
+                                e.body.kind(),
+                                &event_detail(&e.body)
+                            )
                         );
                     }
                 })
