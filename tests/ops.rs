@@ -270,13 +270,21 @@ async fn a_fanout_run_is_one_trace_under_the_triggers_traceparent() {
     support::guest_dir();
     let (collector, spans) = otlp_receiver().await;
     let service = support::service::Service::start().await;
+    let provider = support::provider::Provider::start("sk-ops-trace-7d2e").await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("secrets.toml"),
+        "PROVIDER_KEY = \"sk-ops-trace-7d2e\"\n",
+    )
+    .unwrap();
     let config = dir.path().join("host.toml");
     std::fs::write(
         &config,
         format!(
-            "[telemetry]\notlp_endpoint = \"{collector}\"\n[egress]\nallow = [\"http://127.0.0.1:*\"]\nallow_private = [\"127.0.0.0/8\"]\n"
+            "[telemetry]\notlp_endpoint = \"{collector}\"\n[egress]\nallow = [\"http://127.0.0.1:*\"]\nallow_private = [\"127.0.0.0/8\"]\n[models.aliases]\ndefault = \"oa/gpt-test\"\n[models.providers.oa]\nkind = \"openai\"\nbase_url = \"{}\"\nkey_secret = \"PROVIDER_KEY\"\n",
+            provider.openai_url()
         ),
     )
     .unwrap();
@@ -303,7 +311,7 @@ async fn a_fanout_run_is_one_trace_under_the_triggers_traceparent() {
         assert!(t0.elapsed() < Duration::from_secs(20));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    for name in ["hello", "fanout", "fetch"] {
+    for name in ["hello", "fanout", "fetch", "summarize"] {
         let manifest = if name == "fetch" {
             "slug = \"fetch\"\n[http]\nallow = [\"http://127.0.0.1:*\"]\n".to_owned()
         } else {
@@ -466,6 +474,63 @@ async fn a_fanout_run_is_one_trace_under_the_triggers_traceparent() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // A model call's span carries the gen_ai.* attributes.
+    let model_trace = "1f2e3d4c5b6a79881f2e3d4c5b6a7988";
+    let res = http
+        .post(format!("{base}/v1/workflows/summarize/runs?wait=30"))
+        .header(
+            "traceparent",
+            format!("00-{model_trace}-1f2e3d4c5b6a7988-01"),
+        )
+        .json(&json!({ "text": "Durable runs survive any crash of the host." }))
+        .send()
+        .await
+        .unwrap();
+    let summarized: Value = res.json().await.unwrap();
+    assert_eq!(summarized["status"], "completed", "{summarized}");
+    let t0 = Instant::now();
+    let call = loop {
+        let found = spans
+            .lock()
+            .iter()
+            .find(|s| s.trace == model_trace && s.name == "models.generate")
+            .cloned();
+        if let Some(call) = found {
+            break call;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no model span among {:#?}",
+            spans.lock()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let attr = |k: &str| call.attributes.get(k).cloned().unwrap_or_default();
+    assert!(attr("gen_ai.provider.name").contains("\"oa\""), "{call:?}");
+    assert!(
+        attr("gen_ai.request.model").contains("\"gpt-test\""),
+        "{call:?}"
+    );
+    assert!(
+        attr("gen_ai.operation.name").contains("\"chat\""),
+        "{call:?}"
+    );
+    assert!(
+        attr("gen_ai.usage.input_tokens").starts_with("Some(IntValue("),
+        "{call:?}"
+    );
+    assert!(
+        attr("gen_ai.usage.output_tokens").starts_with("Some(IntValue("),
+        "{call:?}"
+    );
+    assert!(
+        spans.lock().iter().all(|s| !s
+            .attributes
+            .values()
+            .any(|v| v.contains("sk-ops-trace-7d2e"))),
+        "no span holds the provider key"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }
