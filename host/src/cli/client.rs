@@ -484,9 +484,9 @@ impl Client {
     /// Purges ended runs (see `POST /v1/runs/purge`).
     pub async fn purge(
         &self,
-        request: &serde_json::Value,
+        request: &crate::host::PurgeRequest,
     ) -> Result<crate::host::PurgeReport, ClientError> {
-        let rb = self.json_body(self.request(Method::POST, "/v1/runs/purge"), request)?;
+        let rb = self.request(Method::POST, "/v1/runs/purge").json(request);
         let res = self.send(rb).await?;
         self.decode(res, "a purge report").await
     }

@@ -340,12 +340,7 @@ deploy it with: runway deploy {}",
             dry_run,
             json,
         } => {
-            let request = crate::host::PurgeRequest {
-                older_than: older_than.clone(),
-                keep_per_workflow: *keep_per_workflow,
-                workflow: workflow.clone(),
-                dry_run: *dry_run,
-            };
+            let request = purge_request(older_than, *keep_per_workflow, workflow, *dry_run);
             print_purge(&host.purge(&request).await?, *json)?;
             ExitCode::SUCCESS
         }

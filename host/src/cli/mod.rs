@@ -287,6 +287,21 @@ struct RunArgs {
     json: bool,
 }
 
+/// The request `runway purge`'s flags ask for, locally or of a server.
+fn purge_request(
+    older_than: &Option<String>,
+    keep_per_workflow: Option<usize>,
+    workflow: &Option<String>,
+    dry_run: bool,
+) -> crate::host::PurgeRequest {
+    crate::host::PurgeRequest {
+        older_than: older_than.clone(),
+        keep_per_workflow,
+        workflow: workflow.clone(),
+        dry_run,
+    }
+}
+
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

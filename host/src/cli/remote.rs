@@ -183,12 +183,7 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
             dry_run,
             json,
         } => {
-            let request = serde_json::json!({
-                "older_than": older_than,
-                "keep_per_workflow": keep_per_workflow,
-                "workflow": workflow,
-                "dry_run": dry_run,
-            });
+            let request = purge_request(older_than, *keep_per_workflow, workflow, *dry_run);
             print_purge(&client.purge(&request).await?, *json)?;
             ExitCode::SUCCESS
         }

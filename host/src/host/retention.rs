@@ -42,7 +42,7 @@ impl RetentionConfig {
 }
 
 /// What to purge: ended root runs matching every given condition.
-#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurgeRequest {
     /// Runs that ended longer ago than this (e.g. `"30d"`, `"12h"`).
