@@ -34,6 +34,35 @@ fn ok(out: Output) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `cargo test` in a workflow crate, with this build's `runway` first on
+/// the PATH.
+fn cargo_test(crate_dir: &Path) -> Command {
+    let bin = Path::new(env!("CARGO_BIN_EXE_runway")).parent().unwrap();
+    let path = std::env::join_paths(std::iter::once(bin.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    let mut cmd = runway(crate_dir);
+    cmd.env("PATH", path);
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.arg("test").current_dir(crate_dir);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => cargo.env(k, v),
+            None => cargo.env_remove(k),
+        };
+    }
+    cargo
+}
+
+/// How many tests the runner's summaries say passed.
+fn passed_tests(out: &str) -> usize {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("test result: ok. "))
+        .filter_map(|l| l.split(' ').next()?.parse::<usize>().ok())
+        .sum()
+}
+
 #[test]
 fn every_template_builds_deploys_and_runs_from_an_empty_directory() {
     // A directory outside the repository: nothing to find by path.
@@ -69,6 +98,11 @@ fn every_template_builds_deploys_and_runs_from_an_empty_directory() {
             .output()
             .unwrap());
         assert!(out.contains(&format!("deployed {name} v1")), "{out}");
+        // The template's own tests pass with a plain `cargo test` (the
+        // crate's config names `runway test-runner`, found on the PATH).
+        let out = ok(cargo_test(&crate_dir).output().unwrap());
+        let passed = passed_tests(&out);
+        assert!(passed >= 1, "{name}: {out}");
     }
     let run = |slug: &str, input: &str| -> Value {
         let out = runway(home)
@@ -292,8 +326,80 @@ fn the_readmes_first_workflow_commands_work_as_written() {
         ran.push((command.to_owned(), ok(out)));
     }
     let commands: Vec<&str> = ran.iter().map(|(c, _)| c.as_str()).collect();
-    assert_eq!(commands.len(), 4, "{commands:?}");
+    assert_eq!(commands.len(), 5, "{commands:?}");
+    let (_, tested) = ran.iter().find(|(c, _)| c == "runway test").unwrap();
+    assert_eq!(passed_tests(tested), 2, "{tested}");
     let (last, printed) = ran.last().unwrap();
     assert!(last.starts_with("runway run"), "{last}");
     assert!(printed.contains("Hello, Ada!"), "{printed}");
+}
+
+/// The test harness (`runway_sdk::testing` through `runway test`): a
+/// crate's tests run its component on the engine in a scripted world — a
+/// day's sleep and a signal in well under a second, scripted secrets,
+/// model, HTTP and child answers as the guest sees them, the manifest's
+/// egress rules still in force — and an unscripted call fails its test
+/// with a message naming the call.
+#[test]
+fn the_harness_runs_a_crate_s_tests_on_the_engine_in_a_scripted_world() {
+    let dir = tempfile::tempdir().unwrap();
+    let crate_dir = dir.path().join("harness-demo");
+    copy_dir(&support::root().join("tests/harness-crate"), &crate_dir);
+    let cargo_toml = crate_dir.join("Cargo.toml");
+    let sdk = support::root().join("guest-sdk");
+    let text = std::fs::read_to_string(&cargo_toml)
+        .unwrap()
+        .replace("../../guest-sdk", sdk.to_str().unwrap());
+    std::fs::write(&cargo_toml, text).unwrap();
+
+    let out = ok(runway(&crate_dir).arg("test").output().unwrap());
+    assert_eq!(passed_tests(&out), 5, "{out}");
+    let took = |test: &str| -> u64 {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("test {test} ... ok (")))
+            .unwrap_or_else(|| panic!("no {test} in {out}"));
+        line.rsplit('(')
+            .next()
+            .unwrap()
+            .trim_end_matches(" ms)")
+            .parse()
+            .unwrap()
+    };
+    let slept = took("a_day_of_sleep_and_a_signal_take_no_time");
+    assert!(slept < 1000, "a day's sleep took {slept} ms");
+    assert!(
+        out.contains("test unscripted_model_call ... ignored"),
+        "{out}"
+    );
+
+    // The one that fails on purpose: its panic names the call.
+    let out = runway(&crate_dir)
+        .args(["test", ".", "--", "unscripted", "--", "--ignored"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("test unscripted_model_call ... FAILED")
+            && stdout.contains("the run made calls this World has no answer for")
+            && stdout.contains(r#"model call to "default", last message "Say something.""#)
+            && stdout.contains("tests/workflow.rs"),
+        "{stdout}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            if entry.file_name() != "target" {
+                copy_dir(&entry.path(), &target);
+            }
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }

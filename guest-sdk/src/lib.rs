@@ -20,6 +20,11 @@
 //! fails or is cancelled comes back as an [`Error`] with code
 //! `CHILD_FAILED` or `CHILD_CANCELLED`.
 //!
+//! A workflow is tested on the real engine with [`testing::World`]:
+//! `cargo test` runs each test's scenarios — scripted secrets, model
+//! answers, HTTP responses, signals and children, with durable sleeps
+//! skipped — through the `runway` host.
+//!
 //! # Example
 //!
 //! `runway new report` writes a crate like this one; its `Cargo.toml`:
@@ -30,7 +35,7 @@
 //! edition = "2024"
 //!
 //! [lib]
-//! crate-type = ["cdylib"]
+//! crate-type = ["cdylib", "rlib"]  # rlib: for `cargo test`
 //!
 //! [dependencies]
 //! # The SDK matching the host that wrote the crate (or a path to a checkout
@@ -94,6 +99,8 @@
 use serde::{Serialize, de::DeserializeOwned};
 use std::fmt;
 use std::time::Duration;
+
+pub mod testing;
 
 #[doc(hidden)]
 pub mod bindings {

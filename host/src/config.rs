@@ -68,6 +68,12 @@ pub struct HostConfig {
     /// `[telemetry] otlp_endpoint`: where `runway serve` sends traces
     /// (OTLP/HTTP; off when unset).
     pub otlp_endpoint: Option<String>,
+    /// Where compiled components are cached (default: `cache/` in the data
+    /// directory).
+    pub cache_dir: Option<PathBuf>,
+    /// The scripted world of a test harness (`runway test-runner`): models,
+    /// HTTP, children and secrets answer from it, and time skips.
+    pub(crate) script: Option<std::sync::Arc<crate::testing::Script>>,
 }
 
 /// Access a bearer token grants; each scope includes the ones before it.
@@ -131,6 +137,8 @@ impl HostConfig {
             egress: Default::default(),
             retention: Default::default(),
             otlp_endpoint: None,
+            cache_dir: None,
+            script: None,
         }
     }
 

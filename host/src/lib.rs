@@ -29,6 +29,7 @@ pub mod retry;
 pub mod sandbox;
 pub mod store;
 pub mod telemetry;
+pub mod testing;
 pub mod triggers;
 pub mod types;
 

@@ -16,8 +16,16 @@ const SDK: &[(&str, &str)] = &[
     ("README.md", include_str!("../../../guest-sdk/README.md")),
     ("src/lib.rs", include_str!("../../../guest-sdk/src/lib.rs")),
     (
+        "src/testing.rs",
+        include_str!("../../../guest-sdk/src/testing.rs"),
+    ),
+    (
         "wit/workflow.wit",
         include_str!("../../../guest-sdk/wit/workflow.wit"),
+    ),
+    (
+        "wit/testing/harness.wit",
+        include_str!("../../../guest-sdk/wit/testing/harness.wit"),
     ),
 ];
 
@@ -35,25 +43,29 @@ pub enum Template {
 }
 
 impl Template {
-    /// The template's `runway.toml` and `src/lib.rs`.
-    fn files(self) -> (&'static str, &'static str) {
+    /// The template's `runway.toml`, `src/lib.rs` and `tests/workflow.rs`.
+    fn files(self) -> [&'static str; 3] {
         match self {
-            Template::Hello => (
+            Template::Hello => [
                 include_str!("../../templates/hello/runway.toml"),
                 include_str!("../../templates/hello/lib.rs"),
-            ),
-            Template::Approval => (
+                include_str!("../../templates/hello/test.rs"),
+            ],
+            Template::Approval => [
                 include_str!("../../templates/approval/runway.toml"),
                 include_str!("../../templates/approval/lib.rs"),
-            ),
-            Template::Http => (
+                include_str!("../../templates/approval/test.rs"),
+            ],
+            Template::Http => [
                 include_str!("../../templates/http/runway.toml"),
                 include_str!("../../templates/http/lib.rs"),
-            ),
-            Template::Agent => (
+                include_str!("../../templates/http/test.rs"),
+            ],
+            Template::Agent => [
                 include_str!("../../templates/agent/runway.toml"),
                 include_str!("../../templates/agent/lib.rs"),
-            ),
+                include_str!("../../templates/agent/test.rs"),
+            ],
         }
     }
 }
@@ -77,7 +89,7 @@ pub fn new(name: &str, template: Template, dir: Option<&Path>) -> anyhow::Result
         text.replace("{{name}}", name)
             .replace("{{crate}}", &name.replace('-', "_"))
     };
-    let (manifest, lib) = template.files();
+    let [manifest, lib, test] = template.files();
     let mut files: Vec<(PathBuf, String)> = vec![
         (
             "Cargo.toml".into(),
@@ -93,6 +105,7 @@ pub fn new(name: &str, template: Template, dir: Option<&Path>) -> anyhow::Result
         ),
         ("runway.toml".into(), fill(manifest)),
         ("src/lib.rs".into(), fill(lib)),
+        ("tests/workflow.rs".into(), fill(test)),
     ];
     for (path, text) in SDK {
         files.push((
@@ -177,6 +190,40 @@ pub fn build(dir: &Path) -> anyhow::Result<Built> {
         wasm: out,
         manifest: manifest_copy,
         bytes,
+    })
+}
+
+/// Runs `cargo test` in the workflow crate at `dir` for `wasm32-wasip2`,
+/// with this binary as the test runner (`runway test-runner`), so the
+/// tests need no `runway` on the PATH. Exits as cargo does.
+pub fn test(dir: &Path, args: &[String]) -> anyhow::Result<std::process::ExitCode> {
+    let cargo_toml = dir.join("Cargo.toml");
+    if !cargo_toml.is_file() {
+        bail!(
+            "{} has no Cargo.toml: run runway test in a workflow crate (runway new NAME makes one)",
+            dir.display()
+        );
+    }
+    ensure_target()?;
+    let exe = std::env::current_exe().context("finding this executable")?;
+    // Cargo splits the variable at spaces.
+    let runner = match exe.to_str() {
+        Some(p) if !p.contains(char::is_whitespace) => format!("{p} test-runner"),
+        _ => "runway test-runner".to_owned(),
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(["test", "--target", TARGET])
+        .arg("--manifest-path")
+        .arg(&cargo_toml)
+        .args(args)
+        .env("CARGO_TARGET_WASM32_WASIP2_RUNNER", runner)
+        .status()
+        .with_context(|| format!("running {}", cargo.to_string_lossy()))?;
+    Ok(match status.code() {
+        Some(0) => std::process::ExitCode::SUCCESS,
+        Some(c) => std::process::ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        None => std::process::ExitCode::FAILURE,
     })
 }
 

@@ -13,6 +13,14 @@ pub(super) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             super::dev::dev(dir, cli.data_dir.clone(), cli.config.clone(), *listen).await?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Test { path, args } => {
+            let dir = path.clone().unwrap_or_else(|| PathBuf::from("."));
+            let args = args.clone();
+            return tokio::task::spawn_blocking(move || super::author::test(&dir, &args)).await?;
+        }
+        Command::TestRunner { wasm, args } => {
+            return crate::testing::runner::run(wasm, args).await;
+        }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut command, "runway", &mut std::io::stdout());
@@ -174,6 +182,8 @@ deploy it with: runway deploy {}",
         | Command::New { .. }
         | Command::Build { .. }
         | Command::Completions { .. }
+        | Command::Test { .. }
+        | Command::TestRunner { .. }
         | Command::Dev { .. } => unreachable!("handled above"),
         Command::Resume { json } => {
             let ids: Vec<RunId> = host.active_runs()?.iter().map(|r| r.id).collect();

@@ -76,6 +76,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the tests of the workflow crate at PATH (default: .): `cargo
+    /// test` for wasm32-wasip2, with each scenario a test scripts
+    /// (`runway_sdk::testing`) run on this host's engine. Arguments after
+    /// `--` go to `cargo test`.
+    Test {
+        path: Option<PathBuf>,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// What `cargo test` runs a workflow crate's test binaries with (the
+    /// crate's .cargo/config.toml names it): each test in an instance of
+    /// its own, on the real engine.
+    #[command(hide = true)]
+    TestRunner {
+        wasm: PathBuf,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Serve on loopback, build and deploy the workflow crate at PATH
     /// (default: .), then rebuild and redeploy on every change to its
     /// sources; runs already started keep their version.

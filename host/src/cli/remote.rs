@@ -195,7 +195,9 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
         Command::New { .. }
         | Command::Build { .. }
         | Command::Completions { .. }
-        | Command::Dev { .. } => {
+        | Command::Dev { .. }
+        | Command::Test { .. }
+        | Command::TestRunner { .. } => {
             unreachable!("handled before")
         }
         Command::Exec { .. }

@@ -168,6 +168,9 @@ pub struct Egress {
     rules: Arc<HostRules>,
     config: EgressConfig,
     client: reqwest::Client,
+    /// A test harness's scripted responses, asked instead of the network
+    /// (after the policy's decision).
+    pub(crate) script: Option<Arc<crate::testing::Script>>,
 }
 
 impl Egress {
@@ -205,6 +208,7 @@ impl Egress {
             rules,
             config,
             client,
+            script: None,
         })
     }
 
@@ -261,6 +265,14 @@ impl Egress {
                 decision,
                 attempts: 0,
                 bytes_sent: 0,
+            };
+        }
+        if let Some(script) = &self.script {
+            return Sent {
+                result: script.http(&req),
+                decision,
+                attempts: 1,
+                bytes_sent,
             };
         }
         let repeatable = matches!(

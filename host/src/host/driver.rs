@@ -95,6 +95,11 @@ impl Host {
             if live.suspending() {
                 return self.registry().finish(&live, None);
             }
+            if record.parent.is_some()
+                && let Some(ending) = self.scripted_child(&record.workflow)
+            {
+                break self.end_without_executing(record, ending).await;
+            }
             // Boxed: a parked driver then holds a few hundred bytes, not
             // the whole execution's state machine (10,000 sleeping runs).
             match Box::pin(self.execute_once(&live, record)).await {
@@ -189,6 +194,8 @@ impl Host {
         };
         let until = wait.until_ms();
         loop {
+            // Counted before looking: a wake from here on keeps it busy.
+            let seen = live.wakes.load(std::sync::atomic::Ordering::Acquire);
             if live.cancelled() {
                 return Err(live.stop_fault());
             }
@@ -206,7 +213,7 @@ impl Host {
             if until.is_some_and(|u| now >= u) {
                 break;
             }
-            self.registry().set_busy(live, until.is_some());
+            self.registry().rest(live, until.is_some(), seen);
             let wake_at = until.unwrap_or(u64::MAX).min(run_deadline);
             let delay = Duration::from_millis(wake_at.saturating_sub(now));
             tokio::select! {
@@ -385,7 +392,18 @@ impl Host {
     }
 
     /// Ends a run that is not executing (parked, or never resumed) with `fault`.
-    pub(super) async fn end_unexecuted(&self, mut record: RunRecord, fault: RunFault) -> RunRecord {
+    pub(super) async fn end_unexecuted(&self, record: RunRecord, fault: RunFault) -> RunRecord {
+        self.end_without_executing(record, Ending::Fault(fault))
+            .await
+    }
+
+    /// How a test harness's scenario says a child run of `workflow` ends.
+    fn scripted_child(&self, workflow: &str) -> Option<Ending> {
+        self.inner.services.script.as_ref()?.child(workflow)
+    }
+
+    /// Ends a run that is not executing, as `ending` says.
+    async fn end_without_executing(&self, mut record: RunRecord, ending: Ending) -> RunRecord {
         let mut seq = match self.store().progress(record.id) {
             Ok(p) => p.next_seq,
             Err(e) => {
@@ -396,7 +414,7 @@ impl Host {
         let totals = self.inner.services.ledger.totals(record.id);
         record.usage.model = totals.own;
         record.usage.model_tree = totals.tree;
-        let events = Ending::Fault(fault)
+        let events = ending
             .apply(&mut record, str::to_owned)
             .into_iter()
             .map(|body| {

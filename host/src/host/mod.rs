@@ -105,7 +105,10 @@ impl Host {
         let store = Store::open(dir)?;
         // What an interrupted backup left (the store's lock is ours now).
         let _ = std::fs::remove_dir_all(dir.join("tmp"));
-        let secrets = SecretSource::load(dir).map_err(|e| HostError::Internal(e.to_string()))?;
+        let secrets = match &config.script {
+            Some(script) => SecretSource::fixed(script.secrets()),
+            None => SecretSource::load(dir).map_err(|e| HostError::Internal(e.to_string()))?,
+        };
         let artifacts = ArtifactStore::open(&dir.join("artifacts"))
             .map_err(io("opening the artifact directory in"))?;
         let mut engine_options = config.engine.clone();
@@ -113,17 +116,26 @@ impl Host {
         engine_options.pool_size = engine_options
             .pool_size
             .max((config.max_concurrent_runs + config.max_warm_instances) as u32);
-        let engine = Engine::new(&engine_options, &dir.join("cache"))
+        let cache = config
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| dir.join("cache"));
+        let engine = Engine::new(&engine_options, &cache)
             .map_err(|e| HostError::Internal(format!("starting the engine: {e:#}")))?;
-        let models = crate::models::Models::new(&config.models)
+        let mut models = crate::models::Models::new(&config.models)
             .map_err(|e| HostError::Internal(format!("host config: {e}")))?;
-        let egress = crate::egress::Egress::new(config.egress.clone())
+        let mut egress = crate::egress::Egress::new(config.egress.clone())
             .map_err(|e| HostError::Internal(format!("host config: {e}")))?;
-        let (registry, mut launches) = Registry::new(
+        let (mut registry, mut launches) = Registry::new(
             config.max_warm_instances,
             config.max_concurrent_runs,
             config.max_host_memory,
         );
+        if let Some(script) = &config.script {
+            models.script = Some(script.clone());
+            egress.script = Some(script.clone());
+            registry.skip_time = true;
+        }
         let host = Host {
             inner: Arc::new(Inner {
                 engine,
@@ -138,6 +150,7 @@ impl Host {
                     artifacts: Arc::new(artifacts),
                     registry,
                     max_depth: config.max_child_depth,
+                    script: config.script.clone(),
                 }),
                 manifests: Mutex::new(HashMap::new()),
                 config,

@@ -26,6 +26,9 @@ pub(crate) struct LiveRun {
     pub suspend: AtomicBool,
     /// Woken by signals, finished children, cancels.
     pub wake: Notify,
+    /// Wakes so far ([`Registry::wake`]): a run that counted them before it
+    /// last looked at what it waits for knows whether one came since.
+    pub wakes: std::sync::atomic::AtomicU64,
     /// Why the run is stopped, when it is not a plain cancel (an
     /// ancestor's model budget ran out under it).
     stop: Mutex<Option<RunFault>>,
@@ -51,6 +54,7 @@ impl LiveRun {
             cancel: AtomicBool::new(false),
             suspend: AtomicBool::new(false),
             wake: Notify::new(),
+            wakes: std::sync::atomic::AtomicU64::new(0),
             stop: Mutex::new(None),
             done: watch::channel(None).0,
             busy: AtomicBool::new(false),
@@ -102,6 +106,12 @@ pub(crate) struct Registry {
     /// `max_concurrent_runs` (slug -> the limit and its slots).
     workflow_slots: Mutex<HashMap<String, (usize, Arc<Semaphore>)>>,
     launch: mpsc::UnboundedSender<Arc<LiveRun>>,
+    /// A test harness: a wait that only time would end ends at once, the
+    /// clocks moved past it (`types::skip_to`).
+    pub skip_time: bool,
+    /// Held while a wake marks a run busy and while a run at rest decides
+    /// it is not, so that a wake is never undone.
+    waking: Mutex<()>,
 }
 
 /// A run's place among the runs executing at once: the host's slot and,
@@ -183,6 +193,8 @@ impl Registry {
             drain: Drain::new(),
             workflow_slots: Mutex::new(HashMap::new()),
             launch,
+            skip_time: false,
+            waking: Mutex::new(()),
         };
         (registry, rx)
     }
@@ -303,9 +315,22 @@ impl Registry {
     /// child ending and its parent waking.
     pub(crate) fn wake(&self, id: RunId) {
         if let Some(live) = self.get(id) {
-            self.set_busy(&live, true);
+            {
+                let _waking = self.waking.lock();
+                live.wakes.fetch_add(1, Ordering::AcqRel);
+                self.set_busy(&live, true);
+            }
             live.wake.notify_one();
         }
+    }
+
+    /// A parked run is about to wait, having last looked at what it waits
+    /// for when it had counted `seen` wakes: it stops counting as busy
+    /// unless the wait has a deadline (`timed`) or a wake came since.
+    pub(crate) fn rest(&self, live: &LiveRun, timed: bool, seen: u64) {
+        let _waking = self.waking.lock();
+        let woken = live.wakes.load(Ordering::Acquire) != seen;
+        self.set_busy(live, timed || woken);
     }
 
     /// Flags a run for cancellation and wakes it. Returns whether it is live here.

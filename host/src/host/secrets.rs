@@ -24,6 +24,9 @@ pub struct SecretsFileError {
 #[derive(Clone)]
 pub struct SecretSource {
     file: HashMap<String, String>,
+    /// Whether `RUNWAY_SECRET_<NAME>` variables count (not in a test
+    /// harness, whose secrets are only the scripted ones).
+    env: bool,
 }
 
 impl std::fmt::Debug for SecretSource {
@@ -68,20 +71,22 @@ impl SecretSource {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
             Err(e) => return Err(err(e.to_string())),
         };
-        Ok(SecretSource { file })
+        Ok(SecretSource { file, env: true })
     }
 
-    /// An empty source (tests, benchmarks).
-    pub fn empty() -> SecretSource {
+    /// These values and no others: the environment is not read.
+    pub fn fixed(values: HashMap<String, String>) -> SecretSource {
         SecretSource {
-            file: HashMap::new(),
+            file: values,
+            env: false,
         }
     }
 
     /// The value of secret `name`, if the host has one.
     pub fn get(&self, name: &str) -> Option<String> {
-        std::env::var(env_name(name))
-            .ok()
+        self.env
+            .then(|| std::env::var(env_name(name)).ok())
+            .flatten()
             .or_else(|| self.file.get(name).cloned())
     }
 }

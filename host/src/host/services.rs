@@ -25,6 +25,8 @@ pub(crate) struct HostServices {
     pub egress: crate::egress::Egress,
     pub ledger: crate::host::ledger::Ledger,
     pub trees: TreeCounts,
+    /// A test harness's scripted world (children end as it says).
+    pub script: Option<Arc<crate::testing::Script>>,
 }
 
 /// How many runs each tree holds, by root: a tree's size is bounded by its

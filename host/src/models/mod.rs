@@ -279,6 +279,8 @@ pub struct Models {
     aliases: BTreeMap<String, String>,
     providers: BTreeMap<String, Provider>,
     client: reqwest::Client,
+    /// A test harness's scripted answers, asked instead of the providers.
+    pub(crate) script: Option<Arc<crate::testing::Script>>,
 }
 
 impl Models {
@@ -366,6 +368,7 @@ impl Models {
                 .tcp_nodelay(true)
                 .build()
                 .map_err(|e| format!("models: HTTP client: {e}"))?,
+            script: None,
         };
         for (alias, target) in &config.aliases {
             if alias.contains('/') || alias.is_empty() {
@@ -489,6 +492,9 @@ impl Models {
             .providers
             .get(&model.provider)
             .ok_or_else(|| ModelError::Unknown(model.reference.clone()))?;
+        if let Some(script) = &self.script {
+            return script.model(model, request);
+        }
         provider::call(&self.client, p, model, request, key, deadline).await
     }
 }

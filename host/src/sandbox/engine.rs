@@ -167,12 +167,21 @@ impl Engine {
         if bytes[4..8] == [1, 0, 0, 0] {
             return Err(ComponentError::CoreModule);
         }
+        let path = self.cache_path(digest);
+        // SAFETY: as in `prepare`. The digest names these very bytes, so a
+        // cached compilation of them (a redeploy, a test harness's fresh
+        // data directory) is theirs.
+        if let Ok(cached) = unsafe { Component::deserialize_file(&self.engine, &path) } {
+            let pre = self.pre(&cached)?;
+            self.warm.lock().insert(digest.to_owned(), pre);
+            return Ok(());
+        }
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| ComponentError::Invalid(format!("{e:#}")))?;
         let pre = self.pre(&component)?;
         if let Ok(serialized) = component.serialize() {
             // The cache is an optimisation: failing to write it is not an error.
-            if let Err(e) = write_atomic(&self.cache_path(digest), &serialized) {
+            if let Err(e) = write_atomic(&path, &serialized) {
                 tracing::warn!(error = %e, "could not write the compile cache");
             }
         }

@@ -28,6 +28,9 @@ pub(crate) struct Parker<'a> {
     pub registry: &'a Registry,
     pub live: &'a Arc<LiveRun>,
     pub permit: &'a mut Option<ExecutionSlot>,
+    /// The run's wake count when it last looked at what it waits for:
+    /// before the import's first check, then after each wake.
+    pub seen: u64,
 }
 
 /// A parked run holding a warm slot.
@@ -53,7 +56,8 @@ impl Parker<'_> {
                 .effects
                 .fail(RunFault::from_store("recording a wait", &e)));
         }
-        self.registry.set_busy(self.live, wait.until_ms().is_some());
+        self.registry
+            .rest(self.live, wait.until_ms().is_some(), self.seen);
         let slot = match self.registry.warm.clone().try_acquire_owned() {
             // Under memory pressure a parked run gives its instance up.
             Ok(slot) if !self.registry.memory.under_pressure() => slot,
@@ -77,7 +81,15 @@ impl Parker<'_> {
         parked: &Parked,
         until_ms: Option<u64>,
     ) -> wasmtime::Result<()> {
+        // Waiting again after a wake that changed nothing for it.
+        self.registry.rest(self.live, until_ms.is_some(), self.seen);
         let wake_at = until_ms.unwrap_or(u64::MAX).min(self.run.deadline_ms);
+        if self.registry.skip_time && until_ms.is_some() {
+            // A test harness: what the run could get meanwhile (scripted
+            // signals) is in its inbox already, so only time ends this
+            // wait, and the time passes at once.
+            crate::types::skip_to(wake_at);
+        }
         let delay = Duration::from_millis(wake_at.saturating_sub(now_ms()));
         let waited = async {
             tokio::select! {
@@ -87,6 +99,8 @@ impl Parker<'_> {
         };
         tracing::Instrument::instrument(waited, crate::telemetry::park_span(&parked.wait, None))
             .await;
+        // The caller looks again now: what any wake so far changed, it sees.
+        self.seen = self.live.wakes.load(Ordering::Acquire);
         if self.live.cancelled() {
             return Err(self.effects.fail(self.live.stop_fault()));
         }

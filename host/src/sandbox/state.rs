@@ -139,6 +139,7 @@ impl RunState {
                 registry: &self.host.registry,
                 live: &self.live,
                 permit: &mut self.permit,
+                seen: self.live.wakes.load(std::sync::atomic::Ordering::Acquire),
             },
             consumed_signals: &mut self.consumed_signals,
             children: &mut self.children,

@@ -7,8 +7,29 @@ use time::OffsetDateTime;
 /// Timestamps are UTC, serialized as RFC 3339.
 pub type Timestamp = OffsetDateTime;
 
+/// Now, as every record and event of this process dates it (see
+/// [`skip_to`]).
 pub fn now() -> Timestamp {
-    OffsetDateTime::now_utc()
+    OffsetDateTime::now_utc() + time::Duration::milliseconds(skipped_ms() as i64)
+}
+
+/// Time the test harness skipped (`runway test-runner`, where a durable
+/// sleep of a day takes no time): added to every clock this process reads.
+/// Nothing else moves it, so a host that serves runs always reads 0.
+static SKIPPED_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Milliseconds the clocks of this process were moved forward.
+pub fn skipped_ms() -> u64 {
+    SKIPPED_MS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Moves this process's clocks forward until [`now_ms`] reads at least
+/// `ms`. Only the test harness calls it.
+pub(crate) fn skip_to(ms: u64) {
+    let now = now_ms();
+    if ms > now {
+        SKIPPED_MS.fetch_add(ms - now, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// One run, as stored.
@@ -106,12 +127,13 @@ impl Wait {
     }
 }
 
-/// Milliseconds since the Unix epoch, now.
+/// Milliseconds since the Unix epoch, now (see [`skip_to`]).
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+        + skipped_ms()
 }
 
 /// A signal in a run's inbox.

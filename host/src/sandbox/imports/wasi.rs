@@ -67,6 +67,7 @@ impl HostWallClock for WallClock {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(0)
+                + crate::types::skipped_ms() * 1_000_000
         });
         Duration::from_nanos(nanos)
     }

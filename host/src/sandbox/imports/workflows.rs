@@ -245,6 +245,11 @@ impl WorkflowsView<'_> {
             .workflow(slug, None)
             .map_err(|e| self.effects.fail(internal(&e)))?
         else {
+            if let Some(script) = &self.host.script {
+                script.note_unscripted(format!(
+                    "child run of workflow {slug:?}: script it with World::child"
+                ));
+            }
             return Ok(Err(failure(
                 FailureCode::WorkflowNotFound,
                 format!("no workflow {slug:?} is deployed"),
