@@ -177,6 +177,27 @@ fn run_exit_codes_say_whether_the_run_completed() {
     );
     assert_eq!(run["run_id"], run["id"]);
     assert!(run.get("seed").is_none(), "{run}");
+    // JSON lines: the same records, one per line.
+    let lines = cli.run(&["runs", "--output", "jsonl"]);
+    let lines: Vec<Value> = String::from_utf8(lines.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines, all.as_array().unwrap().clone());
+    let id = run["id"].as_str().unwrap();
+    let events = cli.run(&["events", id, "--output", "jsonl"]);
+    let kinds: Vec<String> = String::from_utf8(events.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["kind"].to_string())
+        .collect();
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("\"queued\""),
+        "{kinds:?}"
+    );
+    assert!(kinds.len() >= 3, "{kinds:?}");
 }
 
 #[test]

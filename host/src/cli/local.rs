@@ -266,6 +266,7 @@ deploy it with: runway deploy {}",
             workflow,
             limit,
             json,
+            output,
         } => {
             let runs = host.runs(
                 &crate::host::RunFilter {
@@ -275,24 +276,21 @@ deploy it with: runway deploy {}",
                 },
                 *limit,
             )?;
-            if *json {
-                let list: Vec<_> = runs.iter().map(record_json).collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else {
-                print_runs(&runs);
-            }
+            let list: Vec<_> = runs.iter().map(record_json).collect();
+            Format::of(*json, *output).print(&list, || print_runs(&runs))?;
             ExitCode::SUCCESS
         }
-        Command::Events { run_id, json, .. } => {
+        Command::Events {
+            run_id,
+            json,
+            output,
+            ..
+        } => {
             if host.status(*run_id)?.is_none() {
                 return Err(HostError::RunNotFound(*run_id).into());
             }
             let events = host.events(*run_id, 0, usize::MAX)?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&events)?);
-            } else {
-                print_events(&events);
-            }
+            Format::of(*json, *output).print(&events, || print_events(&events))?;
             ExitCode::SUCCESS
         }
         Command::Models { json } => {

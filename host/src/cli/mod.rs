@@ -57,6 +57,41 @@ struct Cli {
     command: Command,
 }
 
+/// How `runs` and `events` print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    /// One JSON array.
+    Json,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+impl Format {
+    /// `--output`, or `--json`, or text.
+    fn of(json: bool, output: Option<Format>) -> Format {
+        match (output, json) {
+            (Some(f), _) => f,
+            (None, true) => Format::Json,
+            (None, false) => Format::Text,
+        }
+    }
+
+    /// Prints `items` as JSON or JSON lines, or calls `text`.
+    fn print<T: serde::Serialize>(self, items: &[T], text: impl FnOnce()) -> anyhow::Result<()> {
+        match self {
+            Format::Text => text(),
+            Format::Json => println!("{}", serde_json::to_string_pretty(items)?),
+            Format::Jsonl => {
+                for item in items {
+                    println!("{}", serde_json::to_string(item)?);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Write a new workflow crate NAME (in ./NAME, or --dir) that builds
@@ -193,15 +228,23 @@ enum Command {
         workflow: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
-        #[arg(long)]
+        /// Print the runs as a JSON array (the same as --output json).
+        #[arg(long, conflicts_with = "output")]
         json: bool,
+        /// text, json (an array) or jsonl (one object per line).
+        #[arg(long, value_enum)]
+        output: Option<Format>,
     },
     /// Show a run's event log.
     Events {
         run_id: RunId,
         /// Print the events as a JSON array (with --follow: one per line).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "output")]
         json: bool,
+        /// text, json (an array) or jsonl (one event per line; with
+        /// --follow, json is jsonl too).
+        #[arg(long, value_enum)]
+        output: Option<Format>,
         /// Keep printing events as they happen until the run ends (needs --server).
         #[arg(long)]
         follow: bool,

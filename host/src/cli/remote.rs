@@ -63,25 +63,25 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
             workflow,
             limit,
             json,
+            output,
         } => {
             let runs = client.runs(*status, workflow.as_deref(), *limit).await?;
-            if *json {
-                let list: Vec<_> = runs.iter().map(record_json).collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else {
-                print_runs(&runs);
-            }
+            let list: Vec<_> = runs.iter().map(record_json).collect();
+            Format::of(*json, *output).print(&list, || print_runs(&runs))?;
             ExitCode::SUCCESS
         }
         Command::Events {
             run_id,
             json,
+            output,
             follow: true,
         } => {
-            let mut header = !*json;
+            // A stream has no array: JSON is one event per line.
+            let lines = Format::of(*json, *output) != Format::Text;
+            let mut header = !lines;
             client
                 .follow(*run_id, 0, |e| {
-                    if *json {
+                    if lines {
                         println!("{}", serde_json::to_string(e).unwrap_or_default());
                     } else {
                         if std::mem::take(&mut header) {
@@ -101,13 +101,14 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
                 .await?;
             ExitCode::SUCCESS
         }
-        Command::Events { run_id, json, .. } => {
+        Command::Events {
+            run_id,
+            json,
+            output,
+            ..
+        } => {
             let events = client.events(*run_id).await?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&events)?);
-            } else {
-                print_events(&events);
-            }
+            Format::of(*json, *output).print(&events, || print_events(&events))?;
             ExitCode::SUCCESS
         }
         Command::Cancel { run_id, json } => {
