@@ -534,3 +534,100 @@ async fn a_fanout_run_is_one_trace_under_the_triggers_traceparent() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The Dockerfile's runtime stage, run with this build's binary (no
+/// container engine is needed): it runs as a user that is not root with
+/// its data directory a volume; its command refuses to listen on every
+/// interface without API tokens; with tokens it serves on the data
+/// directory its ENV names, and its HEALTHCHECK passes while the server is
+/// ready and fails once it is gone. (The test listens on loopback.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dockerfile_runtime_stage_serves_and_its_health_check_tells() {
+    let dockerfile = std::fs::read_to_string(support::root().join("Dockerfile")).unwrap();
+    let stage = dockerfile.rsplit("\nFROM ").next().unwrap();
+    let instruction = |name: &str| -> String {
+        let prefix = format!("{name} ");
+        let line = stage
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no {name} in the runtime stage"));
+        line[prefix.len()..].trim().to_owned()
+    };
+    let argv = |text: &str| -> Vec<String> {
+        let json = &text[text.find('[').unwrap()..];
+        serde_json::from_str(json).unwrap()
+    };
+    let user = instruction("USER");
+    assert!(
+        !user.starts_with("root") && !user.starts_with("0"),
+        "{user}"
+    );
+    let env: Vec<(String, String)> = instruction("ENV")
+        .split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    let var = |k: &str| env.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    assert_eq!(instruction("VOLUME"), var("RUNWAY_DATA_DIR"));
+    let mut command = argv(&instruction("ENTRYPOINT"));
+    command.extend(argv(&instruction("CMD")));
+    let health = argv(&instruction("HEALTHCHECK"));
+    let program = command[0].clone();
+    assert_eq!(health[0], program);
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let run = |argv: &[String], listen: &str, tokens: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_runway"));
+        cmd.args(&argv[1..]).env_remove("RUNWAY_LOG");
+        for (k, v) in &env {
+            let v = match k.as_str() {
+                "RUNWAY_DATA_DIR" => dir.path().to_str().unwrap().to_owned(),
+                "RUNWAY_LISTEN" => listen.to_owned(),
+                "RUNWAY_SERVER" => v.replace(":8686", &format!(":{port}")),
+                _ => v.clone(),
+            };
+            cmd.env(k, v);
+        }
+        if tokens {
+            let sha = hex::encode(Sha256::digest(TOKEN.as_bytes()));
+            cmd.env("RUNWAY_API_TOKENS", format!("ops:admin:{sha}"));
+        }
+        cmd
+    };
+    // Every interface and no token: refused before anything listens.
+    let everywhere = var("RUNWAY_LISTEN").replace(":8686", &format!(":{port}"));
+    assert!(everywhere.starts_with("0.0.0.0:"), "{everywhere}");
+    let refused = run(&command, &everywhere, false).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("without API tokens"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let loopback = format!("127.0.0.1:{port}");
+    let healthy = || run(&health, &loopback, false).output().unwrap().status;
+    assert!(!healthy().success(), "healthy with no server");
+    let mut server = run(&command, &loopback, true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !healthy().success() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "never healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(dir.path().join("runway.redb").is_file());
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let down = run(&health, &loopback, false).output().unwrap();
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("not ready"));
+}

@@ -166,6 +166,16 @@ impl Client {
     }
 
     /// The newest version of every deployed workflow.
+    /// Whether the server can take work (`GET /readyz`, within 5 s).
+    pub async fn ready(&self) -> Result<(), ClientError> {
+        let request = self
+            .request(Method::GET, "/readyz")
+            .timeout(Duration::from_secs(5));
+        let res = self.send(request).await?;
+        let _: serde_json::Value = self.decode(res, "the readiness answer").await?;
+        Ok(())
+    }
+
     pub async fn workflows(&self) -> Result<Vec<WorkflowVersion>, ClientError> {
         let res = self
             .send(self.request(Method::GET, "/v1/workflows"))

@@ -102,6 +102,9 @@ deploy it with: runway deploy {}",
             ExitCode::from(1)
         });
     }
+    if let Command::Ready = &cli.command {
+        anyhow::bail!("runway ready asks a server: pass --server URL (or RUNWAY_SERVER)");
+    }
     if let Command::Events { follow: true, .. } = &cli.command {
         anyhow::bail!(
             "--follow tails a server's event stream: pass --server URL (or RUNWAY_SERVER)"
@@ -184,6 +187,7 @@ deploy it with: runway deploy {}",
         | Command::Completions { .. }
         | Command::Test { .. }
         | Command::TestRunner { .. }
+        | Command::Ready
         | Command::Dev { .. } => unreachable!("handled above"),
         Command::Resume { json } => {
             let ids: Vec<RunId> = host.active_runs()?.iter().map(|r| r.id).collect();

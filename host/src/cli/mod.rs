@@ -183,6 +183,9 @@ enum Command {
         #[arg(long, env = "RUNWAY_MAX_QUEUED_RUNS")]
         max_queued_runs: Option<usize>,
     },
+    /// Exit 0 if the server (--server) can take work (its /readyz), else
+    /// say why and exit 1: a container's health check.
+    Ready,
     /// Resume every run that has not ended (after a crash, or runs queued
     /// with --detach) and wait until none can make progress by itself.
     Resume {

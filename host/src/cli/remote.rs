@@ -7,6 +7,13 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
     let client = crate::cli::client::Client::new(server, cli.token.clone())?;
     let poll = std::time::Duration::from_millis(100);
     Ok(match &cli.command {
+        Command::Ready => match client.ready().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("not ready: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Deploy {
             wasm,
             manifest,
