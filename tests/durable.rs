@@ -4,8 +4,8 @@
 
 mod support;
 
+use runway::Host;
 use runway::types::{ErrorCode, EventBody, RunId, RunRecord, RunStatus};
-use runway::{Host, HostConfig};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 const MODES: [(&str, usize); 2] = [("evicted", 0), ("warm", 64)];
 
 async fn host(dir: &std::path::Path, warm: usize) -> Host {
-    let mut config = HostConfig::new(dir);
+    let mut config = support::host_config(dir);
     config.max_warm_instances = warm;
     let host = Host::open(config).await.expect("opening a host");
     for name in ["hello", "sleepy", "collect", "fanout", "steps"] {
@@ -392,7 +392,7 @@ async fn recovery_finishes_an_interrupted_cancel_and_runs_what_was_queued() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_short_parked_runs_never_fail_for_host_capacity() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = HostConfig::new(dir.path());
+    let mut config = support::host_config(dir.path());
     config.max_concurrent_runs = 8;
     config.max_warm_instances = 300;
     let host = Host::open(config).await.expect("opening a host");

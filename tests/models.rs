@@ -63,7 +63,9 @@ fn configure(dir: &Path, p: &Provider) -> std::path::PathBuf {
 
 async fn host_with(dir: &Path, p: &Provider, tweak: impl FnOnce(&mut HostConfig)) -> Host {
     let path = configure(dir, p);
-    let mut config = HostConfig::new(dir).apply_file(&path).expect("the config");
+    let mut config = support::host_config(dir)
+        .apply_file(&path)
+        .expect("the config");
     tweak(&mut config);
     let host = Host::open(config).await.expect("opening a host");
     for name in ["summarize", "review"] {

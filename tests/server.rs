@@ -4,8 +4,8 @@
 mod support;
 
 use reqwest::StatusCode;
+use runway::Host;
 use runway::config::{Scope, ServerSettings, TokenConfig};
-use runway::{Host, HostConfig};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -52,7 +52,7 @@ impl Server {
         // last handle drops.
         let mut host = None;
         for _ in 0..400 {
-            match Host::open(HostConfig::new(dir)).await {
+            match Host::open(support::host_config(dir)).await {
                 Ok(h) => {
                     host = Some(h);
                     break;
@@ -1434,7 +1434,7 @@ impl Hogged {
             format!("HOOK_KEY = \"{HOOK_KEY}\"\n"),
         )
         .unwrap();
-        let mut config = HostConfig::new(dir.path());
+        let mut config = support::host_config(dir.path());
         config.max_concurrent_runs = 1;
         config.server.max_queued_runs = max_queued_runs;
         let host = Host::open(config).await.unwrap();

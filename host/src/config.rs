@@ -30,6 +30,8 @@
 //! keep_per_workflow = 10000  # the newest N ended runs of each workflow
 //! [telemetry]
 //! otlp_endpoint = "http://127.0.0.1:4318"  # traces over OTLP/HTTP; off by default
+//! [store]                    # the tables in PostgreSQL instead of runway.redb
+//! url = "postgres://runway@db.internal:5432/runway"   # or --store / RUNWAY_STORE
 //! ```
 
 use crate::budget::Budget;
@@ -71,6 +73,9 @@ pub struct HostConfig {
     /// Where compiled components are cached (default: `cache/` in the data
     /// directory).
     pub cache_dir: Option<PathBuf>,
+    /// `[store] url` / `--store`: a PostgreSQL database for the tables
+    /// instead of `runway.redb` in the data directory.
+    pub store_url: Option<String>,
     /// The scripted world of a test harness (`runway test-runner`): models,
     /// HTTP, children and secrets answer from it, and time skips.
     pub(crate) script: Option<std::sync::Arc<crate::testing::Script>>,
@@ -138,6 +143,7 @@ impl HostConfig {
             retention: Default::default(),
             otlp_endpoint: None,
             cache_dir: None,
+            store_url: None,
             script: None,
         }
     }
@@ -228,6 +234,15 @@ impl HostConfig {
         if let Some(e) = file.telemetry.otlp_endpoint {
             self.otlp_endpoint = Some(e);
         }
+        if let Some(url) = file.store.url {
+            if !crate::store::is_postgres_url(&url) {
+                return Err(ConfigError {
+                    path: path.display().to_string(),
+                    message: "store.url: expected postgres://USER@HOST:PORT/DATABASE".into(),
+                });
+            }
+            self.store_url = Some(url);
+        }
         Ok(self)
     }
 }
@@ -296,6 +311,15 @@ struct ConfigFile {
     retention: RetentionSection,
     #[serde(default)]
     telemetry: TelemetrySection,
+    #[serde(default)]
+    store: StoreSection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StoreSection {
+    #[serde(default)]
+    url: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

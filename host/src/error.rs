@@ -117,6 +117,7 @@ impl HostError {
                 | StoreError::Corrupt(_)
                 | StoreError::Db(redb::Error::Corrupted(_)),
             ) => ("STORE_DAMAGED", S::INTERNAL_SERVER_ERROR),
+            Self::Store(StoreError::NotRedb) => ("NOT_SUPPORTED", S::CONFLICT),
             Self::Store(e) if e.is_unavailable() => ("STORAGE_UNAVAILABLE", S::SERVICE_UNAVAILABLE),
             Self::Store(_) | Self::Io { .. } | Self::Internal(_) => {
                 ("INTERNAL", S::INTERNAL_SERVER_ERROR)

@@ -107,3 +107,95 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Which store the suites run on: `RUNWAY_TEST_STORE=postgres` runs them
+/// on PostgreSQL (`scripts/test.sh` runs the durable, server and models
+/// suites both ways), anything else on redb in the data directory.
+pub fn on_postgres() -> bool {
+    std::env::var("RUNWAY_TEST_STORE").is_ok_and(|s| s == "postgres")
+}
+
+/// A host configuration on `dir`, with the tables in the store under test:
+/// on PostgreSQL, a database of the data directory's own (the same one
+/// every time the directory is opened again, as a restart would).
+pub fn host_config(dir: &Path) -> runway::HostConfig {
+    let mut config = runway::HostConfig::new(dir);
+    if on_postgres() {
+        config.store_url = Some(postgres_database(dir));
+    }
+    config
+}
+
+/// The URL of an empty database made for `dir` (made once per directory).
+pub fn postgres_database(dir: &Path) -> String {
+    use sha2::Digest;
+    static MADE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let digest = sha2::Sha256::digest(dir.to_string_lossy().as_bytes());
+    let name = format!("runway_test_{}", hex::encode(&digest[..10]));
+    let base = postgres_server();
+    let mut made = MADE.lock().unwrap_or_else(|p| p.into_inner());
+    if !made.iter().any(|d| d == dir) {
+        let (base_url, db) = (base.clone(), name.clone());
+        // The client blocks on a runtime of its own: not on a test's.
+        std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&base_url, postgres::NoTls)
+                .expect("connecting to the test PostgreSQL");
+            for sql in [
+                format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+                format!("CREATE DATABASE {db}"),
+            ] {
+                client
+                    .batch_execute(&sql)
+                    .expect("creating a test database");
+            }
+        })
+        .join()
+        .expect("creating a test database");
+        made.push(dir.to_path_buf());
+    }
+    format!(
+        "{}/{name}",
+        base.rsplit_once('/').map_or(base.as_str(), |(b, _)| b)
+    )
+}
+
+/// The test PostgreSQL server's URL (its `postgres` database):
+/// `RUNWAY_TEST_POSTGRES`, or a cluster `scripts/postgres.sh` starts for
+/// this checkout in the temp directory, on a port of its own (left running
+/// for the next test process; `scripts/test.sh` stops it).
+pub fn postgres_server() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("RUNWAY_TEST_POSTGRES") {
+            return url;
+        }
+        let root = root();
+        let (dir, port) = test_cluster();
+        let out = Command::new(root.join("scripts/postgres.sh"))
+            .arg("start")
+            .arg(dir)
+            .arg(port.to_string())
+            .output()
+            .expect("running scripts/postgres.sh");
+        assert!(
+            out.status.success(),
+            "starting PostgreSQL failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    })
+    .clone()
+}
+
+/// Where this checkout's test cluster lives (somewhere the `postgres` user
+/// can reach) and its port.
+pub fn test_cluster() -> (PathBuf, u16) {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(root().to_string_lossy().as_bytes());
+    let tag = hex::encode(&digest[..6]);
+    let port = 40000 + u16::from_le_bytes([digest[6], digest[7]]) % 20000;
+    (
+        std::env::temp_dir().join(format!("runway-test-pg-{tag}")),
+        port,
+    )
+}

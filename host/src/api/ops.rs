@@ -81,7 +81,8 @@ pub async fn models(
 /// not in it.
 #[utoipa::path(get, path = "/v1/backup", tag = "ops",
     responses((status = 200, content_type = "application/x-tar", description = "a data directory"),
-        (status = 403, body = super::error::ErrorEnvelope)),
+        (status = 403, body = super::error::ErrorEnvelope),
+        (status = 409, body = super::error::ErrorEnvelope, description = "NOT_SUPPORTED: the store is in PostgreSQL (use pg_dump)")),
     security(("bearer" = [])))]
 pub async fn backup(state: AppStateRef, headers: HeaderMap) -> ApiResult<Response> {
     state.auth.check(&headers, Scope::Admin)?;

@@ -122,7 +122,7 @@ deploy it with: runway deploy {}",
             | Command::Purge { .. }
             | Command::Delete { .. }
     );
-    if reads_only && !cli.data_dir.join("runway.redb").exists() {
+    if reads_only && cli.store.is_none() && !cli.data_dir.join("runway.redb").exists() {
         anyhow::bail!(
             "no runway data directory at {}: nothing was deployed here (use --data-dir DIR, or --server URL to ask a server)",
             cli.data_dir.display()

@@ -46,6 +46,11 @@ struct Cli {
     /// Host configuration file (runway-host.toml).
     #[arg(long, env = "RUNWAY_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// Keep the tables in this PostgreSQL database
+    /// (postgres://USER@HOST:PORT/DB) instead of runway.redb in the data
+    /// directory (which still holds artifacts and the compile cache).
+    #[arg(long, env = "RUNWAY_STORE", global = true, hide_env_values = true)]
+    store: Option<String>,
     /// Talk to a `runway serve` at this URL instead of opening the data
     /// directory (deploy, run, runs, events, cancel, signal, workflows).
     #[arg(long, env = "RUNWAY_SERVER", global = true)]
@@ -476,9 +481,20 @@ fn fail(message: &str) -> ExitCode {
 }
 
 async fn open(cli: &Cli) -> anyhow::Result<Host> {
+    Ok(Host::open(host_config(cli)?).await?)
+}
+
+/// The host configuration: defaults, `--config`, then `--store`.
+fn host_config(cli: &Cli) -> anyhow::Result<HostConfig> {
     let mut config = HostConfig::new(&cli.data_dir);
     if let Some(path) = &cli.config {
         config = config.apply_file(path)?;
     }
-    Ok(Host::open(config).await?)
+    if let Some(url) = &cli.store {
+        if !crate::store::is_postgres_url(url) {
+            anyhow::bail!("--store: expected postgres://USER@HOST:PORT/DATABASE");
+        }
+        config.store_url = Some(url.clone());
+    }
+    Ok(config)
 }

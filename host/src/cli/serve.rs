@@ -12,10 +12,7 @@ pub(super) async fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
     else {
         anyhow::bail!("not the serve command");
     };
-    let mut config = HostConfig::new(&cli.data_dir);
-    if let Some(path) = &cli.config {
-        config = config.apply_file(path)?;
-    }
+    let mut config = super::host_config(cli)?;
     if let Some(l) = listen {
         config.server.listen = *l;
     }

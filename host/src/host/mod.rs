@@ -102,7 +102,10 @@ impl Host {
             move |source| HostError::Io { context, source }
         };
         std::fs::create_dir_all(dir).map_err(io("creating the data directory"))?;
-        let store = Store::open(dir)?;
+        let store = match &config.store_url {
+            Some(url) => Store::open_postgres(url)?,
+            None => Store::open(dir)?,
+        };
         // What an interrupted backup left (the store's lock is ours now).
         let _ = std::fs::remove_dir_all(dir.join("tmp"));
         let secrets = match &config.script {

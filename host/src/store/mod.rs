@@ -9,6 +9,7 @@ mod backup;
 pub mod blobs;
 mod doctor;
 mod health;
+mod pg;
 mod purge;
 mod tables;
 mod writer;
@@ -16,6 +17,7 @@ mod writer;
 pub use backup::Snapshot;
 pub use doctor::{Checkup, doctor};
 pub use health::Degraded;
+pub use pg::is_url as is_postgres_url;
 pub use purge::Ended;
 pub use writer::{Ticket, Write, WriteOutcome};
 
@@ -63,6 +65,14 @@ pub enum StoreError {
         "a part of the store cannot be read ({0}): the file is damaged; check it with `runway doctor`"
     )]
     Unreadable(String),
+    /// `--store` is not a PostgreSQL URL that can be used.
+    #[error("the store URL: {0}")]
+    Url(String),
+    /// Something only a redb store has (a file backup, a repair).
+    #[error(
+        "this store is in PostgreSQL: back it up with pg_dump, check it with PostgreSQL's tools"
+    )]
+    NotRedb,
     /// The store takes no writes now (a full or failing disk); it recovers
     /// by itself once the disk takes writes again.
     #[error("the store takes no writes now: {reason}")]
@@ -122,9 +132,19 @@ const CACHE_BYTES: usize = 32 << 20;
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Db>,
+    backend: Backend,
+    health: Arc<health::Health>,
     writer: writer::WriterHandle,
     watchers: writer::Watchers,
+}
+
+/// Where the store keeps its tables.
+#[derive(Clone)]
+enum Backend {
+    /// `runway.redb` in the data directory (the default).
+    Redb(Arc<Db>),
+    /// A PostgreSQL database (`--store postgres://…`).
+    Postgres(Arc<pg::Pg>),
 }
 
 impl Store {
@@ -152,10 +172,54 @@ impl Store {
         let watchers = writer::Watchers::default();
         let writer = writer::spawn(db.clone(), watchers.clone(), last_batch);
         Ok(Store {
-            db,
+            health: db.health.clone(),
+            backend: Backend::Redb(db),
             writer,
             watchers,
         })
+    }
+
+    /// Connects to the PostgreSQL database at `url`, creating its tables if
+    /// it has none (refusing one written by a newer Runway).
+    pub fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        use writer::Target;
+        // The client blocks on a runtime of its own: not on the caller's.
+        let owned = url.to_owned();
+        let (pg, target, last_batch) = std::thread::spawn(move || {
+            let pg = pg::Pg::open(&owned)?;
+            let mut target = pg::PgTarget::new(&owned);
+            let last_batch = target.last_batch()?;
+            Ok::<_, StoreError>((pg, target, last_batch))
+        })
+        .join()
+        .map_err(|p| StoreError::CommitFailed(panic_message(p.as_ref())))??;
+        let health = Arc::new(health::Health::default());
+        let watchers = writer::Watchers::default();
+        let writer = writer::spawn_for(
+            Box::new(target),
+            health.clone(),
+            watchers.clone(),
+            last_batch,
+        );
+        Ok(Store {
+            backend: Backend::Postgres(Arc::new(pg)),
+            health,
+            writer,
+            watchers,
+        })
+    }
+
+    /// Whether the tables are in PostgreSQL (not a redb file).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// The redb file, for what only it has (backups, repairs).
+    fn redb(&self) -> Result<&Arc<Db>, StoreError> {
+        match &self.backend {
+            Backend::Redb(db) => Ok(db),
+            Backend::Postgres(_) => Err(StoreError::NotRedb),
+        }
     }
 
     /// Makes everything written durable and closes the database file
@@ -164,19 +228,24 @@ impl Store {
     /// what it could not write was never acknowledged, and its runs replay
     /// on the next start.
     pub async fn close(&self) -> Result<(), StoreError> {
-        self.db.health.close();
+        self.health.close();
         match self.flush().await {
             Ok(()) => {}
-            Err(e) if self.db.health.is_degraded() => {
+            Err(e) if self.health.is_degraded() => {
                 tracing::warn!(error = %e, "closing a degraded store");
             }
             Err(e) => return Err(e),
         }
-        // Waits for the writer's batch in progress, if any.
-        let db = self.db.file.write().take();
-        if let Some(db) = db {
-            // A database that failed its writes may panic as it closes.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(db)));
+        match &self.backend {
+            Backend::Redb(db) => {
+                // Waits for the writer's batch in progress, if any.
+                let db = db.file.write().take();
+                if let Some(db) = db {
+                    // A database that failed its writes may panic as it closes.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(db)));
+                }
+            }
+            Backend::Postgres(pg) => pg.close(),
         }
         Ok(())
     }
@@ -185,7 +254,7 @@ impl Store {
     /// file, say): the store degrades and recovers as if its own write had
     /// failed, so clients and runs wait for the disk together.
     pub fn report_fault(&self, reason: String) {
-        if !self.db.health.is_degraded() {
+        if !self.health.is_degraded() {
             self.writer.report_fault(reason);
         }
     }
@@ -197,7 +266,7 @@ impl Store {
         &self,
         read: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let tx = self.db.read()?;
+        let tx = self.redb()?.read()?;
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(&tx))).unwrap_or_else(
             |panic| {
                 let message = panic_message(panic.as_ref());
@@ -209,7 +278,7 @@ impl Store {
 
     /// Why the store takes no writes now, if it does not.
     pub fn degraded(&self) -> Option<Degraded> {
-        self.db.health.degraded()
+        self.health.degraded()
     }
 
     /// Errs with [`StoreError::Unavailable`] while the store takes no
@@ -299,6 +368,9 @@ impl Store {
     }
 
     pub fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.run(id);
+        }
         self.reading(|tx| {
             let t = tx.open_table(RUNS)?;
             let key = id.to_string();
@@ -327,6 +399,9 @@ impl Store {
         limit: usize,
         before: Option<RunId>,
     ) -> Result<Vec<RunRecord>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.runs_page(status, workflow, limit, before);
+        }
         self.reading(|tx| {
             let t = tx.open_table(RUNS)?;
             let mut out = Vec::new();
@@ -379,6 +454,9 @@ impl Store {
     /// Records of the runs that have not ended, oldest first. A record that
     /// cannot be read is logged and left out: it breaks no listing.
     pub fn active_records(&self) -> Result<Vec<RunRecord>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.active_records();
+        }
         self.reading(|tx| {
             let active = tx.open_table(ACTIVE_RUNS)?;
             let runs = tx.open_table(RUNS)?;
@@ -397,6 +475,9 @@ impl Store {
 
     /// Ids of runs that are not terminal (for recovery).
     pub fn active_runs(&self) -> Result<Vec<RunId>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.active_runs();
+        }
         self.reading(|tx| {
             let t = tx.open_table(ACTIVE_RUNS)?;
             let mut out = Vec::new();
@@ -412,6 +493,9 @@ impl Store {
 
     /// Events with `seq > after`, in order, at most `limit`.
     pub fn events(&self, run: RunId, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.events(run, after, limit);
+        }
         self.reading(|tx| {
             let t = tx.open_table(EVENTS)?;
             let key = run.to_string();
@@ -431,12 +515,18 @@ impl Store {
 
     /// The run's journal, in call order.
     pub fn journal(&self, run: RunId) -> Result<Vec<JournalEntry>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.journal(run);
+        }
         self.run_log(JOURNAL, run)
     }
 
     /// The run's signals in arrival order (its whole inbox; the journal
     /// says which were taken).
     pub fn signals(&self, run: RunId) -> Result<Vec<Signal>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.signals(run);
+        }
         self.run_log(SIGNALS, run)
     }
 
@@ -460,11 +550,17 @@ impl Store {
 
     /// A cron trigger's persisted next fire time.
     pub fn cron_next(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.cron_next(key);
+        }
         self.reading(|tx| Ok(tx.open_table(CRON)?.get(key)?.map(|v| v.value())))
     }
 
     /// A cron trigger's state (default: running, never fired).
     pub fn cron_state(&self, key: &str) -> Result<crate::types::CronState, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.cron_state(key);
+        }
         self.reading(|tx| {
             Ok(match tx.open_table(CRON_STATE)?.get(key)? {
                 Some(v) => serde_json::from_slice(v.value())?,
@@ -475,6 +571,9 @@ impl Store {
 
     /// Runs in the tree `root` is the root of, the root included.
     pub fn tree_runs(&self, root: RunId) -> Result<u64, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.tree_runs(root);
+        }
         self.reading(|tx| {
             let t = tx.open_table(TREE_RUNS)?;
             Ok(t.get(root.to_string().as_str())?.map_or(1, |v| v.value()))
@@ -483,6 +582,9 @@ impl Store {
 
     /// A run's model usage (zero if it made no model calls).
     pub fn model_totals(&self, run: RunId) -> Result<crate::types::ModelTotals, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.model_totals(run);
+        }
         self.reading(|tx| {
             let t = tx.open_table(MODEL_USAGE)?;
             Ok(match t.get(run.to_string().as_str())? {
@@ -494,6 +596,9 @@ impl Store {
 
     /// The run an idempotency key names.
     pub fn run_for_key(&self, key: &str) -> Result<Option<RunId>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.run_for_key(key);
+        }
         self.reading(|tx| {
             let t = tx.open_table(KEYS)?;
             Ok(t.get(key)?.and_then(|v| v.value().parse().ok()))
@@ -502,6 +607,9 @@ impl Store {
 
     /// Child runs a run started, oldest first.
     pub fn children(&self, parent: RunId) -> Result<Vec<RunId>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.children(parent);
+        }
         self.reading(|tx| {
             let t = tx.open_table(CHILDREN)?;
             let key = parent.to_string();
@@ -524,6 +632,9 @@ impl Store {
     /// Where a run's log stands: the next event number, and how much of its
     /// output is recorded.
     pub fn progress(&self, run: RunId) -> Result<Progress, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.progress(run);
+        }
         self.reading(|tx| {
             let key = run.to_string();
             let events = tx.open_table(EVENTS)?;
@@ -545,6 +656,9 @@ impl Store {
 
     /// The newest version of every workflow, by slug.
     pub fn workflows(&self) -> Result<Vec<WorkflowVersion>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.workflows();
+        }
         self.reading(|tx| {
             let latest = tx.open_table(WORKFLOWS)?;
             let versions = tx.open_table(VERSIONS)?;
@@ -565,6 +679,9 @@ impl Store {
         slug: &str,
         version: Option<u32>,
     ) -> Result<Option<WorkflowVersion>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.workflow(slug, version);
+        }
         self.reading(|tx| {
             let version = match version {
                 Some(v) => v,
@@ -583,6 +700,9 @@ impl Store {
 
     /// A component's `.wasm` bytes by sha256.
     pub fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.component(digest);
+        }
         self.reading(|tx| {
             let t = tx.open_table(COMPONENTS)?;
             Ok(t.get(digest)?.map(|v| v.value().to_vec()))
@@ -590,6 +710,9 @@ impl Store {
     }
 
     pub fn artifacts(&self, run: RunId) -> Result<Vec<ArtifactMeta>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.artifacts(run);
+        }
         self.reading(|tx| {
             let t = tx.open_table(ARTIFACTS)?;
             let key = run.to_string();
@@ -606,6 +729,9 @@ impl Store {
     }
 
     pub fn artifact(&self, run: RunId, name: &str) -> Result<Option<ArtifactMeta>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.artifact(run, name);
+        }
         self.reading(|tx| {
             let t = tx.open_table(ARTIFACTS)?;
             let key = run.to_string();

@@ -167,6 +167,9 @@ impl Store {
         after: Option<RunId>,
         limit: usize,
     ) -> Result<Vec<Ended>, StoreError> {
+        if let super::Backend::Postgres(pg) = &self.backend {
+            return pg.ended_roots_before(before_ms, after, limit);
+        }
         use std::ops::Bound;
         let upper = RunId::first_at(before_ms).to_string();
         let after = after.map(|a| a.to_string());
@@ -193,6 +196,9 @@ impl Store {
     /// Every ended root run, newest first, for keeping the newest N of
     /// each workflow.
     pub fn ended_roots(&self) -> Result<Vec<Ended>, StoreError> {
+        if let super::Backend::Postgres(pg) = &self.backend {
+            return pg.ended_roots();
+        }
         self.reading(|tx| {
             let t = tx.open_table(RUNS)?;
             let mut out = Vec::new();
@@ -206,6 +212,9 @@ impl Store {
 
     /// How many artifacts name the blob `digest`.
     pub fn blob_refs(&self, digest: &str) -> Result<u64, StoreError> {
+        if let super::Backend::Postgres(pg) = &self.backend {
+            return pg.blob_refs(digest);
+        }
         self.reading(|tx| {
             Ok(tx
                 .open_table(BLOB_REFS)?
@@ -217,6 +226,9 @@ impl Store {
     /// Blobs no artifact names any more whose files may still be on disk,
     /// at most `limit`.
     pub fn unreferenced_blobs(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        if let super::Backend::Postgres(pg) = &self.backend {
+            return pg.unreferenced_blobs(limit);
+        }
         self.reading(|tx| {
             let mut out = Vec::new();
             for row in tx.open_table(BLOB_REFS)?.iter()? {
@@ -249,7 +261,7 @@ struct RunHead {
 }
 
 /// The run in `bytes` if it is an ended root run.
-fn ended_root(bytes: &[u8]) -> Option<Ended> {
+pub(super) fn ended_root(bytes: &[u8]) -> Option<Ended> {
     let r: RunHead = serde_json::from_slice(bytes).ok()?;
     if r.parent.is_some() || !r.status.is_terminal() {
         return None;

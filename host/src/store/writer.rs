@@ -114,8 +114,8 @@ pub enum WriteOutcome {
 
 type Reply = oneshot::Sender<Result<Vec<WriteOutcome>, StoreError>>;
 
-struct Request {
-    writes: Vec<Write>,
+pub(super) struct Request {
+    pub(super) writes: Vec<Write>,
     reply: Option<Reply>,
     /// The reply waits for an fsync (otherwise only for the commit).
     durable: bool,
@@ -213,10 +213,70 @@ const PROBE_BYTES: usize = 1 << 20;
 /// Runs someone follows, each with the newest event seq known durable.
 pub(super) type Watchers = Arc<parking_lot::Mutex<HashMap<RunId, watch::Sender<u64>>>>;
 
+/// Where the writer commits: the redb file or a PostgreSQL database.
+pub(super) trait Target: Send + 'static {
+    /// Applies `batches` in order in one transaction and commits it
+    /// (durably if `durable`, or if someone follows a run it appends to).
+    fn transact(
+        &mut self,
+        batches: &[&Batch],
+        durable: bool,
+        watchers: &Watchers,
+    ) -> Result<Committed, Failure>;
+    /// After a fault: whether the storage takes writes again, reopened.
+    fn reopen(&mut self) -> Result<(), String>;
+    /// The number of the newest batch the storage holds.
+    fn last_batch(&mut self) -> Result<u64, StoreError>;
+}
+
+/// The redb file as the writer's target.
+struct RedbTarget(Arc<Db>);
+
+impl Target for RedbTarget {
+    fn transact(
+        &mut self,
+        batches: &[&Batch],
+        durable: bool,
+        watchers: &Watchers,
+    ) -> Result<Committed, Failure> {
+        let open = self.0.file.read();
+        let Some(db) = open.as_ref() else {
+            return Err(Failure::Closed);
+        };
+        transact(db, batches, durable, watchers)
+    }
+
+    fn reopen(&mut self) -> Result<(), String> {
+        health::probe(self.0.dir(), PROBE_BYTES)
+            .map_err(|e| format!("the disk refuses writes: {e}"))?;
+        self.0.reopen().map_err(|e| e.to_string())
+    }
+
+    fn last_batch(&mut self) -> Result<u64, StoreError> {
+        let open = self.0.file.read();
+        match open.as_ref() {
+            Some(db) => last_batch(db),
+            None => Err(StoreError::Closed),
+        }
+    }
+}
+
 pub(super) fn spawn(db: Arc<Db>, watchers: Watchers, last_batch: u64) -> WriterHandle {
+    let health = db.health.clone();
+    spawn_for(Box::new(RedbTarget(db)), health, watchers, last_batch)
+}
+
+/// Starts the writer thread on `target`.
+pub(super) fn spawn_for(
+    target: Box<dyn Target>,
+    health: Arc<super::health::Health>,
+    watchers: Watchers,
+    last_batch: u64,
+) -> WriterHandle {
     let (tx, rx) = mpsc::unbounded_channel::<Request>();
     let writer = Writer {
-        db,
+        target,
+        health,
         watchers,
         rx,
         next_no: last_batch + 1,
@@ -233,9 +293,9 @@ pub(super) fn spawn(db: Arc<Db>, watchers: Watchers, last_batch: u64) -> WriterH
 
 /// Requests committed in one transaction, numbered in commit order (the
 /// number is stored with it, see `META`).
-struct Batch {
-    no: u64,
-    requests: Vec<Request>,
+pub(super) struct Batch {
+    pub(super) no: u64,
+    pub(super) requests: Vec<Request>,
 }
 
 impl Batch {
@@ -261,7 +321,9 @@ impl Batch {
 }
 
 /// Why a transaction did not commit.
-enum Failure {
+pub(super) enum Failure {
+    /// The store is closed.
+    Closed,
     /// The disk or the storage library failed: nothing in the batch is at
     /// fault, and it is applied again once the store recovers.
     Fault(String),
@@ -271,16 +333,17 @@ enum Failure {
 }
 
 /// What a committed transaction produced.
-struct Committed {
+pub(super) struct Committed {
     /// Per batch, per request.
-    outcomes: Vec<Vec<Vec<WriteOutcome>>>,
+    pub(super) outcomes: Vec<Vec<Vec<WriteOutcome>>>,
     /// (run, newest seq) of the events it appended.
-    appended: Vec<(RunId, u64)>,
-    durable: bool,
+    pub(super) appended: Vec<(RunId, u64)>,
+    pub(super) durable: bool,
 }
 
 struct Writer {
-    db: Arc<Db>,
+    target: Box<dyn Target>,
+    health: Arc<super::health::Health>,
     watchers: Watchers,
     rx: mpsc::UnboundedReceiver<Request>,
     /// The number of the next batch.
@@ -335,13 +398,9 @@ impl Writer {
         }
         let durable =
             batch.requests.iter().any(|r| r.durable) || self.unsynced.len() >= MAX_UNSYNCED;
-        let open = self.db.file.read();
-        let Some(db) = open.as_ref() else {
-            return batch.fail(|| StoreError::Closed);
-        };
-        let result = transact(db, &[&batch], durable, &self.watchers);
-        drop(open);
+        let result = self.target.transact(&[&batch], durable, &self.watchers);
         match result {
+            Err(Failure::Closed) => batch.fail(|| StoreError::Closed),
             Ok(mut done) => {
                 self.dirty = !done.durable;
                 self.notify(&done.appended);
@@ -377,7 +436,7 @@ impl Writer {
     /// commits what it lost (`unsynced`) and `pending` durably. The
     /// requests of `pending` are answered then; until then their runs wait.
     fn recover(&mut self, mut pending: Batch, reason: String) {
-        let health = self.db.health.clone();
+        let health = self.health.clone();
         let mut backoff = Duration::from_millis(50);
         health.degrade(reason.clone(), backoff);
         // Clients are told now, and their writes are not applied; runs wait.
@@ -403,20 +462,13 @@ impl Writer {
                 return;
             }
             backoff = (backoff * 2).min(MAX_PROBE_INTERVAL);
-            if let Err(e) = health::probe(self.db.dir(), PROBE_BYTES) {
-                health.degrade(format!("the disk refuses writes: {e}"), backoff);
+            if let Err(reason) = self.target.reopen() {
+                health.degrade(reason, backoff);
                 continue;
             }
-            if let Err(e) = self.db.reopen() {
-                health.degrade(e.to_string(), backoff);
-                continue;
-            }
-            let open = self.db.file.read();
-            let Some(db) = open.as_ref() else { continue };
-            let stored = match last_batch(db) {
+            let stored = match self.target.last_batch() {
                 Ok(n) => n,
                 Err(e) => {
-                    drop(open);
                     health.degrade(e.to_string(), backoff);
                     continue;
                 }
@@ -433,9 +485,9 @@ impl Writer {
                 .chain(std::iter::once(&pending))
                 .filter(|b| b.no > stored)
                 .collect();
-            let result = transact(db, &lost, true, &self.watchers);
-            drop(open);
+            let result = self.target.transact(&lost, true, &self.watchers);
             match result {
+                Err(Failure::Closed) => continue,
                 Ok(mut done) => {
                     self.dirty = false;
                     self.unsynced.clear();
