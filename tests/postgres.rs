@@ -270,3 +270,260 @@ fn stop_the_test_cluster() {
         .arg(dir)
         .output();
 }
+
+/// A `runway serve` on the shared database, with a short lease.
+struct Node {
+    child: std::process::Child,
+    base: String,
+    log: std::path::PathBuf,
+}
+
+impl Node {
+    async fn start(dir: &Path, name: &str, url: &str) -> Node {
+        let data = dir.join(name);
+        std::fs::create_dir_all(&data).unwrap();
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(&config, "[store]\nlease = \"1s\"\n").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = dir.join(format!("{name}.log"));
+        let child = runway(&data, url)
+            .arg("--config")
+            .arg(&config)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("RUNWAY_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let node = Node {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let t0 = Instant::now();
+        while reqwest::get(format!("{}/readyz", node.base)).await.is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(20), "{name} never ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        node
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    async fn start_run(&self, slug: &str, input: Value) -> String {
+        let res = reqwest::Client::new()
+            .post(format!("{}/v1/workflows/{slug}/runs", self.base))
+            .json(&input)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+        let run: Value = res.json().await.unwrap();
+        run["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn run(&self, id: &str) -> Value {
+        reqwest::get(format!("{}/v1/runs/{id}", self.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the run has ended, as this node reads it.
+    async fn ended(&self, id: &str, within: Duration) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let run = self.run(id).await;
+            if ["completed", "failed", "cancelled"].contains(&run["status"].as_str().unwrap_or(""))
+            {
+                return run;
+            }
+            assert!(t0.elapsed() < within, "{id} never ended: {run}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn events(&self, id: &str) -> Vec<Value> {
+        let page: Value = reqwest::get(format!("{}/v1/runs/{id}/events", self.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        page["events"].as_array().unwrap().clone()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A run's log as written once: `steps` artifacts and events, numbered
+/// without a gap or a repeat, one end, nothing after it.
+fn written_once(events: &[Value], steps: usize) {
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    let count = |k: &str| events.iter().filter(|e| e["kind"] == k).count();
+    assert_eq!(count("artifact_written"), steps, "{events:?}");
+    assert_eq!(count("custom"), steps, "{events:?}");
+    assert_eq!(count("completed"), 1, "{events:?}");
+    assert_eq!(events.last().unwrap()["kind"], "completed", "{events:?}");
+}
+
+fn deploy(node: &Node, example: &str) {
+    ok(Command::new(env!("CARGO_BIN_EXE_runway"))
+        .args(["--server", &node.base, "deploy"])
+        .arg(support::wasm(example))
+        .arg("--manifest")
+        .arg(support::manifest_path(example))
+        .output()
+        .unwrap());
+}
+
+/// Two hosts on one database: a deploy on one is the other's too; the
+/// runs of a host killed mid-run are taken over by the other by replay and
+/// complete with every step written exactly once, as a run nobody killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_host_s_runs_are_taken_over_and_written_once() {
+    support::guest_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let url = support::postgres_database(dir.path());
+    let a = Node::start(dir.path(), "a", &url).await;
+    let b = Node::start(dir.path(), "b", &url).await;
+    deploy(&a, "steps");
+    let input = json!({ "count": 5, "pause_ms": 200 });
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(a.start_run("steps", input.clone()).await);
+    }
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    a.signal("KILL");
+    let t0 = Instant::now();
+    let untouched = b.start_run("steps", input.clone()).await;
+    let expected = b.ended(&untouched, Duration::from_secs(30)).await["output"].clone();
+    for id in &ids {
+        let run = b.ended(id, Duration::from_secs(30)).await;
+        assert_eq!(run["status"], "completed", "{run}");
+        assert_eq!(run["output"], expected, "{run}");
+        written_once(&b.events(id).await, 5);
+    }
+    // Lease (1 s) plus a takeover scan (every half lease) plus the rest of
+    // the steps.
+    assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
+    let log = std::fs::read_to_string(&b.log).unwrap();
+    assert!(log.contains("took a run over"), "{log}");
+}
+
+/// Fencing: a host paused (SIGSTOP) past its lease loses its runs to the
+/// other host, which finishes them; resumed (SIGCONT), it cannot write to
+/// them any more: the database refuses its stale token, and the runs' logs
+/// hold nothing from it after the takeover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_host_cannot_write_after_its_lease_was_taken() {
+    support::guest_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let url = support::postgres_database(dir.path());
+    let a = Node::start(dir.path(), "a", &url).await;
+    let b = Node::start(dir.path(), "b", &url).await;
+    deploy(&a, "steps");
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(
+            a.start_run("steps", json!({ "count": 8, "pause_ms": 150 }))
+                .await,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.signal("STOP");
+    for id in &ids {
+        let run = b.ended(id, Duration::from_secs(30)).await;
+        assert_eq!(run["status"], "completed", "{run}");
+    }
+    let before: Vec<Vec<Value>> = {
+        let mut v = Vec::new();
+        for id in &ids {
+            v.push(b.events(id).await);
+        }
+        v
+    };
+    a.signal("CONT");
+    // Its timers fire, its heartbeat runs: give it time to try.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (id, earlier) in ids.iter().zip(&before) {
+        let events = b.events(id).await;
+        assert_eq!(&events, earlier, "{id} changed after the takeover");
+        written_once(&events, 8);
+    }
+    let log = std::fs::read_to_string(&a.log).unwrap();
+    assert!(
+        log.contains("was refused") || log.contains("taken over by another host"),
+        "{log}"
+    );
+    // Still serving.
+    assert_eq!(a.run(&ids[0]).await["status"], "completed");
+}
+
+/// A signal or a cancel sent to a host other than the one driving the run
+/// reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_or_cancel_sent_to_another_host_reaches_the_run() {
+    support::guest_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let url = support::postgres_database(dir.path());
+    let a = Node::start(dir.path(), "a", &url).await;
+    let b = Node::start(dir.path(), "b", &url).await;
+    deploy(&a, "approval");
+    deploy(&a, "sleepy");
+    let waiting = a
+        .start_run("approval", json!({ "request": "deploy" }))
+        .await;
+    let t0 = Instant::now();
+    while a.run(&waiting).await["status"] != "waiting_signal" {
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/runs/{waiting}/signals/approve", b.base))
+        .json(&json!({ "by": "ada" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    let run = a.ended(&waiting, Duration::from_secs(10)).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["output"]["signal"]["by"], "ada", "{run}");
+
+    let sleeping = a.start_run("sleepy", json!({ "ms": 60000 })).await;
+    let t0 = Instant::now();
+    while a.run(&sleeping).await["status"] != "sleeping" {
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/runs/{sleeping}/cancel", b.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    let run = b.ended(&sleeping, Duration::from_secs(10)).await;
+    assert_eq!(run["status"], "cancelled", "{run}");
+}

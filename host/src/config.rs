@@ -32,6 +32,7 @@
 //! otlp_endpoint = "http://127.0.0.1:4318"  # traces over OTLP/HTTP; off by default
 //! [store]                    # the tables in PostgreSQL instead of runway.redb
 //! url = "postgres://runway@db.internal:5432/runway"   # or --store / RUNWAY_STORE
+//! lease = "10s"              # a stopped host's runs are taken over after this
 //! ```
 
 use crate::budget::Budget;
@@ -76,6 +77,10 @@ pub struct HostConfig {
     /// `[store] url` / `--store`: a PostgreSQL database for the tables
     /// instead of `runway.redb` in the data directory.
     pub store_url: Option<String>,
+    /// `[store] lease`: how long a host's claim on a run lasts unless its
+    /// heartbeat renews it (PostgreSQL): a host that stopped is taken over
+    /// after this.
+    pub lease: std::time::Duration,
     /// The scripted world of a test harness (`runway test-runner`): models,
     /// HTTP, children and secrets answer from it, and time skips.
     pub(crate) script: Option<std::sync::Arc<crate::testing::Script>>,
@@ -144,6 +149,7 @@ impl HostConfig {
             otlp_endpoint: None,
             cache_dir: None,
             store_url: None,
+            lease: std::time::Duration::from_secs(10),
             script: None,
         }
     }
@@ -243,6 +249,19 @@ impl HostConfig {
             }
             self.store_url = Some(url);
         }
+        if let Some(lease) = &file.store.lease {
+            let d = humantime::parse_duration(lease).map_err(|e| ConfigError {
+                path: path.display().to_string(),
+                message: format!("store.lease: {lease:?} is not a duration ({e})"),
+            })?;
+            if d < std::time::Duration::from_millis(300) {
+                return Err(ConfigError {
+                    path: path.display().to_string(),
+                    message: "store.lease: at least 300ms".into(),
+                });
+            }
+            self.lease = d;
+        }
         Ok(self)
     }
 }
@@ -320,6 +339,8 @@ struct ConfigFile {
 struct StoreSection {
     #[serde(default)]
     url: Option<String>,
+    #[serde(default)]
+    lease: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -27,7 +27,13 @@ impl Host {
             return Ok(CancelOutcome::AlreadyEnded(status));
         } else if self.registry().cancel(id) {
             CancelOutcome::Cancelling
+        } else if !self.store().claim(id)? {
+            // Another host drives it: that host stops it.
+            self.store().notify(crate::store::Notice::Cancel(id));
+            CancelOutcome::Cancelling
         } else {
+            // Nobody drives it: this host ends it, holding its lease.
+            let _lease = Lease(self.store(), id);
             match self.store().run(id)? {
                 Some(r) if r.status.is_terminal() => {
                     return Ok(CancelOutcome::AlreadyEnded(r.status));
@@ -91,8 +97,17 @@ impl Host {
             return Err(HostError::Internal("a signal was not stored".into()));
         };
         if !duplicate {
-            self.registry().wake(id);
+            self.wake(id);
         }
         Ok(SignalReceipt { seq, duplicate })
+    }
+}
+
+/// A lease held while this host ends a run nobody drives.
+struct Lease<'a>(&'a crate::store::Store, RunId);
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.0.release(self.1);
     }
 }

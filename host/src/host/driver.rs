@@ -60,7 +60,22 @@ impl Host {
     /// Drives a run until it ends: executes it, and whenever it parks with
     /// its instance evicted, waits for its wake and executes it again by
     /// replay.
-    pub(super) async fn drive(self, live: Arc<LiveRun>, mut record: RunRecord) {
+    pub(super) async fn drive(self, live: Arc<LiveRun>, record: RunRecord) {
+        // On a database shared by hosts, only the lease holder drives it.
+        match self.store().claim(record.id) {
+            Ok(true) => {}
+            Ok(false) => return self.registry().finish(&live, None),
+            Err(e) => {
+                tracing::warn!(run = %record.id, error = %e, "could not claim a run; it is picked up later");
+                return self.registry().finish(&live, None);
+            }
+        }
+        let id = record.id;
+        self.clone().drive_claimed(live, record).await;
+        self.store().release(id);
+    }
+
+    async fn drive_claimed(self, live: Arc<LiveRun>, mut record: RunRecord) {
         // A signal or a child's end may have come while nobody drove the
         // run: the first time, only a timer is waited for without a check.
         let mut first = true;
@@ -161,7 +176,7 @@ impl Host {
         }
         if let Some(parent) = end.parent {
             // Before this run stops counting as busy: see `Registry::wake`.
-            self.registry().wake(parent);
+            self.wake(parent);
         }
         crate::metrics::run_finished(&end);
         let duration_ms = match (end.started_at, end.finished_at) {

@@ -103,7 +103,7 @@ impl Host {
         };
         std::fs::create_dir_all(dir).map_err(io("creating the data directory"))?;
         let store = match &config.store_url {
-            Some(url) => Store::open_postgres(url)?,
+            Some(url) => Store::open_postgres(url, config.lease)?,
             None => Store::open(dir)?,
         };
         // What an interrupted backup left (the store's lock is ours now).
@@ -159,6 +159,7 @@ impl Host {
                 config,
             }),
         };
+        host.join_hosts()?;
         // Child runs are queued by their parent's sandbox, which cannot
         // reach the host; they arrive here.
         let weak = Arc::downgrade(&host.inner);
@@ -169,6 +170,60 @@ impl Host {
             }
         });
         Ok(host)
+    }
+
+    /// On a database shared with other hosts: registers this one, takes
+    /// what the others notify (wakes, cancels), and takes over the runs
+    /// nobody drives (a host that stopped) every half lease.
+    fn join_hosts(&self) -> Result<(), HostError> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let ttl = self.store().start_host(Box::new(move |n| {
+            let _ = tx.send(n);
+        }))?;
+        let Some(ttl) = ttl else { return Ok(()) };
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            while let Some(notice) = rx.recv().await {
+                let Some(inner) = weak.upgrade() else { break };
+                let registry = &inner.services.registry;
+                match notice {
+                    crate::store::Notice::Wake(run) => {
+                        registry.wake(run);
+                    }
+                    crate::store::Notice::Cancel(run) => {
+                        registry.cancel(run);
+                    }
+                }
+            }
+        });
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ttl / 2).await;
+                let Some(inner) = weak.upgrade() else { break };
+                let host = Host { inner };
+                if host.registry().is_closing() {
+                    break;
+                }
+                let store = host.store().clone();
+                let orphans = tokio::task::spawn_blocking(move || store.orphans()).await;
+                if let Ok(Ok(runs)) = orphans {
+                    for run in runs {
+                        if host.resume(run) {
+                            tracing::info!(%run, "took a run over");
+                        }
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Wakes run `id` here, or on the host that drives it.
+    pub(crate) fn wake(&self, id: RunId) {
+        if !self.registry().wake(id) {
+            self.store().notify(crate::store::Notice::Wake(id));
+        }
     }
 
     /// The run store, for reads.

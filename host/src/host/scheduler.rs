@@ -313,15 +313,23 @@ impl Registry {
     /// Wakes a parked run so it re-checks what it waits for. It counts as
     /// busy from now on, so [`Registry::idle`] cannot slip in between a
     /// child ending and its parent waking.
-    pub(crate) fn wake(&self, id: RunId) {
-        if let Some(live) = self.get(id) {
-            {
-                let _waking = self.waking.lock();
-                live.wakes.fetch_add(1, Ordering::AcqRel);
-                self.set_busy(&live, true);
-            }
-            live.wake.notify_one();
+    /// Returns whether the run is driven here.
+    pub(crate) fn wake(&self, id: RunId) -> bool {
+        let Some(live) = self.get(id) else {
+            return false;
+        };
+        {
+            let _waking = self.waking.lock();
+            live.wakes.fetch_add(1, Ordering::AcqRel);
+            self.set_busy(&live, true);
         }
+        live.wake.notify_one();
+        true
+    }
+
+    /// Whether the host is shutting down.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
     }
 
     /// A parked run is about to wait, having last looked at what it waits

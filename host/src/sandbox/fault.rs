@@ -103,7 +103,10 @@ impl RunFault {
     /// failure.
     pub fn from_store(doing: &str, e: &crate::store::StoreError) -> RunFault {
         match e {
-            crate::store::StoreError::Closed => RunFault::Suspended,
+            // Another host drives it now: this one stops, ending nothing.
+            crate::store::StoreError::Closed | crate::store::StoreError::LeaseLost => {
+                RunFault::Suspended
+            }
             e if e.is_unavailable() => RunFault::Storage(format!("{doing}: {e}")),
             e => RunFault::Internal(format!("{doing}: {e}")),
         }

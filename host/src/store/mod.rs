@@ -17,6 +17,7 @@ mod writer;
 pub use backup::Snapshot;
 pub use doctor::{Checkup, doctor};
 pub use health::Degraded;
+pub use pg::Notice;
 pub use pg::is_url as is_postgres_url;
 pub use purge::Ended;
 pub use writer::{Ticket, Write, WriteOutcome};
@@ -65,6 +66,10 @@ pub enum StoreError {
         "a part of the store cannot be read ({0}): the file is damaged; check it with `runway doctor`"
     )]
     Unreadable(String),
+    /// Another host took the run over (its lease expired here): this host
+    /// must stop driving it.
+    #[error("the run's lease was taken over by another host")]
+    LeaseLost,
     /// `--store` is not a PostgreSQL URL that can be used.
     #[error("the store URL: {0}")]
     Url(String),
@@ -181,13 +186,14 @@ impl Store {
 
     /// Connects to the PostgreSQL database at `url`, creating its tables if
     /// it has none (refusing one written by a newer Runway).
-    pub fn open_postgres(url: &str) -> Result<Store, StoreError> {
+    pub fn open_postgres(url: &str, lease: std::time::Duration) -> Result<Store, StoreError> {
         use writer::Target;
         // The client blocks on a runtime of its own: not on the caller's.
         let owned = url.to_owned();
+        let leases = Arc::new(pg::Leases::new(lease));
         let (pg, target, last_batch) = std::thread::spawn(move || {
-            let pg = pg::Pg::open(&owned)?;
-            let mut target = pg::PgTarget::new(&owned);
+            let pg = pg::Pg::open(&owned, leases.clone())?;
+            let mut target = pg::PgTarget::new(&owned, leases);
             let last_batch = target.last_batch()?;
             Ok::<_, StoreError>((pg, target, last_batch))
         })
@@ -212,6 +218,56 @@ impl Store {
     /// Whether the tables are in PostgreSQL (not a redb file).
     pub fn is_postgres(&self) -> bool {
         matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Takes the lease of `run` for this host: whether this host may drive
+    /// it (on redb, always: one host has the file).
+    pub fn claim(&self, run: RunId) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Redb(_) => Ok(true),
+            Backend::Postgres(pg) => pg.claim(run),
+        }
+    }
+
+    /// Gives the lease of `run` up.
+    pub fn release(&self, run: RunId) {
+        if let Backend::Postgres(pg) = &self.backend {
+            pg.release(run);
+        }
+    }
+
+    /// Runs nobody drives: not ended, and no live lease (PostgreSQL).
+    pub fn orphans(&self) -> Result<Vec<RunId>, StoreError> {
+        match &self.backend {
+            Backend::Redb(_) => Ok(Vec::new()),
+            Backend::Postgres(pg) => pg.orphans(),
+        }
+    }
+
+    /// Tells the other hosts on the database (PostgreSQL) about a wake or
+    /// a cancel for a run this host does not drive.
+    pub fn notify(&self, notice: Notice) {
+        if let Backend::Postgres(pg) = &self.backend
+            && let Err(e) = pg.notify(notice)
+        {
+            tracing::warn!(error = %e, "could not tell the other hosts");
+        }
+    }
+
+    /// Registers this host on the database, renews its leases and hands
+    /// what other hosts notify to `on_notice` (PostgreSQL; nothing on
+    /// redb). Returns how long a lease lasts.
+    pub fn start_host(
+        &self,
+        on_notice: Box<dyn Fn(Notice) + Send + Sync>,
+    ) -> Result<Option<std::time::Duration>, StoreError> {
+        match &self.backend {
+            Backend::Redb(_) => Ok(None),
+            Backend::Postgres(pg) => {
+                pg.start_host(&pg.url, on_notice)?;
+                Ok(Some(pg.leases.ttl))
+            }
+        }
     }
 
     /// The redb file, for what only it has (backups, repairs).
@@ -245,7 +301,10 @@ impl Store {
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(db)));
                 }
             }
-            Backend::Postgres(pg) => pg.close(),
+            Backend::Postgres(pg) => {
+                pg.stop_host();
+                pg.close();
+            }
         }
         Ok(())
     }

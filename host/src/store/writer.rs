@@ -110,6 +110,10 @@ pub enum WriteOutcome {
     Deleted {
         blobs: Vec<String>,
     },
+    /// The request was refused whole: one of its runs' lease was taken
+    /// over by another host (PostgreSQL). Its caller gets
+    /// [`StoreError::LeaseLost`].
+    Fenced,
 }
 
 type Reply = oneshot::Sender<Result<Vec<WriteOutcome>, StoreError>>;
@@ -302,7 +306,7 @@ impl Batch {
     fn reply(self, outcomes: Vec<Vec<WriteOutcome>>) {
         for (req, out) in self.requests.into_iter().zip(outcomes) {
             if let Some(reply) = req.reply {
-                let _ = reply.send(Ok(out));
+                let _ = reply.send(answer(out));
             }
         }
     }
@@ -415,7 +419,7 @@ impl Writer {
                     };
                     for (mut req, out) in batch.requests.into_iter().zip(outcomes.drain(..)) {
                         if let Some(reply) = req.reply.take() {
-                            let _ = reply.send(Ok(out));
+                            let _ = reply.send(answer(out));
                         }
                         kept.requests.push(req);
                     }
@@ -542,6 +546,14 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+/// A request's answer: its outcomes, or the lease it lost.
+fn answer(out: Vec<WriteOutcome>) -> Result<Vec<WriteOutcome>, StoreError> {
+    match out.first() {
+        Some(WriteOutcome::Fenced) => Err(StoreError::LeaseLost),
+        _ => Ok(out),
     }
 }
 

@@ -18,21 +18,23 @@ pub(in crate::store) struct PgTarget {
     url: String,
     client: Option<Client>,
     statements: HashMap<&'static str, Statement>,
+    leases: std::sync::Arc<super::Leases>,
 }
 
 impl PgTarget {
-    pub(in crate::store) fn new(url: &str) -> PgTarget {
+    pub(in crate::store) fn new(url: &str, leases: std::sync::Arc<super::Leases>) -> PgTarget {
         PgTarget {
             url: url.to_owned(),
             client: None,
             statements: HashMap::new(),
+            leases,
         }
     }
 
     fn client(&mut self) -> Result<&mut Client, StoreError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.statements.clear();
-            self.client = Some(connect(&self.url)?);
+            self.client = Some(connect(&self.url, self.leases.ttl)?);
         }
         self.client.as_mut().ok_or(StoreError::Closed)
     }
@@ -56,10 +58,16 @@ impl Target for PgTarget {
                 statements,
                 appended: Vec::new(),
             };
+            let leases = &self.leases;
             let mut outcomes = Vec::with_capacity(batches.len());
             for batch in batches {
                 let mut per_request = Vec::with_capacity(batch.requests.len());
                 for req in &batch.requests {
+                    if let Some(run) = apply.fenced(leases, &req.writes)? {
+                        tracing::warn!(%run, "a write of a run whose lease this host lost was refused");
+                        per_request.push(vec![WriteOutcome::Fenced]);
+                        continue;
+                    }
                     let mut out = Vec::with_capacity(req.writes.len());
                     for w in &req.writes {
                         out.push(apply.apply(w)?);
@@ -133,7 +141,54 @@ struct Apply<'a, 't> {
 
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
+/// The run a write is one of its own writes of (what its driver writes),
+/// if it is: such writes need the run's lease.
+fn own_run(w: &Write) -> Option<RunId> {
+    match w {
+        Write::PutRun(r) => Some(r.id),
+        Write::AppendEvents(run, _)
+        | Write::AppendJournal(run, _)
+        | Write::Progress(run, _)
+        | Write::SetStatus { run, .. }
+        | Write::ChargeModel { run, .. } => Some(*run),
+        Write::PutArtifact(m) => Some(m.run_id),
+        Write::PutChild { parent, .. } => Some(*parent),
+        _ => None,
+    }
+}
+
 impl Apply<'_, '_> {
+    /// The first run among `writes`' own runs whose lease this host holds
+    /// but the database no longer gives it (taken over): the request must
+    /// not apply. The lease rows checked stay locked until the commit, so
+    /// no takeover slips in between.
+    fn fenced(
+        &mut self,
+        leases: &super::Leases,
+        writes: &[Write],
+    ) -> Result<Option<RunId>, StoreError> {
+        let mut checked: Vec<RunId> = Vec::new();
+        for run in writes.iter().filter_map(own_run) {
+            if checked.contains(&run) {
+                continue;
+            }
+            checked.push(run);
+            let Some(token) = leases.token(run) else {
+                continue;
+            };
+            let current = self
+                .one(
+                    "SELECT token FROM leases WHERE run = $1 AND host = $2 FOR SHARE",
+                    &[&run.to_string(), &leases.host],
+                )?
+                .map(|r| r.get::<_, i64>(0));
+            if current != Some(token) {
+                return Ok(Some(run));
+            }
+        }
+        Ok(None)
+    }
+
     fn statement(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
@@ -502,11 +557,21 @@ impl Apply<'_, '_> {
                 key,
             } => {
                 if let Some(k) = key {
-                    if let Some(row) =
-                        self.one("SELECT run FROM idempotency_keys WHERE key = $1", &[k])?
-                        && let Ok(id) = row.get::<_, &str>(0).parse()
+                    // Inserted first: another host's start with the same
+                    // key (a webhook, a cron instant) waits on this row,
+                    // then finds it.
+                    let id = record.id.to_string();
+                    let inserted = self.exec(
+                        "INSERT INTO idempotency_keys (key, run) VALUES ($1, $2)
+                         ON CONFLICT (key) DO NOTHING",
+                        &[k, &id],
+                    )?;
+                    if inserted == 0
+                        && let Some(row) =
+                            self.one("SELECT run FROM idempotency_keys WHERE key = $1", &[k])?
+                        && let Ok(existing) = row.get::<_, &str>(0).parse()
                     {
-                        return Ok(WriteOutcome::Existing(id));
+                        return Ok(WriteOutcome::Existing(existing));
                     }
                     self.put_key(k, record.id)?;
                 }

@@ -10,9 +10,12 @@
 //! off`: visible at once, on disk within the server's WAL writer delay.
 
 mod apply;
+mod lease;
 mod reads;
 
 pub(super) use apply::PgTarget;
+pub(super) use lease::Leases;
+pub use lease::Notice;
 
 use super::StoreError;
 use postgres::{Client, NoTls};
@@ -34,12 +37,19 @@ pub fn is_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
-/// A connection, given up on after 5 s.
-pub(super) fn connect(url: &str) -> Result<Client, StoreError> {
+/// A connection, given up on after 5 s. No statement of it waits for a
+/// lock longer than `lease`, and the server ends a transaction of it left
+/// open longer than that: a host paused mid-transaction (stopped, cut off)
+/// holds no lock that would keep the others from taking its runs over.
+pub(super) fn connect(url: &str, lease: Duration) -> Result<Client, StoreError> {
     let mut config: postgres::Config = url.parse().map_err(|e| StoreError::Url(format!("{e}")))?;
+    let ms = lease.as_millis().max(1);
     config
         .connect_timeout(Duration::from_secs(5))
-        .application_name("runway");
+        .application_name("runway")
+        .options(&format!(
+            "-c lock_timeout={ms} -c idle_in_transaction_session_timeout={ms}"
+        ));
     config.connect(NoTls).map_err(pg_error)
 }
 
@@ -53,8 +63,15 @@ pub(super) fn pg_error(e: postgres::Error) -> StoreError {
         Some(code) => {
             let c = code.code();
             // connection exceptions, operator intervention (shutdown),
-            // insufficient resources, system errors
-            c.starts_with("08") || c.starts_with("57") || c.starts_with("53") || c.starts_with("58")
+            // insufficient resources, system errors; a lock not had in
+            // time, a serialization failure or a deadlock (tried again)
+            c.starts_with("08")
+                || c.starts_with("57")
+                || c.starts_with("53")
+                || c.starts_with("58")
+                || c.starts_with("40")
+                || c == "55P03"
+                || c == "25P03"
         }
     };
     if transient {
@@ -120,16 +137,19 @@ pub(super) fn migrate(client: &mut Client) -> Result<(), StoreError> {
 
 type Job = Box<dyn FnOnce(&mut Option<Client>) + Send>;
 
-/// The store's reads on PostgreSQL.
+/// The store's reads on PostgreSQL, and this host's leases.
 pub(super) struct Pg {
     jobs: parking_lot::Mutex<Option<mpsc::Sender<Job>>>,
+    pub(super) leases: Arc<Leases>,
+    pub(super) url: String,
 }
 
 impl Pg {
     /// Connects once (so a wrong URL or a database that is down is said at
     /// start), brings the tables up to date and starts the readers.
-    pub(super) fn open(url: &str) -> Result<Pg, StoreError> {
-        let mut client = connect(url)?;
+    pub(super) fn open(url: &str, leases: Arc<Leases>) -> Result<Pg, StoreError> {
+        let lease = leases.ttl;
+        let mut client = connect(url, lease)?;
         migrate(&mut client)?;
         let mut migrated = Some(client);
         let (tx, rx) = mpsc::channel::<Job>();
@@ -149,7 +169,7 @@ impl Pg {
                             conn = None;
                         }
                         if conn.is_none() {
-                            conn = connect(&url).ok();
+                            conn = connect(&url, lease).ok();
                         }
                         job(&mut conn);
                     }
@@ -158,6 +178,8 @@ impl Pg {
         }
         Ok(Pg {
             jobs: parking_lot::Mutex::new(Some(tx)),
+            leases,
+            url: url.to_owned(),
         })
     }
 

@@ -124,3 +124,20 @@ CREATE TABLE blob_refs (
     digest text PRIMARY KEY,
     refs   bigint NOT NULL
 );
+
+-- Several hosts on one database: each registers and heartbeats; a run is
+-- driven by the host holding its lease (expiring unless renewed); every
+-- write of a run's own goes through with the lease's token only (fencing).
+CREATE TABLE hosts (
+    id           text PRIMARY KEY,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL
+);
+
+CREATE TABLE leases (
+    run        text COLLATE "C" PRIMARY KEY,
+    host       text NOT NULL,
+    token      bigint NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+CREATE INDEX leases_by_host ON leases (host);
