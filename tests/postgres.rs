@@ -401,7 +401,8 @@ fn deploy(node: &Node, example: &str) {
 
 /// Two hosts on one database: a deploy on one is the other's too; the
 /// runs of a host killed mid-run are taken over by the other by replay and
-/// complete with every step written exactly once, as a run nobody killed.
+/// complete with every step written exactly once, as a run nobody killed;
+/// the artifacts the dead host wrote are served by the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_host_s_runs_are_taken_over_and_written_once() {
     support::guest_dir();
@@ -425,6 +426,13 @@ async fn a_killed_host_s_runs_are_taken_over_and_written_once() {
         assert_eq!(run["status"], "completed", "{run}");
         assert_eq!(run["output"], expected, "{run}");
         written_once(&b.events(id).await, 5);
+        // Artifact bodies are in the database: any host serves them,
+        // those the killed host wrote too.
+        let body = reqwest::get(format!("{}/v1/runs/{id}/artifacts/step-0001.txt", b.base))
+            .await
+            .unwrap();
+        assert_eq!(body.status().as_u16(), 200);
+        assert!(!body.bytes().await.unwrap().is_empty());
     }
     // Lease (1 s) plus a takeover scan (every half lease) plus the rest of
     // the steps.

@@ -48,7 +48,7 @@ struct Cli {
     config: Option<PathBuf>,
     /// Keep the tables in this PostgreSQL database
     /// (postgres://USER@HOST:PORT/DB) instead of runway.redb in the data
-    /// directory (which still holds artifacts and the compile cache).
+    /// directory (which still holds the compile cache and secrets.toml).
     #[arg(long, env = "RUNWAY_STORE", global = true, hide_env_values = true)]
     store: Option<String>,
     /// Talk to a `runway serve` at this URL instead of opening the data

@@ -112,8 +112,12 @@ impl Host {
             Some(script) => SecretSource::fixed(script.secrets()),
             None => SecretSource::load(dir).map_err(|e| HostError::Internal(e.to_string()))?,
         };
-        let artifacts = ArtifactStore::open(&dir.join("artifacts"))
-            .map_err(io("opening the artifact directory in"))?;
+        let artifacts = if store.is_postgres() {
+            ArtifactStore::in_database(store.clone())
+        } else {
+            ArtifactStore::open(&dir.join("artifacts"))
+                .map_err(io("opening the artifact directory in"))?
+        };
         let mut engine_options = config.engine.clone();
         // Warm parked runs keep their instance, so the pool holds them too.
         engine_options.pool_size = engine_options

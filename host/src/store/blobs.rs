@@ -47,9 +47,18 @@ pub fn validate_name(name: &str) -> Result<(), BadArtifactName> {
     Ok(())
 }
 
-/// The blob directory.
+/// Where artifact bodies are kept.
+enum Blobs {
+    /// Files in the data directory (`artifacts/ab/abcd…`).
+    Files(Dir),
+    /// The PostgreSQL database, shared by every host on it.
+    Database(super::Store),
+}
+
+/// Artifact bodies by content: files in the data directory, or rows of the
+/// PostgreSQL store (so that every host reads what any host wrote).
 pub struct ArtifactStore {
-    dir: Dir,
+    blobs: Blobs,
     /// Blobs being written whose records are not committed yet: a blob at
     /// zero references is reclaimed only if no write holds it (a write of
     /// the same content may have found the file and counts on it).
@@ -92,10 +101,19 @@ impl ArtifactStore {
         std::fs::create_dir_all(path)?;
         let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())?;
         Ok(ArtifactStore {
-            dir,
+            blobs: Blobs::Files(dir),
             pinned: Default::default(),
             holds: Default::default(),
         })
+    }
+
+    /// Keeps the bodies in the PostgreSQL `store`.
+    pub fn in_database(store: super::Store) -> ArtifactStore {
+        ArtifactStore {
+            blobs: Blobs::Database(store),
+            pinned: Default::default(),
+            holds: Default::default(),
+        }
     }
 
     fn rel(digest: &str) -> String {
@@ -132,7 +150,11 @@ impl ArtifactStore {
         if held || pinned.contains_key(digest) || !unreferenced() {
             return Ok(false);
         }
-        match self.dir.remove_file(Self::rel(digest)) {
+        let dir = match &self.blobs {
+            Blobs::Files(dir) => dir,
+            Blobs::Database(store) => return store.reclaim_blob(digest).map_err(io_error),
+        };
+        match dir.remove_file(Self::rel(digest)) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
             Err(e) => Err(e),
@@ -153,7 +175,7 @@ impl ArtifactStore {
         if !is_digest(digest) {
             return Err(not_a_digest());
         }
-        let body = self.dir.read(Self::rel(digest))?;
+        let body = self.get(digest)?;
         let folder = dest.join(&digest[..2]);
         std::fs::create_dir_all(&folder)?;
         let mut f = std::fs::File::create(folder.join(digest))?;
@@ -163,24 +185,27 @@ impl ArtifactStore {
     }
 
     fn write(&self, digest: &str, body: &[u8]) -> std::io::Result<()> {
+        let dir = match &self.blobs {
+            Blobs::Files(dir) => dir,
+            // Stored, or pinned for every host, before its record commits.
+            Blobs::Database(store) => return store.put_blob(digest, body).map_err(io_error),
+        };
         let rel = Self::rel(digest);
-        if self.dir.exists(&rel) {
+        if dir.exists(&rel) {
             return Ok(());
         }
-        self.dir.create_dir_all(&digest[..2])?;
+        dir.create_dir_all(&digest[..2])?;
         let tmp = format!("{}/.tmp-{}", &digest[..2], ulid::Ulid::new());
         let written = (|| {
-            let mut f = self
-                .dir
-                .open_with(&tmp, OpenOptions::new().write(true).create_new(true))?;
+            let mut f = dir.open_with(&tmp, OpenOptions::new().write(true).create_new(true))?;
             f.write_all(body)?;
             f.sync_all()?;
             drop(f);
-            self.dir.rename(&tmp, &self.dir, &rel)
+            dir.rename(&tmp, dir, &rel)
         })();
         if written.is_err() {
             // A full disk leaves no half-written files behind.
-            let _ = self.dir.remove_file(&tmp);
+            let _ = dir.remove_file(&tmp);
         }
         written
     }
@@ -190,8 +215,19 @@ impl ArtifactStore {
         if !is_digest(digest) {
             return Err(not_a_digest());
         }
-        self.dir.read(Self::rel(digest))
+        match &self.blobs {
+            Blobs::Files(dir) => dir.read(Self::rel(digest)),
+            Blobs::Database(store) => store
+                .get_blob(digest)
+                .map_err(io_error)?
+                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such blob")),
+        }
     }
+}
+
+/// A database failure as the I/O error the callers of blobs handle.
+fn io_error(e: super::StoreError) -> std::io::Error {
+    std::io::Error::other(e.to_string())
 }
 
 fn is_digest(digest: &str) -> bool {

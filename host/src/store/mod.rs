@@ -70,6 +70,9 @@ pub enum StoreError {
     /// must stop driving it.
     #[error("the run's lease was taken over by another host")]
     LeaseLost,
+    /// Something only a PostgreSQL store has (blobs in the database).
+    #[error("this store is a redb file, not PostgreSQL")]
+    NotPostgres,
     /// `--store` is not a PostgreSQL URL that can be used.
     #[error("the store URL: {0}")]
     Url(String),
@@ -233,6 +236,30 @@ impl Store {
     pub fn release(&self, run: RunId) {
         if let Backend::Postgres(pg) = &self.backend {
             pg.release(run);
+        }
+    }
+
+    /// Stores an artifact body in the database (PostgreSQL).
+    pub(crate) fn put_blob(&self, digest: &str, body: &[u8]) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Redb(_) => Err(StoreError::NotPostgres),
+            Backend::Postgres(pg) => pg.put_blob(digest, body),
+        }
+    }
+
+    /// An artifact body from the database (PostgreSQL).
+    pub(crate) fn get_blob(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match &self.backend {
+            Backend::Redb(_) => Err(StoreError::NotPostgres),
+            Backend::Postgres(pg) => pg.get_blob(digest),
+        }
+    }
+
+    /// Deletes an artifact body nothing names or pins (PostgreSQL).
+    pub(crate) fn reclaim_blob(&self, digest: &str) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Redb(_) => Err(StoreError::NotPostgres),
+            Backend::Postgres(pg) => pg.reclaim_blob(digest),
         }
     }
 

@@ -383,3 +383,52 @@ fn ended(value: serde_json::Value) -> Option<Ended> {
     let bytes = serde_json::to_vec(&value).ok()?;
     crate::store::purge::ended_root(&bytes)
 }
+
+/// How long a write's pin on a blob lasts in the database: far longer
+/// than any write takes to commit the record that names it.
+const PIN_SECS: f64 = 600.0;
+
+impl Pg {
+    /// Stores a blob (or pins the one stored) for every host.
+    pub(in crate::store) fn put_blob(&self, digest: &str, body: &[u8]) -> Result<(), StoreError> {
+        let (digest, body) = (digest.to_owned(), body.to_vec());
+        self.read(move |c| {
+            c.execute(
+                "INSERT INTO blobs (digest, bytes, pinned_until)
+                 VALUES ($1, $2, now() + $3 * interval '1 second')
+                 ON CONFLICT (digest) DO UPDATE SET pinned_until = excluded.pinned_until",
+                &[&digest, &body, &PIN_SECS],
+            )
+            .map(drop)
+            .map_err(pg_error)
+        })
+    }
+
+    pub(in crate::store) fn get_blob(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let digest = digest.to_owned();
+        self.read(move |c| {
+            Ok(
+                c.query_opt("SELECT bytes FROM blobs WHERE digest = $1", &[&digest])
+                    .map_err(pg_error)?
+                    .map(|r| r.get(0)),
+            )
+        })
+    }
+
+    /// Deletes a blob no artifact names and no write pins; whether it is
+    /// gone.
+    pub(in crate::store) fn reclaim_blob(&self, digest: &str) -> Result<bool, StoreError> {
+        let digest = digest.to_owned();
+        self.read(move |c| {
+            c.execute(
+                "DELETE FROM blobs b WHERE b.digest = $1 AND b.pinned_until < now()
+                   AND NOT EXISTS (SELECT 1 FROM blob_refs r WHERE r.digest = b.digest AND r.refs > 0)",
+                &[&digest],
+            )
+            .map_err(pg_error)?;
+            Ok(c.query_opt("SELECT 1 FROM blobs WHERE digest = $1", &[&digest])
+                .map_err(pg_error)?
+                .is_none())
+        })
+    }
+}

@@ -141,3 +141,12 @@ CREATE TABLE leases (
     expires_at timestamptz NOT NULL
 );
 CREATE INDEX leases_by_host ON leases (host);
+
+-- Artifact bodies, by sha256, shared by every host. A blob is reclaimed
+-- only once no artifact names it and no host's write still counts on it
+-- (pinned_until: a write that found it pins it until its record commits).
+CREATE TABLE blobs (
+    digest       text PRIMARY KEY,
+    bytes        bytea NOT NULL,
+    pinned_until timestamptz NOT NULL
+);
