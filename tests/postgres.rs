@@ -491,9 +491,9 @@ async fn a_paused_host_cannot_write_after_its_lease_was_taken() {
 }
 
 /// A signal or a cancel sent to a host other than the one driving the run
-/// reaches it.
+/// reaches it, and its event stream is served by any host.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signal_or_cancel_sent_to_another_host_reaches_the_run() {
+async fn a_signal_cancel_or_stream_through_another_host_reaches_the_run() {
     support::guest_dir();
     let dir = tempfile::tempdir().unwrap();
     let url = support::postgres_database(dir.path());
@@ -534,4 +534,34 @@ async fn a_signal_or_cancel_sent_to_another_host_reaches_the_run() {
     assert!(res.status().is_success(), "{}", res.text().await.unwrap());
     let run = b.ended(&sleeping, Duration::from_secs(10)).await;
     assert_eq!(run["status"], "cancelled", "{run}");
+
+    // The event stream of a run on A, from B: every event, in order, as
+    // it becomes durable (told over NOTIFY, not found by B's 5 s re-check).
+    deploy(&a, "steps");
+    let id = a
+        .start_run("steps", json!({ "count": 6, "pause_ms": 150 }))
+        .await;
+    let t0 = Instant::now();
+    let res = reqwest::get(format!("{}/v1/runs/{id}/events/stream", b.base))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let text = tokio::time::timeout(Duration::from_secs(30), res.text())
+        .await
+        .expect("the stream ends after the run")
+        .unwrap();
+    let took = t0.elapsed();
+    let streamed: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|frame| {
+            let data: String = frame
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+                .collect();
+            (!data.is_empty()).then(|| serde_json::from_str(&data).unwrap())
+        })
+        .collect();
+    written_once(&streamed, 6);
+    assert_eq!(streamed, a.events(&id).await);
+    assert!(took < Duration::from_secs(4), "the stream took {took:?}");
 }

@@ -197,6 +197,9 @@ impl Host {
                     crate::store::Notice::Cancel(run) => {
                         registry.cancel(run);
                     }
+                    crate::store::Notice::Events(runs) => {
+                        inner.services.store.durable_elsewhere(&runs);
+                    }
                 }
             }
         });

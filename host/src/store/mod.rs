@@ -441,6 +441,12 @@ impl Store {
         self.writer.commit(Vec::new(), true, false).await.map(drop)
     }
 
+    /// Another host says these runs' events are durable up to these
+    /// numbers: their followers here are told.
+    pub(crate) fn durable_elsewhere(&self, appended: &[(RunId, u64)]) {
+        writer::notify_watchers(&self.watchers, appended);
+    }
+
     /// Follows a run's event log: the receiver holds the newest event seq
     /// known durable, updated after each commit that appends to the run.
     /// Batches that append to a followed run are fsynced, so what a

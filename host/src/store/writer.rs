@@ -526,24 +526,30 @@ impl Writer {
 
     /// Tells followers of the runs that got events that they are durable.
     fn notify(&self, appended: &[(RunId, u64)]) {
-        if appended.is_empty() {
-            return;
-        }
-        let mut w = self.watchers.lock();
-        if w.is_empty() {
-            return;
-        }
-        for (run, seq) in appended {
-            if let Some(tx) = w.get(run) {
-                if tx.receiver_count() == 0 {
-                    w.remove(run);
-                } else {
-                    tx.send_if_modified(|s| {
-                        let newer = *seq > *s;
-                        *s = (*s).max(*seq);
-                        newer
-                    });
-                }
+        notify_watchers(&self.watchers, appended);
+    }
+}
+
+/// Tells `watchers` of runs in `appended` that their events are durable up
+/// to the numbers given.
+pub(super) fn notify_watchers(watchers: &Watchers, appended: &[(RunId, u64)]) {
+    if appended.is_empty() {
+        return;
+    }
+    let mut w = watchers.lock();
+    if w.is_empty() {
+        return;
+    }
+    for (run, seq) in appended {
+        if let Some(tx) = w.get(run) {
+            if tx.receiver_count() == 0 {
+                w.remove(run);
+            } else {
+                tx.send_if_modified(|s| {
+                    let newer = *seq > *s;
+                    *s = (*s).max(*seq);
+                    newer
+                });
             }
         }
     }

@@ -19,6 +19,9 @@ pub(in crate::store) struct PgTarget {
     client: Option<Client>,
     statements: HashMap<&'static str, Statement>,
     leases: std::sync::Arc<super::Leases>,
+    /// Events committed but not yet durable, by run: told to every host
+    /// with the next durable commit.
+    untold: HashMap<RunId, u64>,
 }
 
 impl PgTarget {
@@ -28,6 +31,7 @@ impl PgTarget {
             client: None,
             statements: HashMap::new(),
             leases,
+            untold: HashMap::new(),
         }
     }
 
@@ -49,7 +53,9 @@ impl Target for PgTarget {
     ) -> Result<Committed, Failure> {
         let mut attempt = || -> Result<Committed, StoreError> {
             self.client()?;
-            let (Some(client), statements) = (self.client.as_mut(), &mut self.statements) else {
+            let (Some(client), statements, untold) =
+                (self.client.as_mut(), &mut self.statements, &self.untold)
+            else {
                 return Err(StoreError::Closed);
             };
             let mut tx = client.transaction().map_err(pg_error)?;
@@ -93,6 +99,23 @@ impl Target for PgTarget {
             if !durable {
                 tx.batch_execute("SET LOCAL synchronous_commit = off")
                     .map_err(pg_error)?;
+            } else {
+                // Every host's event streams learn what is durable now
+                // (delivered at the commit).
+                let mut told: HashMap<RunId, u64> = untold.clone();
+                for (run, seq) in &appended {
+                    let s = told.entry(*run).or_default();
+                    *s = (*s).max(*seq);
+                }
+                let told: Vec<(RunId, u64)> = told.into_iter().collect();
+                for chunk in told.chunks(super::lease::EVENTS_PER_NOTICE) {
+                    let payload = super::Notice::Events(chunk.to_vec()).payload();
+                    tx.execute(
+                        "SELECT pg_notify($1, $2)",
+                        &[&super::lease::CHANNEL, &payload],
+                    )
+                    .map_err(pg_error)?;
+                }
             }
             tx.commit().map_err(pg_error)?;
             Ok(Committed {
@@ -102,7 +125,17 @@ impl Target for PgTarget {
             })
         };
         match attempt() {
-            Ok(done) => Ok(done),
+            Ok(done) => {
+                if done.durable {
+                    self.untold.clear();
+                } else {
+                    for (run, seq) in &done.appended {
+                        let s = self.untold.entry(*run).or_default();
+                        *s = (*s).max(*seq);
+                    }
+                }
+                Ok(done)
+            }
             Err(StoreError::Unavailable { reason, .. }) => {
                 // The connection may be gone: open a new one next time.
                 self.client = None;

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// The channel hosts notify each other on.
-const CHANNEL: &str = "runway";
+pub(super) const CHANNEL: &str = "runway";
 
 /// The token of a lease this host learnt it lost (no lease has it).
 const LOST: i64 = -1;
@@ -58,28 +58,51 @@ impl Leases {
 }
 
 /// What one host tells the others.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notice {
     /// Something a run waits for may have come (a signal, a child's end).
     Wake(RunId),
     /// A cancel was asked for.
     Cancel(RunId),
+    /// These runs' events are durable up to these numbers (for event
+    /// streams served by any host).
+    Events(Vec<(RunId, u64)>),
 }
 
+/// Most runs one `Events` notice names (a notice's payload is under 8000
+/// bytes).
+pub(super) const EVENTS_PER_NOTICE: usize = 150;
+
 impl Notice {
-    fn payload(self) -> String {
+    pub(super) fn payload(&self) -> String {
         match self {
             Notice::Wake(r) => format!("wake {r}"),
             Notice::Cancel(r) => format!("cancel {r}"),
+            Notice::Events(runs) => {
+                let mut s = String::from("events");
+                for (run, seq) in runs {
+                    s.push_str(&format!(" {run}:{seq}"));
+                }
+                s
+            }
         }
     }
 
     fn parse(payload: &str) -> Option<Notice> {
-        let (what, run) = payload.split_once(' ')?;
-        let run = run.parse().ok()?;
+        let (what, rest) = payload.split_once(' ')?;
         match what {
-            "wake" => Some(Notice::Wake(run)),
-            "cancel" => Some(Notice::Cancel(run)),
+            "wake" => Some(Notice::Wake(rest.parse().ok()?)),
+            "cancel" => Some(Notice::Cancel(rest.parse().ok()?)),
+            "events" => {
+                let runs = rest
+                    .split(' ')
+                    .map(|p| {
+                        let (run, seq) = p.split_once(':')?;
+                        Some((run.parse().ok()?, seq.parse().ok()?))
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                Some(Notice::Events(runs))
+            }
             _ => None,
         }
     }
@@ -299,9 +322,17 @@ mod tests {
     #[test]
     fn notices_round_trip_and_nonsense_is_ignored() {
         let run = RunId::generate();
-        for n in [Notice::Wake(run), Notice::Cancel(run)] {
+        let other = RunId::generate();
+        for n in [
+            Notice::Wake(run),
+            Notice::Cancel(run),
+            Notice::Events(vec![(run, 7), (other, 12)]),
+        ] {
             assert_eq!(Notice::parse(&n.payload()), Some(n));
         }
+        // The most runs one notice names fit a notice's payload.
+        let many = Notice::Events(vec![(run, u64::MAX); EVENTS_PER_NOTICE]);
+        assert!(many.payload().len() < 8000);
         assert_eq!(Notice::parse("wake nonsense"), None);
         assert_eq!(Notice::parse("drop table"), None);
     }
