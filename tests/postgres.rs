@@ -565,3 +565,100 @@ async fn a_signal_cancel_or_stream_through_another_host_reaches_the_run() {
     assert_eq!(streamed, a.events(&id).await);
     assert!(took < Duration::from_secs(4), "the stream took {took:?}");
 }
+
+/// `runway migrate --from-redb DIR`: a data directory's runs, workflows and
+/// artifacts move into an empty database, and go on there (a run that
+/// waited for a signal on redb takes it on PostgreSQL); a database that
+/// holds runs already is refused.
+#[test]
+fn a_redb_data_directory_moves_into_postgres_and_goes_on_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let plain = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runway"));
+        cmd.arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("RUNWAY_SERVER")
+            .env_remove("RUNWAY_STORE");
+        cmd
+    };
+    let report = support::wasm("report");
+    ok(plain(&["exec", report.to_str().unwrap(), "--manifest"])
+        .arg(support::manifest_path("report"))
+        .args(["--input", r#"{"title":"T","sections":[{"heading":"A"}]}"#])
+        .env("RUNWAY_SECRET_REPORT_TOKEN", "tok-123")
+        .output()
+        .unwrap());
+    ok(plain(&[
+        "deploy",
+        support::wasm("approval").to_str().unwrap(),
+        "--manifest",
+    ])
+    .arg(support::manifest_path("approval"))
+    .output()
+    .unwrap());
+    let waiting = plain(&["run", "approval", "--input", r#"{"request":"x"}"#, "--json"])
+        .output()
+        .unwrap();
+    let waiting: Value = serde_json::from_slice(&waiting.stdout).unwrap();
+    assert_eq!(waiting["status"], "waiting_signal", "{waiting}");
+    let id = waiting["run_id"].as_str().unwrap().to_owned();
+
+    let url = support::postgres_database(dir.path());
+    let elsewhere = dir.path().join("elsewhere");
+    let out: Value = serde_json::from_str(&ok(runway(&elsewhere, &url)
+        .arg("migrate")
+        .arg("--from-redb")
+        .arg(&data)
+        .arg("--json")
+        .output()
+        .unwrap()))
+    .unwrap();
+    assert_eq!(out["copied"]["runs"], 2, "{out}");
+    assert_eq!(out["copied"]["blobs"], 1, "{out}");
+    // The runs, the artifact body and the waiting run, all on PostgreSQL.
+    let runs: Value = serde_json::from_str(&ok(runway(&elsewhere, &url)
+        .args(["runs", "--json"])
+        .output()
+        .unwrap()))
+    .unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 2, "{runs}");
+    let report_run = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["workflow"] == "report")
+        .unwrap();
+    let events = ok(runway(&elsewhere, &url)
+        .args(["events", report_run["id"].as_str().unwrap(), "--json"])
+        .output()
+        .unwrap());
+    assert!(events.contains("artifact_written"), "{events}");
+    ok(runway(&elsewhere, &url)
+        .args(["signal", &id, "approve", "--data", r#"{"by":"ada"}"#])
+        .output()
+        .unwrap());
+    let done: Value = serde_json::from_str(&ok(runway(&elsewhere, &url)
+        .args(["runs", "--status", "completed", "--json"])
+        .output()
+        .unwrap()))
+    .unwrap();
+    assert!(
+        done.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == id.as_str()),
+        "{done}"
+    );
+    // Once there is data, a second copy is refused.
+    let again = runway(&elsewhere, &url)
+        .arg("migrate")
+        .arg("--from-redb")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("empty"));
+}

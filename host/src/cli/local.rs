@@ -61,6 +61,31 @@ deploy it with: runway deploy {}",
         }
         _ => {}
     }
+    if let Command::Migrate { from_redb, json } = &cli.command {
+        let config = super::host_config(&cli)?;
+        let Some(url) = config.store_url else {
+            anyhow::bail!("runway migrate works on a PostgreSQL store: pass --store postgres://…");
+        };
+        let out = match from_redb {
+            Some(dir) => {
+                let copied = crate::store::copy_from_redb(dir, &url)?;
+                serde_json::json!({ "layout": crate::store::ensure_layout(&url)?, "copied": copied })
+            }
+            None => serde_json::json!({ "layout": crate::store::ensure_layout(&url)? }),
+        };
+        if *json {
+            println!("{out}");
+        } else {
+            println!("the database is at layout {}", out["layout"]);
+            if let Some(c) = out.get("copied") {
+                println!(
+                    "copied {} workflow versions, {} runs, {} events, {} artifacts ({} bodies)",
+                    c["workflows"], c["runs"], c["events"], c["artifacts"], c["blobs"]
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(server) = &cli.server {
         return remote(&cli, server).await;
     }
@@ -188,6 +213,7 @@ deploy it with: runway deploy {}",
         | Command::Test { .. }
         | Command::TestRunner { .. }
         | Command::Ready
+        | Command::Migrate { .. }
         | Command::Dev { .. } => unreachable!("handled above"),
         Command::Resume { json } => {
             let ids: Vec<RunId> = host.active_runs()?.iter().map(|r| r.id).collect();

@@ -331,6 +331,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Create or check the tables of the PostgreSQL store (--store); with
+    /// --from-redb DIR, copy that data directory's store (runs, workflows,
+    /// artifacts) into the database, which must be empty.
+    Migrate {
+        #[arg(long)]
+        from_redb: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// List the configured models (--config's [models], or the server's):
     /// each alias and what it resolves to.
     Models {

@@ -205,6 +205,7 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
         | Command::Completions { .. }
         | Command::Dev { .. }
         | Command::Test { .. }
+        | Command::Migrate { .. }
         | Command::TestRunner { .. } => {
             unreachable!("handled before")
         }

@@ -17,8 +17,8 @@ mod writer;
 pub use backup::Snapshot;
 pub use doctor::{Checkup, doctor};
 pub use health::Degraded;
-pub use pg::Notice;
 pub use pg::is_url as is_postgres_url;
+pub use pg::{Copied, Notice, copy_from_redb, ensure_layout};
 pub use purge::Ended;
 pub use writer::{Ticket, Write, WriteOutcome};
 

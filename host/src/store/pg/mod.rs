@@ -10,8 +10,11 @@
 //! off`: visible at once, on disk within the server's WAL writer delay.
 
 mod apply;
+mod copy;
 mod lease;
 mod reads;
+
+pub use copy::{Copied, copy_from_redb, ensure_layout};
 
 pub(super) use apply::PgTarget;
 pub(super) use lease::Leases;
