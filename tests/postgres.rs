@@ -662,3 +662,199 @@ fn a_redb_data_directory_moves_into_postgres_and_goes_on_there() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("empty"));
 }
+
+/// A tiny deterministic random source (the seed is printed).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % n
+    }
+}
+
+/// Three hosts on one database under a mixed load — steps with pauses,
+/// fan-outs with children, approvals with signals, durable sleeps and a
+/// cron schedule every second — while one host at a time is SIGKILLed mid-run
+/// and restarted, 20 times: every run completes exactly once, each step's
+/// artifact and event and each child exactly once, outputs equal those of
+/// runs nobody killed, no timer is lost and no cron instant starts twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hosts_killed_twenty_times_lose_and_repeat_nothing() {
+    support::guest_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let url = support::postgres_database(dir.path());
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    println!("seed {seed}");
+    let mut rng = Rng(seed);
+    let mut nodes = vec![
+        Node::start(dir.path(), "n0", &url).await,
+        Node::start(dir.path(), "n1", &url).await,
+        Node::start(dir.path(), "n2", &url).await,
+    ];
+    for example in ["steps", "hello", "fanout", "approval", "sleepy"] {
+        deploy(&nodes[0], example);
+    }
+    // `hello` on a cron schedule every second, as the workflow `tick`.
+    let tick = dir.path().join("tick.toml");
+    std::fs::write(
+        &tick,
+        "slug = \"tick\"\n[[triggers.cron]]\nschedule = \"* * * * * *\"\ninput = { name = \"tick\" }\n",
+    )
+    .unwrap();
+    ok(Command::new(env!("CARGO_BIN_EXE_runway"))
+        .args(["--server", &nodes[1].base, "deploy"])
+        .arg(support::wasm("hello"))
+        .arg("--manifest")
+        .arg(&tick)
+        .output()
+        .unwrap());
+    let http = reqwest::Client::new();
+    // Starts a run through whichever host answers; the key makes a retry
+    // after a host died mid-request the same run.
+    async fn start(
+        http: &reqwest::Client,
+        nodes: &[Node],
+        first: usize,
+        slug: &str,
+        key: &str,
+        input: &Value,
+    ) -> String {
+        for attempt in 0..60 {
+            let node = &nodes[(first + attempt) % nodes.len()];
+            let res = http
+                .post(format!("{}/v1/workflows/{slug}/runs", node.base))
+                .header("idempotency-key", key)
+                .json(input)
+                .send()
+                .await;
+            if let Ok(res) = res
+                && res.status().is_success()
+            {
+                let run: Value = res.json().await.unwrap();
+                return run["id"].as_str().unwrap().to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no host started {slug}");
+    }
+    let steps_input = json!({ "count": 4, "pause_ms": 120 });
+    let fanout_input = json!({ "names": ["Ada", "Grace", "Alan"] });
+    let mut started: Vec<(&str, String)> = Vec::new();
+    let t0 = Instant::now();
+    for round in 0..20 {
+        for (i, (slug, input)) in [
+            ("steps", steps_input.clone()),
+            ("fanout", fanout_input.clone()),
+            ("approval", json!({ "request": format!("r{round}") })),
+            ("sleepy", json!({ "ms": 400 })),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let first = rng.below(3);
+            let key = format!("load-{round}-{i}");
+            started.push((slug, start(&http, &nodes, first, slug, &key, &input).await));
+        }
+        // Kill one host mid-run, and bring it back.
+        let victim = rng.below(3);
+        tokio::time::sleep(Duration::from_millis(100 + rng.below(300) as u64)).await;
+        nodes[victim].signal("KILL");
+        let name = format!("n{victim}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        nodes[victim] = Node::start(dir.path(), &name, &url).await;
+    }
+    println!("20 kills in {:?}", t0.elapsed());
+    // Every approval gets its signal, through any host.
+    for (slug, id) in &started {
+        if *slug != "approval" {
+            continue;
+        }
+        for attempt in 0.. {
+            let node = &nodes[attempt % 3];
+            let res = http
+                .post(format!("{}/v1/runs/{id}/signals/approve", node.base))
+                .header("signal-id", "once")
+                .json(&json!({ "by": "ada" }))
+                .send()
+                .await
+                .unwrap();
+            if res.status().is_success() {
+                break;
+            }
+            assert!(attempt < 50, "{}", res.text().await.unwrap());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // What runs nobody killed give.
+    let clean_steps = nodes[0].start_run("steps", steps_input.clone()).await;
+    let clean_fanout = nodes[0].start_run("fanout", fanout_input.clone()).await;
+    let steps_output =
+        nodes[0].ended(&clean_steps, Duration::from_secs(60)).await["output"].clone();
+    let fanout_output =
+        nodes[0].ended(&clean_fanout, Duration::from_secs(60)).await["output"].clone();
+    for (slug, id) in &started {
+        let run = nodes[rng.below(3)].ended(id, Duration::from_secs(90)).await;
+        assert_eq!(run["status"], "completed", "{slug} {run}");
+        let events = nodes[0].events(id).await;
+        let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "{slug} {id}: {seqs:?}"
+        );
+        assert_eq!(
+            events.iter().filter(|e| e["kind"] == "completed").count(),
+            1,
+            "{slug} {id}"
+        );
+        match *slug {
+            "steps" => {
+                written_once(&events, 4);
+                assert_eq!(run["output"], steps_output, "{id}");
+            }
+            "fanout" => {
+                assert_eq!(run["output"], fanout_output, "{id}");
+                let children = run["children"].as_array().unwrap();
+                assert_eq!(children.len(), 3, "{id}: {run}");
+                assert_eq!(
+                    events
+                        .iter()
+                        .filter(|e| e["kind"] == "child_started")
+                        .count(),
+                    3,
+                    "{id}"
+                );
+            }
+            "approval" => assert_eq!(run["output"]["signal"]["by"], "ada", "{run}"),
+            "sleepy" => assert!(run["output"]["slept_ms"].as_u64().unwrap() >= 400, "{run}"),
+            _ => unreachable!(),
+        }
+    }
+    // No cron instant started twice (each instant's key names one run).
+    let u = url.clone();
+    let (ticks, instants) = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&u, postgres::NoTls).unwrap();
+        let ticks: i64 = c
+            .query_one("SELECT count(*) FROM runs WHERE workflow = 'tick'", &[])
+            .unwrap()
+            .get(0);
+        let instants: i64 = c
+            .query_one(
+                "SELECT count(DISTINCT key) FROM idempotency_keys WHERE key LIKE 'cron:tick:%'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        (ticks, instants)
+    })
+    .join()
+    .unwrap();
+    assert!(ticks > 5, "the schedule fired {ticks} times");
+    assert_eq!(ticks, instants, "a cron instant started more than one run");
+}
