@@ -20,6 +20,10 @@
 //!     serve` beside a stream of `hello` runs — the server's peak resident
 //!     memory, the neighbour's p99, how the attack ended, and whether the
 //!     API still answers afterwards
+//! 19. the PostgreSQL store: `hello` over HTTP at 64 clients against redb,
+//!     on 1, 2 and 3 hosts sharing one database (CPU and database
+//!     transactions per run), takeover after a host dies, and the cost of a
+//!     journaled step
 //!
 //! 1 and 2 run once per instance allocator (pooling, on-demand) to show
 //! which pays. `RUNWAY_BENCH_QUICK=1` shrinks every sample count.
@@ -716,7 +720,18 @@ async fn http_load_on(
     dur: Duration,
     body: impl Fn(usize) -> String,
 ) -> (f64, Duration, Duration) {
-    let addr = server.base.trim_start_matches("http://").to_owned();
+    http_load_at(&server.base, slug, clients, dur, body).await
+}
+
+/// [`http_load_on`] against the server at `base`.
+async fn http_load_at(
+    base: &str,
+    slug: &str,
+    clients: usize,
+    dur: Duration,
+    body: impl Fn(usize) -> String,
+) -> (f64, Duration, Duration) {
+    let addr = base.trim_start_matches("http://").to_owned();
     let path = format!("/v1/workflows/{slug}/runs?wait=10");
     let t0 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -1719,6 +1734,10 @@ fn main() {
             println!("\n15. outbound HTTP: journaled calls to a loopback service answering at once, data dir on disk");
             http_calls().await;
         }
+        if wanted(19) {
+            println!("\n19. PostgreSQL store: hello over HTTP, several hosts, takeover, per-step overhead");
+            postgres_figures().await;
+        }
         if wanted(7) {
             println!("\n7. wake-to-resume (timer due -> guest runs again; includes the 1 ms timer granularity)");
             let evicted = wake_to_resume(0).await;
@@ -1729,4 +1748,160 @@ fn main() {
             );
         }
     });
+}
+
+/// CPU seconds (user + system) a process has used.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces): utime is 14th, stime 15th.
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Transactions committed in the database `url` names, so far.
+fn pg_commits(url: &str) -> i64 {
+    let (base, db) = url.rsplit_once('/').unwrap();
+    let (admin, db) = (format!("{base}/postgres"), db.to_owned());
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+        c.query_one(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = $1",
+            &[&db],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+    })
+    .join()
+    .unwrap()
+}
+
+/// Figure 19: the PostgreSQL store against redb, back to back: `hello` over
+/// HTTP at 64 clients on one host, then on 1, 2 and 3 hosts sharing one
+/// database (clients spread over them; CPU and database transactions per
+/// run, to project past this 2-core machine); the takeover latency after a
+/// host dies (lease 2 s); the cost of one journaled step in process.
+async fn postgres_figures() {
+    let dur = Duration::from_secs(if quick() { 1 } else { 5 });
+    let lease = "[store]\nlease = \"2s\"\n";
+    // One host: redb, then PostgreSQL.
+    let redb = ServerProcess::start().await;
+    redb.deploy("hello").await;
+    http_load(&redb, 4, Duration::from_millis(300)).await;
+    let (redb_rate, redb_p50, _) = http_load(&redb, 64, dur).await;
+    drop(redb);
+    println!(
+        "  redb, 1 host, 64 clients: {redb_rate:.0} runs/s, p50 {}",
+        ms(redb_p50)
+    );
+    for hosts in 1..=3usize {
+        let db_dir = tempfile::tempdir().unwrap();
+        let url = support::postgres_database(db_dir.path());
+        let mut servers = Vec::new();
+        for _ in 0..hosts {
+            servers.push(ServerProcess::start_with(&[("RUNWAY_STORE", &url)], Some(lease)).await);
+        }
+        servers[0].deploy("hello").await;
+        for s in &servers {
+            http_load(s, 2, Duration::from_millis(300)).await;
+        }
+        let commits0 = pg_commits(&url);
+        let cpu0: f64 = servers.iter().map(|s| cpu_secs(s.child.id())).sum();
+        let mut loads = tokio::task::JoinSet::new();
+        for s in &servers {
+            let base = s.base.clone();
+            let per = 64 / hosts;
+            loads.spawn(async move {
+                http_load_at(&base, "hello", per, dur, |c| {
+                    format!(r#"{{"name":"c{c}"}}"#)
+                })
+                .await
+            });
+        }
+        let results = loads.join_all().await;
+        let rate: f64 = results.iter().map(|r| r.0).sum();
+        let p50 = results.iter().map(|r| r.1).max().unwrap_or_default();
+        let runs = rate * dur.as_secs_f64();
+        let cpu: f64 = servers.iter().map(|s| cpu_secs(s.child.id())).sum::<f64>() - cpu0;
+        let commits = pg_commits(&url) - commits0;
+        println!(
+            "  PostgreSQL, {hosts} host{}, 64 clients: {rate:.0} runs/s ({:.2}x redb), p50 {}, host CPU {:.2} ms/run, {:.1} database transactions/run",
+            if hosts == 1 { "" } else { "s" },
+            rate / redb_rate,
+            ms(p50),
+            cpu * 1000.0 / runs.max(1.0),
+            commits as f64 / runs.max(1.0)
+        );
+    }
+    // Takeover: a host dies while a run sleeps; another finishes it.
+    let db_dir = tempfile::tempdir().unwrap();
+    let url = support::postgres_database(db_dir.path());
+    let mut takeovers = Vec::new();
+    let b = ServerProcess::start_with(&[("RUNWAY_STORE", &url)], Some(lease)).await;
+    for i in 0..if quick() { 1 } else { 5 } {
+        let mut a = ServerProcess::start_with(&[("RUNWAY_STORE", &url)], Some(lease)).await;
+        if i == 0 {
+            a.deploy("sleepy").await;
+        }
+        let http = reqwest::Client::new();
+        let run: serde_json::Value = http
+            .post(format!("{}/v1/workflows/sleepy/runs", a.base))
+            .header("content-type", "application/json")
+            .body(r#"{"ms":300}"#)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = run["id"].as_str().unwrap().to_owned();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = a.child.kill();
+        let _ = a.child.wait();
+        let killed = Instant::now();
+        loop {
+            let r: serde_json::Value = http
+                .get(format!("{}/v1/runs/{id}", b.base))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if r["status"] == "completed" {
+                break;
+            }
+            assert!(killed.elapsed() < Duration::from_secs(30), "{r}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        takeovers.push(killed.elapsed());
+    }
+    takeovers.sort();
+    println!(
+        "  takeover after a host is killed (lease 2 s, scan every 1 s): p50 {} (max {})",
+        ms(pct(&takeovers, 0.5)),
+        ms(*takeovers.last().unwrap())
+    );
+    // One journaled step (artifact + event), in process.
+    let steps = scale(300);
+    for store in ["redb", "postgres"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = HostConfig::new(dir.path());
+        if store == "postgres" {
+            config.store_url = Some(support::postgres_database(dir.path()));
+        }
+        let host = Host::open(config).await.unwrap();
+        host.deploy(support::wasm_bytes("steps"), &support::manifest("steps"))
+            .await
+            .unwrap();
+        let t = Instant::now();
+        let r = host.run("steps", json!({ "count": steps })).await.unwrap();
+        assert_eq!(r.status, runway::types::RunStatus::Completed);
+        println!(
+            "  {store}: {} per journaled step ({steps} steps in one run)",
+            us(t.elapsed() / steps as u32)
+        );
+        host.shutdown().await.unwrap();
+    }
 }

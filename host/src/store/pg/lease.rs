@@ -232,6 +232,9 @@ fn heartbeat(url: &str, leases: &Leases) {
             client = connect(url, leases.ttl).ok();
         }
         if let Some(c) = client.as_mut() {
+            // Only leases held before the renewal can be missing from it:
+            // one claimed meanwhile is not in this snapshot.
+            let before: HashMap<RunId, i64> = leases.held.lock().clone();
             let renewed = c
                 .execute(
                     "INSERT INTO hosts (id, heartbeat_at) VALUES ($1, now())
@@ -251,13 +254,7 @@ fn heartbeat(url: &str, leases: &Leases) {
                         .iter()
                         .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
                         .collect();
-                    for (run, token) in leases.held.lock().iter_mut() {
-                        if *token != LOST && kept.get(&run.to_string()) != Some(token) {
-                            tracing::warn!(%run, "the lease of a run was taken over by another host");
-                            // Kept, as lost: the run's next write is refused.
-                            *token = LOST;
-                        }
-                    }
+                    mark_lost(&before, &kept, &mut leases.held.lock());
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not renew this host's leases");
@@ -266,6 +263,24 @@ fn heartbeat(url: &str, leases: &Leases) {
             }
         }
         sleep_unless_stopped(leases, leases.ttl / 3);
+    }
+}
+
+/// Marks lost (kept, with a token no lease has: the run's next write is
+/// refused) each lease this host held `before` a renewal, still holds with
+/// the same token, and that the renewal did not find among its (`kept`,
+/// by run id).
+fn mark_lost(
+    before: &HashMap<RunId, i64>,
+    kept: &HashMap<String, i64>,
+    held: &mut HashMap<RunId, i64>,
+) {
+    for (run, token) in held.iter_mut() {
+        let unchanged = before.get(run) == Some(token);
+        if unchanged && *token != LOST && kept.get(&run.to_string()) != Some(token) {
+            tracing::warn!(%run, "the lease of a run was taken over by another host");
+            *token = LOST;
+        }
     }
 }
 
@@ -318,6 +333,31 @@ fn sleep_unless_stopped(leases: &Leases, d: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_lease_held_across_a_renewal_that_missed_it_is_lost() {
+        let (kept_run, taken, claimed_meanwhile, reclaimed) = (
+            RunId::generate(),
+            RunId::generate(),
+            RunId::generate(),
+            RunId::generate(),
+        );
+        let before = HashMap::from([(kept_run, 1), (taken, 4), (reclaimed, 2)]);
+        // The renewal found `kept_run` only (`reclaimed` was claimed anew,
+        // token 3, after it started).
+        let kept = HashMap::from([(kept_run.to_string(), 1)]);
+        let mut held = HashMap::from([
+            (kept_run, 1),
+            (taken, 4),
+            (claimed_meanwhile, 1),
+            (reclaimed, 3),
+        ]);
+        mark_lost(&before, &kept, &mut held);
+        assert_eq!(held[&kept_run], 1);
+        assert_eq!(held[&taken], LOST);
+        assert_eq!(held[&claimed_meanwhile], 1, "claimed after the snapshot");
+        assert_eq!(held[&reclaimed], 3);
+    }
 
     #[test]
     fn notices_round_trip_and_nonsense_is_ignored() {
