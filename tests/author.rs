@@ -5,9 +5,11 @@
 
 mod support;
 
+use support::ok;
+
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 fn runway(cwd: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_runway"));
@@ -21,17 +23,6 @@ fn runway(cwd: &Path) -> Command {
             support::root().join("target").join("author"),
         );
     cmd
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "status {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// `cargo test` in a workflow crate, with this build's `runway` first on

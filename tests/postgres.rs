@@ -7,9 +7,11 @@
 
 mod support;
 
+use support::ok;
+
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn runway(data: &Path, store: &str) -> Command {
@@ -22,17 +24,6 @@ fn runway(data: &Path, store: &str) -> Command {
         .env_remove("RUNWAY_SERVER")
         .env_remove("RUNWAY_LOG");
     cmd
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "status {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]
@@ -145,18 +136,8 @@ async fn the_database_going_away_and_back_loses_no_acknowledged_run() {
         let _ = Command::new(&script).arg("stop").arg(&cluster).output();
     });
 
-    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{http_port}");
-    let mut server = runway(&dir.path().join("data"), &url)
-        .args(["serve", "--listen", &format!("127.0.0.1:{http_port}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let node = Node::start(dir.path(), "data", &url).await;
+    let base = node.base.clone();
     let http = reqwest::Client::new();
     let ready = || async {
         http.get(format!("{base}/readyz"))
@@ -165,18 +146,7 @@ async fn the_database_going_away_and_back_loses_no_acknowledged_run() {
             .map(|r| r.status().as_u16())
             .unwrap_or(0)
     };
-    let t0 = Instant::now();
-    while ready().await != 200 {
-        assert!(t0.elapsed() < Duration::from_secs(20), "never ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    ok(Command::new(env!("CARGO_BIN_EXE_runway"))
-        .args(["--server", &base, "deploy"])
-        .arg(support::wasm("steps"))
-        .arg("--manifest")
-        .arg(support::manifest_path("steps"))
-        .output()
-        .unwrap());
+    deploy(&node, "steps");
     // Runs that pause between steps: in flight when the database goes.
     let mut ids = Vec::new();
     for i in 0..12 {
@@ -218,45 +188,10 @@ async fn the_database_going_away_and_back_loses_no_acknowledged_run() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for id in &ids {
-        let t0 = Instant::now();
-        let run = loop {
-            let run: Value = http
-                .get(format!("{base}/v1/runs/{id}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if run["status"] == "completed" || run["status"] == "failed" {
-                break run;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "{id} never ended: {run}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let run = node.ended(id, Duration::from_secs(60)).await;
         assert_eq!(run["status"], "completed", "{run}");
-        let events: Value = http
-            .get(format!("{base}/v1/runs/{id}/events"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let events = events["events"].as_array().unwrap();
-        let written = events
-            .iter()
-            .filter(|e| e["kind"] == "artifact_written")
-            .count();
-        assert_eq!(written, 4, "{id}: {events:?}");
-        let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+        written_once(&node.events(id).await, 4);
     }
-    server.kill().unwrap();
-    server.wait().unwrap();
 }
 
 /// Not a test: `scripts/test.sh` runs it (with `--ignored`) to stop the

@@ -199,3 +199,16 @@ pub fn test_cluster() -> (PathBuf, u16) {
         port,
     )
 }
+
+/// The stdout of a command that must have succeeded (else its output, in
+/// the panic).
+pub fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
