@@ -71,6 +71,25 @@ impl Host {
             }
         }
         let id = record.id;
+        // The record was read before the claim: another host may have
+        // driven the run on (or ended it) and released it in between, so
+        // the holder reads it again (driving the stale one would replay
+        // the run past its end and end it twice).
+        let record = if self.store().is_postgres() {
+            match self.store().run(id) {
+                Ok(Some(r)) => r,
+                // Started here and not committed yet: no other host has
+                // seen it.
+                Ok(None) => record,
+                Err(e) => {
+                    tracing::warn!(run = %id, error = %e, "could not read a claimed run; it is picked up later");
+                    self.store().release(id);
+                    return self.registry().finish(&live, None);
+                }
+            }
+        } else {
+            record
+        };
         self.clone().drive_claimed(live, record).await;
         self.store().release(id);
     }

@@ -192,8 +192,8 @@ fn own_run(w: &Write) -> Option<RunId> {
 
 impl Apply<'_, '_> {
     /// The first run among `writes`' own runs whose lease this host holds
-    /// but the database no longer gives it (taken over): the request must
-    /// not apply. The lease rows checked stay locked until the commit, so
+    /// but the database no longer gives it (taken over), or that has
+    /// already ended there: the request must not apply. The lease rows checked stay locked until the commit, so
     /// no takeover slips in between.
     fn fenced(
         &mut self,
@@ -211,7 +211,10 @@ impl Apply<'_, '_> {
             };
             let current = self
                 .one(
-                    "SELECT token FROM leases WHERE run = $1 AND host = $2 FOR SHARE",
+                    // A run that has ended takes no more of its own
+                    // writes either: it ends once, whoever holds it.
+                    "SELECT l.token FROM leases l JOIN active_runs a ON a.id = l.run
+                     WHERE l.run = $1 AND l.host = $2 FOR SHARE OF l",
                     &[&run.to_string(), &leases.host],
                 )?
                 .map(|r| r.get::<_, i64>(0));
