@@ -68,6 +68,17 @@ impl ClientError {
     }
 }
 
+/// A run as the API's `GET /v1/runs/{id}` answers it.
+#[derive(Clone, Debug)]
+pub struct RunView {
+    /// The answer as sent: the record without its seed, with `children`.
+    pub json: serde_json::Value,
+    /// The record, with an all-zero seed.
+    pub record: RunRecord,
+    /// The runs it started, oldest first.
+    pub children: Vec<RunId>,
+}
+
 /// A connection to one Runway server. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
@@ -245,6 +256,26 @@ impl Client {
             .await?;
         let value = self.decode(res, "a run").await?;
         record_from(value)
+    }
+
+    /// A run as `GET /v1/runs/{id}` shows it: the JSON as sent, and the
+    /// record and children's ids read from it.
+    pub async fn run_view(&self, id: RunId) -> Result<RunView, ClientError> {
+        let res = self
+            .send(self.request(Method::GET, &format!("/v1/runs/{id}")))
+            .await?;
+        let json: serde_json::Value = self.decode(res, "a run").await?;
+        let children = match json.get("children") {
+            Some(c) => serde_json::from_value(c.clone())
+                .map_err(|e| ClientError::Decode(format!("a run's children: {e}")))?,
+            None => Vec::new(),
+        };
+        let record = record_from(json.clone())?;
+        Ok(RunView {
+            json,
+            record,
+            children,
+        })
     }
 
     /// Polls the run every `poll` until it has ended or waits for a signal

@@ -140,6 +140,8 @@ deploy it with: runway deploy {}",
     let reads_only = matches!(
         cli.command,
         Command::Runs { .. }
+            | Command::Show { .. }
+            | Command::Artifacts { .. }
             | Command::Events { .. }
             | Command::Workflows { .. }
             | Command::Verify { .. }
@@ -302,7 +304,7 @@ deploy it with: runway deploy {}",
                 &crate::host::RunFilter {
                     status: *status,
                     workflow: workflow.as_deref(),
-                    before: None,
+                    ..Default::default()
                 },
                 *limit,
             )?;
@@ -321,6 +323,41 @@ deploy it with: runway deploy {}",
             }
             let events = host.events(*run_id, 0, usize::MAX)?;
             Format::of(*json, *output).print(&events, || print_events(&events))?;
+            ExitCode::SUCCESS
+        }
+        Command::Show { run_id, json } => {
+            let shown = show(&host, *run_id).await?;
+            print_show(&shown, *json, None)?
+        }
+        Command::Artifacts {
+            run_id,
+            name: None,
+            json,
+            ..
+        } => {
+            host.run_record(*run_id).await?;
+            print_artifacts(&host.artifacts(*run_id)?, *json)?;
+            ExitCode::SUCCESS
+        }
+        Command::Artifacts {
+            run_id,
+            name: Some(name),
+            output,
+            json,
+        } => {
+            let to = artifact_target(output.as_deref(), *json)?;
+            host.run_record(*run_id).await?;
+            let (meta, body) = host.artifact(*run_id, name).await?;
+            match to {
+                Some(path) => std::fs::write(path, &body)
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?,
+                None => {
+                    let mut out = std::io::stdout().lock();
+                    std::io::Write::write_all(&mut out, &body)?;
+                    std::io::Write::flush(&mut out)?;
+                }
+            }
+            print_downloaded(&meta, to, *json)?;
             ExitCode::SUCCESS
         }
         Command::Models { json } => {
@@ -413,6 +450,22 @@ pub(super) async fn until_settled(host: &Host, id: RunId) -> anyhow::Result<RunR
         r = host.wait_settled(id) => Ok(r?),
         () = host.idle() => Ok(host.run_record(id).await?),
     }
+}
+
+/// What `runway show` prints of run `id`, read from this host.
+async fn show(host: &Host, id: RunId) -> anyhow::Result<Shown> {
+    let record = host.run_record(id).await?;
+    let ids = host.children(id)?;
+    let mut children = Vec::with_capacity(ids.len());
+    for child in &ids {
+        children.push(ChildSummary::of(&host.run_record(*child).await?));
+    }
+    Ok(Shown {
+        view: run_view(&record, &ids),
+        artifacts: host.artifacts(id)?,
+        record,
+        children,
+    })
 }
 
 pub(super) async fn until_done_or_idle(host: &Host, id: RunId) -> anyhow::Result<RunRecord> {

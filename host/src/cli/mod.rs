@@ -52,7 +52,8 @@ struct Cli {
     #[arg(long, env = "RUNWAY_STORE", global = true, hide_env_values = true)]
     store: Option<String>,
     /// Talk to a `runway serve` at this URL instead of opening the data
-    /// directory (deploy, run, runs, events, cancel, signal, workflows).
+    /// directory (deploy, run, runs, show, events, artifacts, cancel,
+    /// signal, workflows).
     #[arg(long, env = "RUNWAY_SERVER", global = true)]
     server: Option<String>,
     /// Bearer token for --server.
@@ -243,6 +244,30 @@ enum Command {
         #[arg(long, value_enum)]
         output: Option<Format>,
     },
+    /// Show a run: status, times, input and output (or error), what it
+    /// waits for, usage, parent and children, artifacts. Exit 1 unless it
+    /// completed.
+    Show {
+        run_id: RunId,
+        /// Print one JSON object: the run as the API shows it, with
+        /// `artifacts` and `children_detail` (id, workflow, status).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a run's artifacts, or write artifact NAME's body to -o FILE
+    /// (default: stdout, as raw bytes).
+    Artifacts {
+        run_id: RunId,
+        /// The artifact to download.
+        name: Option<String>,
+        /// Where to write NAME's body; `-` is stdout.
+        #[arg(short = 'o', long = "output", value_name = "FILE", requires = "name")]
+        output: Option<PathBuf>,
+        /// List the artifacts as a JSON array; with NAME and -o FILE, print
+        /// what was written as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a run's event log.
     Events {
         run_id: RunId,
@@ -378,6 +403,21 @@ fn purge_request(
         workflow: workflow.clone(),
         dry_run,
     }
+}
+
+/// Where `runway artifacts RUN NAME` writes the body: the file `-o`
+/// names, or stdout (`None`, also for `-o -`).
+fn artifact_target(output: Option<&Path>, json: bool) -> anyhow::Result<Option<&Path>> {
+    let to = output.filter(|p| *p != Path::new("-"));
+    if to.is_none() && json {
+        anyhow::bail!("--json with an artifact's NAME needs -o FILE: the body goes to stdout");
+    }
+    Ok(to)
+}
+
+/// Opens `path` for an artifact's body (created or truncated).
+fn create_output(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::File::create(path).map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))
 }
 
 /// Parses the command line and runs it.

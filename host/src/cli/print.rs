@@ -1,6 +1,7 @@
 //! How the CLI shows runs, events, workflows and models: tables for people, JSON for scripts.
 
 use super::*;
+use crate::types::ArtifactMeta;
 
 /// The `--json` shape of a finished run, fields in this order.
 #[derive(serde::Serialize)]
@@ -86,15 +87,26 @@ pub(super) fn print_run(
             },
         }
     }
-    Ok(if r.status == RunStatus::Completed {
+    Ok(exit_for(r.status))
+}
+
+/// 0 for a completed run, 1 for one that failed, was cancelled or has not
+/// ended.
+fn exit_for(status: RunStatus) -> ExitCode {
+    if status == RunStatus::Completed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
 }
 
-/// Prints rows as aligned columns; the header is dimmed on a terminal.
+/// Prints rows as aligned columns; the header is bold on a terminal.
 pub(super) fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    table_indented("", header, rows);
+}
+
+/// [`table`], each line after `indent` (a table inside a section).
+fn table_indented(indent: &str, header: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -117,9 +129,12 @@ pub(super) fn table(header: &[&str], rows: Vec<Vec<String>>) {
             .join("  ")
     };
     let head = line(header.iter().map(|s| s.to_string()).collect());
-    println!("{}", head.if_supports_color(Stream::Stdout, |t| t.bold()));
+    println!(
+        "{indent}{}",
+        head.if_supports_color(Stream::Stdout, |t| t.bold())
+    );
     for row in rows {
-        println!("{}", line(row));
+        println!("{indent}{}", line(row));
     }
 }
 
@@ -128,6 +143,285 @@ pub(super) fn short_time(t: &crate::types::Timestamp) -> String {
         "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]"
     );
     t.format(&f).unwrap_or_default()
+}
+
+/// A child run as `show` lists it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub(super) struct ChildSummary {
+    pub id: RunId,
+    pub workflow: String,
+    pub status: RunStatus,
+}
+
+impl ChildSummary {
+    /// The summary of child run `r`.
+    pub fn of(r: &RunRecord) -> ChildSummary {
+        ChildSummary {
+            id: r.id,
+            workflow: r.workflow.clone(),
+            status: r.status,
+        }
+    }
+}
+
+/// Everything `runway show` prints about a run, read locally or from a
+/// server.
+pub(super) struct Shown {
+    /// The run as `GET /v1/runs/{id}` shows it: no seed, its children's
+    /// ids in `children`.
+    pub view: serde_json::Value,
+    pub record: RunRecord,
+    pub children: Vec<ChildSummary>,
+    pub artifacts: Vec<ArtifactMeta>,
+}
+
+/// A run as the API shows it (`RunView`): the record without its seed,
+/// with its children's ids. Locally built, so both modes print the same.
+pub(super) fn run_view(r: &RunRecord, children: &[RunId]) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("seed");
+        o.insert("children".into(), serde_json::json!(children));
+    }
+    v
+}
+
+/// Prints `runway show`: one JSON object, or the headline and sections for
+/// people. `server` is the `--server` the run lives on, for the signal
+/// hint. Exit 0 only for a completed run, as `run` does.
+pub(super) fn print_show(
+    s: &Shown,
+    as_json: bool,
+    server: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    if as_json {
+        let mut v = s.view.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("artifacts".into(), serde_json::to_value(&s.artifacts)?);
+            o.insert("children_detail".into(), serde_json::to_value(&s.children)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_show_text(s, server)?;
+    }
+    Ok(exit_for(s.record.status))
+}
+
+/// Width of `show`'s labels (the longest is `waits for`).
+const LABEL: usize = 9;
+
+/// One `label  value` line of `show`; the label is bold on a terminal.
+fn field(label: &str, value: impl std::fmt::Display) {
+    let label = format!("{label:<LABEL$}");
+    println!(
+        "{}  {value}",
+        label.if_supports_color(Stream::Stdout, |t| t.bold())
+    );
+}
+
+/// A line continuing the field above it.
+fn more(value: impl std::fmt::Display) {
+    println!("{:LABEL$}  {value}", "");
+}
+
+/// A section's heading, after a blank line.
+fn heading(title: &str) {
+    println!();
+    println!("{}", title.if_supports_color(Stream::Stdout, |t| t.bold()));
+}
+
+/// Each line of `text`, indented under its heading.
+fn indented(text: &str) {
+    for line in text.lines() {
+        if line.is_empty() {
+            println!();
+        } else {
+            println!("  {line}");
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch in `short_time`'s form.
+fn short_ms(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_or_else(|_| format_ms(ms), |t| short_time(&t))
+}
+
+/// A run's model usage: calls, tokens and cost.
+fn model_line(m: &crate::types::ModelUsage) -> String {
+    format!(
+        "{} calls, {} tokens ({} in, {} out, {} cached), {}",
+        m.calls,
+        m.tokens(),
+        m.input_tokens,
+        m.output_tokens,
+        m.cached_tokens,
+        m.cost_usd
+    )
+}
+
+fn print_show_text(s: &Shown, server: Option<&str>) -> anyhow::Result<()> {
+    let r = &s.record;
+    let dash = || "-".to_owned();
+    field("run", r.id);
+    field("workflow", format!("{} v{}", r.workflow, r.version));
+    let status = r.status.to_string();
+    let status = match r.status {
+        RunStatus::Completed => status
+            .if_supports_color(Stream::Stdout, |t| t.green())
+            .to_string(),
+        RunStatus::Failed | RunStatus::Cancelled => status
+            .if_supports_color(Stream::Stdout, |t| t.red())
+            .to_string(),
+        _ => status,
+    };
+    field("status", status);
+    field("created", short_time(&r.created_at));
+    field(
+        "started",
+        r.started_at.as_ref().map_or_else(dash, short_time),
+    );
+    field(
+        "finished",
+        r.finished_at.as_ref().map_or_else(dash, short_time),
+    );
+    field(
+        "duration",
+        if r.finished_at.is_some() {
+            took(r)
+        } else {
+            dash()
+        },
+    );
+    if let Some(parent) = r.parent {
+        field("parent", parent);
+    }
+    match &r.wait {
+        Some(crate::types::Wait::Timer { until_ms }) => {
+            field("waits for", format!("timer until {}", short_ms(*until_ms)));
+        }
+        Some(crate::types::Wait::Signal { name, until_ms }) => {
+            let until = until_ms.map_or_else(String::new, |u| format!(" (until {})", short_ms(u)));
+            field("waits for", format!("signal {name:?}{until}"));
+            more(format!(
+                "send it with `runway {}signal {} {name}`",
+                server.map_or_else(String::new, |s| format!("--server {s} ")),
+                r.id
+            ));
+        }
+        Some(crate::types::Wait::Child { run }) => field("waits for", format!("child run {run}")),
+        None => {}
+    }
+    let u = &r.usage;
+    field(
+        "usage",
+        format!(
+            "fuel {}, {} ms in the sandbox, peak memory {}",
+            u.fuel,
+            u.duration_ms,
+            bytesize::ByteSize(u.peak_memory_bytes)
+        ),
+    );
+    if u.model.calls == 0 && u.model_tree.calls == 0 {
+        field("models", "none");
+    } else {
+        field("models", format!("own {}", model_line(&u.model)));
+        more(format!("tree {}", model_line(&u.model_tree)));
+    }
+
+    heading("input");
+    indented(&serde_json::to_string_pretty(&r.input)?);
+    if let Some(out) = &r.output {
+        heading("output");
+        indented(&serde_json::to_string_pretty(out)?);
+    }
+    if let Some(e) = &r.error {
+        // The message may be a trap with its backtrace: all of it.
+        heading(&format!("error {}", e.code));
+        indented(&e.message);
+    }
+    if !s.children.is_empty() {
+        heading(&format!("children ({})", s.children.len()));
+        let rows = s
+            .children
+            .iter()
+            .map(|c| vec![c.id.to_string(), c.workflow.clone(), c.status.to_string()])
+            .collect();
+        table_indented("  ", &["RUN", "WORKFLOW", "STATUS"], rows);
+    }
+    heading(&format!("artifacts ({})", s.artifacts.len()));
+    if s.artifacts.is_empty() {
+        indented("none");
+    } else {
+        let rows = s
+            .artifacts
+            .iter()
+            .map(|a| {
+                vec![
+                    a.name.clone(),
+                    a.content_type.clone(),
+                    bytesize::ByteSize(a.size).to_string(),
+                ]
+            })
+            .collect();
+        table_indented("  ", &["NAME", "CONTENT TYPE", "SIZE"], rows);
+    }
+    Ok(())
+}
+
+/// Prints a run's artifacts: a JSON array (as the API lists them) or a
+/// table.
+pub(super) fn print_artifacts(artifacts: &[ArtifactMeta], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(artifacts)?);
+        return Ok(());
+    }
+    if artifacts.is_empty() {
+        eprintln!("no artifacts");
+        return Ok(());
+    }
+    let rows = artifacts
+        .iter()
+        .map(|a| {
+            vec![
+                a.name.clone(),
+                a.content_type.clone(),
+                bytesize::ByteSize(a.size).to_string(),
+                a.digest.get(..12).unwrap_or(&a.digest).to_owned(),
+                short_time(&a.created_at),
+            ]
+        })
+        .collect();
+    table(&["NAME", "CONTENT TYPE", "SIZE", "DIGEST", "CREATED"], rows);
+    Ok(())
+}
+
+/// Reports a downloaded artifact: on stderr for people (stdout may hold
+/// the body), or one JSON object on stdout.
+pub(super) fn print_downloaded(
+    meta: &ArtifactMeta,
+    to: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let Some(path) = to else {
+        return Ok(());
+    };
+    if json {
+        let mut v = serde_json::to_value(meta)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("path".into(), path.display().to_string().into());
+        }
+        println!("{v}");
+    } else {
+        eprintln!(
+            "wrote {} ({}, {}) to {}",
+            meta.name,
+            bytesize::ByteSize(meta.size),
+            meta.content_type,
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 pub(super) fn print_runs(runs: &[RunRecord]) {

@@ -118,6 +118,54 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
             Format::of(*json, *output).print(&events, || print_events(&events))?;
             ExitCode::SUCCESS
         }
+        Command::Show { run_id, json } => {
+            let shown = show(&client, *run_id).await?;
+            print_show(&shown, *json, Some(server))?
+        }
+        Command::Artifacts {
+            run_id,
+            name: None,
+            json,
+            ..
+        } => {
+            print_artifacts(&client.artifacts(*run_id).await?, *json)?;
+            ExitCode::SUCCESS
+        }
+        Command::Artifacts {
+            run_id,
+            name: Some(name),
+            output,
+            json,
+        } => {
+            let to = artifact_target(output.as_deref(), *json)?;
+            // Known before anything is written: an unknown run or name
+            // leaves no empty file behind.
+            let Some(meta) = client
+                .artifacts(*run_id)
+                .await?
+                .into_iter()
+                .find(|a| a.name == *name)
+            else {
+                return Err(HostError::ArtifactNotFound(*run_id, name.clone()).into());
+            };
+            match to {
+                Some(path) => {
+                    let mut file = create_output(path)?;
+                    if let Err(e) = client.download(*run_id, name, &mut file).await {
+                        drop(file);
+                        let _ = std::fs::remove_file(path);
+                        return Err(e.into());
+                    }
+                }
+                None => {
+                    client
+                        .download(*run_id, name, &mut std::io::stdout().lock())
+                        .await?;
+                }
+            }
+            print_downloaded(&meta, to, *json)?;
+            ExitCode::SUCCESS
+        }
         Command::Cancel { run_id, json } => {
             let v = client.cancel(*run_id).await?;
             if *json {
@@ -216,6 +264,27 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
         | Command::Verify { .. } => {
             anyhow::bail!("this command runs on a data directory; drop --server (or RUNWAY_SERVER)")
         }
+    })
+}
+
+/// Children read at once by `show`: enough to hide the round trips,
+/// few enough not to crowd the server.
+const CHILD_READS: usize = 8;
+
+/// What `runway show` prints of run `id`, read from the server.
+async fn show(client: &super::client::Client, id: RunId) -> anyhow::Result<Shown> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let view = client.run_view(id).await?;
+    let children = futures_util::stream::iter(view.children.iter().copied())
+        .map(|child| async move { client.run(child).await.map(|r| ChildSummary::of(&r)) })
+        .buffered(CHILD_READS)
+        .try_collect()
+        .await?;
+    Ok(Shown {
+        artifacts: client.artifacts(id).await?,
+        view: view.json,
+        record: view.record,
+        children,
     })
 }
 
