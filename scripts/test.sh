@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 ./scripts/setup-test-tools.sh
+# Chromium and playwright-core, for the console's browser tests.
+./scripts/setup-browser.sh
 # The tests that need PostgreSQL start a throwaway cluster themselves
 # (scripts/postgres.sh, as the postgres user when run as root); it is
 # stopped when this script ends.

@@ -3,7 +3,8 @@
 //! For each step `i` in `1..=count`: sleeps `pause_ms` if given, writes the
 //! artifact `step-{i:04}.txt` (`step {i} of {count}\n`) and emits a `step`
 //! event `{"step": i}`, and with `"print": true` prints `step {i} done`. With `end_sleep_ms`, sleeps
-//! once more at the end. Returns the artifacts' digests in order.
+//! once more at the end. With `page`, also writes it as the artifact
+//! `page.html` (`text/html`). Returns the step artifacts' digests in order.
 
 use runway_sdk::{Result, artifacts, emit, sleep};
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,9 @@ struct Input {
     /// Print `step {i} done` to stdout after each step.
     #[serde(default)]
     print: bool,
+    /// An HTML page to write as `page.html` (what a console must never
+    /// render as a page of its own).
+    page: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -40,6 +44,9 @@ fn steps(input: Input) -> Result<Output> {
             println!("step {i} done");
         }
         digests.push(written.digest);
+    }
+    if let Some(page) = input.page {
+        artifacts::write_with("page.html", "text/html", page, None)?;
     }
     if let Some(ms) = input.end_sleep_ms {
         sleep(Duration::from_millis(ms));

@@ -50,6 +50,12 @@ pub async fn download(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // A body a workflow wrote is never a page of this origin: opened in a
+    // browser, an HTML artifact runs no script and reaches nothing.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
     // Names are validated at write (no quotes, slashes or controls), but
     // the header is still built defensively.
     let safe: String = meta

@@ -10,7 +10,19 @@ use subtle::ConstantTimeEq;
 /// The configured tokens.
 #[derive(Clone, Default)]
 pub struct Auth {
-    tokens: Vec<([u8; 32], Scope)>,
+    tokens: Vec<([u8; 32], Scope, String)>,
+}
+
+/// Who a request is, as far as tokens tell.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Caller {
+    /// The widest scope the request has.
+    #[schema(value_type = String)]
+    pub scope: Scope,
+    /// The token's configured name (absent on a server without tokens).
+    pub name: Option<String>,
+    /// The server takes requests without a token (loopback only).
+    pub open: bool,
 }
 
 impl Auth {
@@ -20,7 +32,7 @@ impl Auth {
             .filter_map(|t| {
                 let mut d = [0u8; 32];
                 hex::decode_to_slice(&t.sha256, &mut d).ok()?;
-                Some((d, t.scope))
+                Some((d, t.scope, t.name.clone()))
             })
             .collect();
         Auth { tokens }
@@ -34,8 +46,33 @@ impl Auth {
 
     /// Checks the request's bearer token against `need`.
     pub fn check(&self, headers: &HeaderMap, need: Scope) -> Result<(), ApiError> {
+        let caller = self.caller(headers)?;
+        if caller.scope < need {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                format!(
+                    "this route needs the {} scope",
+                    match need {
+                        Scope::Read => "read",
+                        Scope::Execute => "execute",
+                        Scope::Admin => "admin",
+                    }
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The request's caller: its token's scope and name (every scope on a
+    /// server without tokens), or 401.
+    pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         if self.is_open() {
-            return Ok(());
+            return Ok(Caller {
+                scope: Scope::Admin,
+                name: None,
+                open: true,
+            });
         }
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Err(unauthorized("this route needs a bearer token"));
@@ -51,27 +88,19 @@ impl Auth {
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         // Every configured token is compared, so timing says nothing about which matched.
-        let mut scope = None;
-        for (d, s) in &self.tokens {
+        let mut found = None;
+        for (d, scope, name) in &self.tokens {
             if bool::from(d.ct_eq(&digest)) {
-                scope = Some(*s);
+                found = Some((*scope, name));
             }
         }
-        match scope {
+        match found {
             None => Err(unauthorized("the bearer token is not valid")),
-            Some(s) if s < need => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "FORBIDDEN",
-                format!(
-                    "this route needs the {} scope",
-                    match need {
-                        Scope::Read => "read",
-                        Scope::Execute => "execute",
-                        Scope::Admin => "admin",
-                    }
-                ),
-            )),
-            Some(_) => Ok(()),
+            Some((scope, name)) => Ok(Caller {
+                scope,
+                name: Some(name.clone()),
+                open: false,
+            }),
         }
     }
 }

@@ -7,13 +7,16 @@
 mod artifacts;
 pub mod auth;
 mod body;
+pub mod console;
 mod cron;
 pub mod error;
 mod events;
+pub mod feed;
 mod hooks;
 mod openapi;
 mod ops;
 mod runs;
+mod timeline;
 mod workflows;
 
 use crate::Host;
@@ -45,6 +48,10 @@ pub struct AppState {
     /// Turns true when the server shuts down: streams and long waits end
     /// so that graceful shutdown does not wait on them.
     pub closing: tokio::sync::watch::Receiver<bool>,
+    /// The all-runs feed's hub.
+    pub feed: Arc<feed::RunFeed>,
+    /// Recent run counts.
+    pub counts: Arc<runs::CountsCache>,
 }
 
 /// Every route, with body limits, fallbacks and request metrics.
@@ -68,7 +75,14 @@ pub fn router(state: AppState) -> Router {
             post(cron::resume),
         )
         .route("/v1/workflows/{slug}/cron/{index}/fire", post(cron::fire))
+        .route("/", get(console::page))
+        .route("/docs", get(console::page))
+        .route("/ui/{file}", get(console::file))
+        .route("/v1/whoami", get(ops::whoami))
         .route("/v1/runs", get(runs::list))
+        .route("/v1/runs/stream", get(feed::stream))
+        .route("/v1/runs/counts", get(runs::counts))
+        .route("/v1/runs/{id}/timeline", get(timeline::get))
         .route("/v1/runs/purge", post(runs::purge))
         .route("/v1/runs/{id}", get(runs::get).delete(runs::delete))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
@@ -201,6 +215,8 @@ pub async fn serve(
         settings: Arc::new(settings),
         prometheus,
         closing,
+        feed: Default::default(),
+        counts: Default::default(),
     };
     let shutdown = async move {
         shutdown.await;

@@ -1,7 +1,7 @@
 //! `GET /v1/openapi.json`: the API description, generated from the
 //! handlers' annotations so it cannot drift from the code.
 
-use super::{artifacts, cron, events, hooks, ops, runs, workflows};
+use super::{artifacts, cron, events, feed, hooks, ops, runs, timeline, workflows};
 use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -12,11 +12,12 @@ use utoipa::{Modify, OpenApi};
     paths(
         workflows::deploy, workflows::list, workflows::get, workflows::delete,
         cron::list, cron::pause, cron::resume, cron::fire,
-        runs::start, runs::list, runs::get, runs::cancel, runs::signal, runs::delete, runs::purge,
-        events::page, events::stream,
+        runs::start, runs::list, runs::counts, feed::stream, runs::get, runs::cancel, runs::signal,
+        runs::delete, runs::purge,
+        events::page, events::stream, timeline::get,
         artifacts::list, artifacts::download,
         hooks::receive,
-        ops::healthz, ops::readyz, ops::metrics, ops::models, ops::backup,
+        ops::healthz, ops::readyz, ops::metrics, ops::models, ops::backup, ops::whoami,
         spec,
     ),
     modifiers(&Bearer),

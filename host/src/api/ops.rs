@@ -101,3 +101,15 @@ pub async fn backup(state: AppStateRef, headers: HeaderMap) -> ApiResult<Respons
     );
     Ok(res)
 }
+
+/// Who the request's token says it is: its scope and name. The console
+/// shows only the actions the scope allows.
+#[utoipa::path(get, path = "/v1/whoami", tag = "ops",
+    responses((status = 200, body = super::auth::Caller), (status = 401, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn whoami(
+    state: AppStateRef,
+    headers: HeaderMap,
+) -> ApiResult<Json<super::auth::Caller>> {
+    Ok(Json(state.auth.caller(&headers)?))
+}

@@ -166,6 +166,26 @@ pub struct ListQuery {
     limit: Option<usize>,
     /// `next_cursor` from the previous page.
     cursor: Option<String>,
+    /// Only runs created at or after this time (RFC 3339).
+    since: Option<String>,
+    /// Only runs created before this time (RFC 3339).
+    until: Option<String>,
+}
+
+/// A time bound of a listing, as the first run id at that millisecond.
+fn time_bound(name: &str, value: Option<&str>) -> ApiResult<Option<RunId>> {
+    let Some(v) = value.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let at = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| {
+            ApiError::bad_request(
+                "INVALID_TIME",
+                format!("{name} must be an RFC 3339 time, like 2026-11-30T16:00:00Z"),
+            )
+        })?;
+    let ms = (at.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
+    Ok(Some(RunId::first_at(ms)))
 }
 
 /// A page of runs, newest first.
@@ -202,10 +222,16 @@ pub async fn list(
                 ApiError::bad_request("INVALID_CURSOR", "not a cursor from this API")
             })?),
         };
+    let until = time_bound("until", q.until.as_deref())?;
     let filter = crate::host::RunFilter {
         status,
         workflow: q.workflow.as_deref(),
-        before,
+        // The tighter of the cursor and the end of the range.
+        before: match (before, until) {
+            (Some(b), Some(u)) => Some(b.min(u)),
+            (b, u) => b.or(u),
+        },
+        since: time_bound("since", q.since.as_deref())?,
     };
     let mut runs = state.host.runs(&filter, limit + 1)?;
     let next_cursor = if runs.len() > limit {
@@ -218,6 +244,67 @@ pub async fn list(
         runs: runs.iter().map(PublicRun::of).collect(),
         next_cursor,
     }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct CountsQuery {
+    /// Only runs of this workflow.
+    workflow: Option<String>,
+}
+
+/// How many runs are in each status.
+#[derive(Clone, Serialize, utoipa::ToSchema)]
+pub struct RunCounts {
+    /// By status (statuses with no run are left out).
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
+    pub counts: std::collections::BTreeMap<RunStatus, u64>,
+    pub total: u64,
+}
+
+/// Counts a second old at most are answered again: the console asks after
+/// every burst of changes, and counting 100,000 runs takes a while.
+const COUNTS_FRESH: Duration = Duration::from_secs(1);
+
+/// Recent counts, by workflow filter.
+#[derive(Default)]
+pub struct CountsCache(
+    parking_lot::Mutex<std::collections::HashMap<Option<String>, (std::time::Instant, RunCounts)>>,
+);
+
+/// How many runs are in each status (of one workflow's, with `workflow`);
+/// up to a second old.
+#[utoipa::path(get, path = "/v1/runs/counts", tag = "runs", params(CountsQuery),
+    responses((status = 200, body = RunCounts)),
+    security(("bearer" = [])))]
+pub async fn counts(
+    state: AppStateRef,
+    Query(q): Query<CountsQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Json<RunCounts>> {
+    state.auth.check(&headers, Scope::Read)?;
+    let workflow = q.workflow.filter(|w| !w.is_empty());
+    if let Some((at, c)) = state.counts.0.lock().get(&workflow)
+        && at.elapsed() < COUNTS_FRESH
+    {
+        return Ok(Json(c.clone()));
+    }
+    let host = state.host.clone();
+    let wf = workflow.clone();
+    let counted = tokio::task::spawn_blocking(move || host.store().run_counts(wf.as_deref()))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?
+        .map_err(crate::HostError::from)?;
+    let counts: std::collections::BTreeMap<RunStatus, u64> = counted.into_iter().collect();
+    let c = RunCounts {
+        total: counts.values().sum(),
+        counts,
+    };
+    let mut cache = state.counts.0.lock();
+    if cache.len() > 256 {
+        cache.clear();
+    }
+    cache.insert(workflow, (std::time::Instant::now(), c.clone()));
+    Ok(Json(c))
 }
 
 /// A run: status, input, output, error, timestamps, usage, parent, children.

@@ -39,6 +39,11 @@ pub struct WorkflowDetail {
     /// The newest version's triggers, as its manifest declares them.
     #[schema(value_type = Object)]
     pub triggers: serde_json::Value,
+    /// The JSON Schema the newest version's input must follow, if its
+    /// manifest declares one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub input_schema: Option<serde_json::Value>,
 }
 
 /// Deploys a component (`component` part) with its manifest (`manifest`
@@ -164,11 +169,15 @@ pub async fn get(
         .and_then(|t| t.get("triggers").cloned())
         .and_then(|t| serde_json::to_value(t).ok())
         .unwrap_or_else(|| serde_json::json!({}));
+    let input_schema = crate::manifest::Manifest::parse(&latest.manifest_toml)
+        .ok()
+        .and_then(|m| m.input.map(|c| c.schema));
     Ok(Json(WorkflowDetail {
         slug,
         latest,
         versions,
         triggers,
+        input_schema,
     }))
 }
 

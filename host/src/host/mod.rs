@@ -34,8 +34,8 @@ pub(crate) mod services;
 mod verify;
 pub use verify::{Divergence, Outcome, Verdict};
 
+pub use crate::store::RunFilter;
 pub use backup::BackupReport;
-pub use reads::RunFilter;
 pub use retention::{PurgeReport, PurgeRequest, RetentionConfig};
 
 /// Largest input a run accepts.

@@ -4,16 +4,8 @@
 
 use super::Host;
 use crate::error::HostError;
+use crate::store::RunFilter;
 use crate::types::{ArtifactMeta, Event, RunId, RunRecord, RunStatus, WorkflowVersion};
-
-/// Which runs a listing shows.
-#[derive(Clone, Debug, Default)]
-pub struct RunFilter<'a> {
-    pub status: Option<RunStatus>,
-    pub workflow: Option<&'a str>,
-    /// Only runs strictly older than this one (a page cursor).
-    pub before: Option<RunId>,
-}
 
 impl Host {
     /// A run as stored, with its live model usage. A run started a moment
@@ -34,9 +26,7 @@ impl Host {
 
     /// Runs, newest first, at most `limit`, each with its live model usage.
     pub fn runs(&self, filter: &RunFilter<'_>, limit: usize) -> Result<Vec<RunRecord>, HostError> {
-        let mut runs =
-            self.store()
-                .runs_page(filter.status, filter.workflow, limit, filter.before)?;
+        let mut runs = self.store().runs_page(filter, limit)?;
         for r in &mut runs {
             self.with_live_usage(r);
         }

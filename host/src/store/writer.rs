@@ -217,6 +217,11 @@ const PROBE_BYTES: usize = 1 << 20;
 /// Runs someone follows, each with the newest event seq known durable.
 pub(super) type Watchers = Arc<parking_lot::Mutex<HashMap<RunId, watch::Sender<u64>>>>;
 
+/// The all-runs feed: for each durable commit, the runs it (and the
+/// commits since the last durable one) appended events to, with their
+/// newest seq.
+pub(super) type Feed = tokio::sync::broadcast::Sender<Arc<[(RunId, u64)]>>;
+
 /// Where the writer commits: the redb file or a PostgreSQL database.
 pub(super) trait Target: Send + 'static {
     /// Applies `batches` in order in one transaction and commits it
@@ -265,9 +270,15 @@ impl Target for RedbTarget {
     }
 }
 
-pub(super) fn spawn(db: Arc<Db>, watchers: Watchers, last_batch: u64) -> WriterHandle {
+pub(super) fn spawn(db: Arc<Db>, watchers: Watchers, feed: Feed, last_batch: u64) -> WriterHandle {
     let health = db.health.clone();
-    spawn_for(Box::new(RedbTarget(db)), health, watchers, last_batch)
+    spawn_for(
+        Box::new(RedbTarget(db)),
+        health,
+        watchers,
+        Some(feed),
+        last_batch,
+    )
 }
 
 /// Starts the writer thread on `target`.
@@ -275,6 +286,7 @@ pub(super) fn spawn_for(
     target: Box<dyn Target>,
     health: Arc<super::health::Health>,
     watchers: Watchers,
+    feed: Option<Feed>,
     last_batch: u64,
 ) -> WriterHandle {
     let (tx, rx) = mpsc::unbounded_channel::<Request>();
@@ -282,6 +294,8 @@ pub(super) fn spawn_for(
         target,
         health,
         watchers,
+        feed,
+        untold: HashMap::new(),
         rx,
         next_no: last_batch + 1,
         backlog: Vec::new(),
@@ -349,6 +363,11 @@ struct Writer {
     target: Box<dyn Target>,
     health: Arc<super::health::Health>,
     watchers: Watchers,
+    /// Told of appends once durable (on PostgreSQL, every host's listener
+    /// tells it instead).
+    feed: Option<Feed>,
+    /// Appends of commits since the last durable one, for the feed.
+    untold: HashMap<RunId, u64>,
     rx: mpsc::UnboundedReceiver<Request>,
     /// The number of the next batch.
     next_no: u64,
@@ -407,7 +426,7 @@ impl Writer {
             Err(Failure::Closed) => batch.fail(|| StoreError::Closed),
             Ok(mut done) => {
                 self.dirty = !done.durable;
-                self.notify(&done.appended);
+                self.notify(&done.appended, done.durable);
                 let mut outcomes = done.outcomes.pop().unwrap_or_default();
                 if done.durable {
                     self.unsynced.clear();
@@ -495,7 +514,7 @@ impl Writer {
                 Ok(mut done) => {
                     self.dirty = false;
                     self.unsynced.clear();
-                    self.notify(&done.appended);
+                    self.notify(&done.appended, true);
                     health.recover();
                     let outcomes = if pending.no > stored {
                         done.outcomes.pop().unwrap_or_default()
@@ -524,9 +543,25 @@ impl Writer {
         }
     }
 
-    /// Tells followers of the runs that got events that they are durable.
-    fn notify(&self, appended: &[(RunId, u64)]) {
+    /// Tells followers of the runs that got events that they are durable,
+    /// and the feed (if anyone listens) what is durable now.
+    fn notify(&mut self, appended: &[(RunId, u64)], durable: bool) {
         notify_watchers(&self.watchers, appended);
+        let Some(feed) = &self.feed else {
+            return;
+        };
+        if feed.receiver_count() == 0 {
+            self.untold.clear();
+            return;
+        }
+        for (run, seq) in appended {
+            let s = self.untold.entry(*run).or_default();
+            *s = (*s).max(*seq);
+        }
+        if durable && !self.untold.is_empty() {
+            let told: Arc<[(RunId, u64)]> = self.untold.drain().collect();
+            let _ = feed.send(told);
+        }
     }
 }
 

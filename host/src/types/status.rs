@@ -7,7 +7,19 @@ use std::str::FromStr;
 /// Where a run is in its lifecycle. Spelled in snake_case like event kinds
 /// (`waiting_signal`); the dashed spelling of earlier versions
 /// (`waiting-signal`) is still read, from stored records and from clients.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Queued,

@@ -3,7 +3,7 @@
 
 use super::{Pg, pg_error};
 use crate::sandbox::journal::JournalEntry;
-use crate::store::{Ended, Progress, StoreError};
+use crate::store::{Ended, Progress, RunFilter, StoreError};
 use crate::types::{
     ArtifactMeta, CronState, Event, ModelTotals, RunId, RunRecord, RunStatus, Signal,
     WorkflowVersion,
@@ -38,14 +38,13 @@ impl Pg {
 
     pub(in crate::store) fn runs_page(
         &self,
-        status: Option<RunStatus>,
-        workflow: Option<&str>,
+        filter: &RunFilter<'_>,
         limit: usize,
-        before: Option<RunId>,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        let status = status.map(|s| s.as_str().to_owned());
-        let workflow = workflow.map(str::to_owned);
-        let before = before.map(|b| b.to_string());
+        let status = filter.status.map(|s| s.as_str().to_owned());
+        let workflow = filter.workflow.map(str::to_owned);
+        let before = filter.before.map(|b| b.to_string());
+        let since = filter.since.map(|b| b.to_string());
         let limit = limit.min(i64::MAX as usize) as i64;
         self.read(move |c| {
             let rows = c
@@ -54,13 +53,37 @@ impl Pg {
                      WHERE ($1::text IS NULL OR status = $1)
                        AND ($2::text IS NULL OR workflow = $2)
                        AND ($3::text IS NULL OR id < $3)
+                       AND ($5::text IS NULL OR id >= $5)
                      ORDER BY id DESC LIMIT $4",
-                    &[&status, &workflow, &before, &limit],
+                    &[&status, &workflow, &before, &limit, &since],
                 )
                 .map_err(pg_error)?;
             Ok(rows
                 .into_iter()
                 .filter_map(|r| record(r.get(0), r.get(1)))
+                .collect())
+        })
+    }
+
+    pub(in crate::store) fn run_counts(
+        &self,
+        workflow: Option<&str>,
+    ) -> Result<Vec<(RunStatus, u64)>, StoreError> {
+        let workflow = workflow.map(str::to_owned);
+        self.read(move |c| {
+            let rows = c
+                .query(
+                    "SELECT status, count(*) FROM runs
+                     WHERE ($1::text IS NULL OR workflow = $1) GROUP BY status",
+                    &[&workflow],
+                )
+                .map_err(pg_error)?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|r| {
+                    let status = r.get::<_, &str>(0).parse().ok()?;
+                    Some((status, r.get::<_, i64>(1) as u64))
+                })
                 .collect())
         })
     }
