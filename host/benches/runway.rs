@@ -24,6 +24,10 @@
 //!     on 1, 2 and 3 hosts sharing one database (CPU and database
 //!     transactions per run), takeover after a host dies, and the cost of a
 //!     journaled step
+//! 20. the console: first paint of the runs list over 100,000 runs and of a
+//!     run page with 10,000 events (Chromium, `tests/console/paint.mjs`);
+//!     the all-runs feed with 50 consoles connected while runs change
+//!     status at 1,000 a second; the console's size
 //!
 //! 1 and 2 run once per instance allocator (pooling, on-demand) to show
 //! which pays. `RUNWAY_BENCH_QUICK=1` shrinks every sample count.
@@ -1738,6 +1742,10 @@ fn main() {
             println!("\n19. PostgreSQL store: hello over HTTP, several hosts, takeover, per-step overhead");
             postgres_figures().await;
         }
+        if wanted(20) {
+            println!("\n20. the console: first paint in Chromium, the all-runs feed under load");
+            console_figures().await;
+        }
         if wanted(7) {
             println!("\n7. wake-to-resume (timer due -> guest runs again; includes the 1 ms timer granularity)");
             let evicted = wake_to_resume(0).await;
@@ -1904,4 +1912,192 @@ async fn postgres_figures() {
         );
         host.shutdown().await.unwrap();
     }
+}
+
+/// Figure 20: the console. First paint of the runs list over 100,000 runs
+/// and of a run page with 10,000 events, in Chromium (each page loaded
+/// afresh five times; `tests/console/paint.mjs`); then the all-runs feed
+/// with 50 consoles connected while `hello` runs start and end at 1,000 a
+/// second: whether every console sees every run end, and how long after
+/// its end.
+async fn console_figures() {
+    println!(
+        "  console assets: {} bytes before compression (target <= 300 KB)",
+        runway::api::console::total_bytes()
+    );
+    let server = ServerProcess::start().await;
+    server.deploy("hello").await;
+    server.deploy("steps").await;
+    let http = reqwest::Client::new();
+    // A run with 10,000 events: 3,333 steps of artifact, event and output.
+    let steps = scale(3_333);
+    let run: serde_json::Value = http
+        .post(format!("{}/v1/workflows/steps/runs?wait=120", server.base))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"count":{steps},"print":true}}"#))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let big = run["id"].as_str().unwrap().to_owned();
+    // 100,000 runs, 64 clients at a time.
+    let n = scale(100_000);
+    let t = Instant::now();
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..64 {
+        let addr = addr.clone();
+        tasks.spawn(async move {
+            let body = format!(r#"{{"name":"c{c}"}}"#);
+            let mut client =
+                RawClient::connect(&addr, "/v1/workflows/hello/runs?wait=10", &body).await;
+            for _ in 0..n.div_ceil(64) {
+                assert_eq!(client.call().await, 200);
+            }
+        });
+    }
+    tasks.join_all().await;
+    let stored = n.div_ceil(64) * 64 + 1;
+    println!(
+        "  {stored} runs stored in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let script = support::root().join("tests/console/paint.mjs");
+    if !std::path::Path::new(&chromium).exists()
+        || !support::root()
+            .join("tests/console/node_modules/playwright-core")
+            .exists()
+    {
+        println!(
+            "  first paint: skipped (run ./scripts/setup-browser.sh for Chromium and playwright-core)"
+        );
+    } else {
+        let out = std::process::Command::new("node")
+            .arg(&script)
+            .arg(&server.base)
+            .arg(&big)
+            .env("CHROMIUM", &chromium)
+            .output()
+            .expect("running node");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let paint: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let median = |k: &str| {
+            let mut v: Vec<u64> = paint[k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(serde_json::Value::as_u64)
+                .collect();
+            v.sort_unstable();
+            v[v.len() / 2]
+        };
+        println!(
+            "  runs list over {stored} runs: first paint p50 {} ms (counts by status shown at {} ms)  (target <= 1,000 ms)",
+            median("runs_list"),
+            median("runs_counts")
+        );
+        println!(
+            "  run page with {}: first paint p50 {} ms, every event loaded at {} ms  (target <= 1,000 ms)",
+            paint["events"].as_str().unwrap_or("?"),
+            median("run_page"),
+            median("run_all_events")
+        );
+    }
+    // The feed: 50 consoles, runs at 1,000 a second for 10 seconds.
+    let consoles = 50;
+    let secs = if quick() { 2 } else { 10 };
+    let total = 1_000 * secs;
+    let mut watchers = tokio::task::JoinSet::new();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(consoles);
+    for _ in 0..consoles {
+        let url = format!("{}/v1/runs/stream?workflow=hello", server.base);
+        let ready = ready_tx.clone();
+        watchers.spawn(async move {
+            use futures_util::StreamExt;
+            let res = reqwest::Client::new().get(&url).send().await.unwrap();
+            let _ = ready.send(()).await;
+            let mut body = res.bytes_stream();
+            let mut buf = String::new();
+            let mut lags = Vec::new();
+            let mut resets = 0;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(secs as u64 + 20);
+            while lags.len() < total {
+                let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, body.next()).await
+                else {
+                    break;
+                };
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let frame: String = buf.drain(..end + 2).collect();
+                    if frame.contains("event: reset") {
+                        resets += 1;
+                    }
+                    let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) else {
+                        continue;
+                    };
+                    let v: serde_json::Value = serde_json::from_str(data).unwrap();
+                    if v["status"] != "completed" {
+                        continue;
+                    }
+                    let ended = time::OffsetDateTime::parse(
+                        v["finished_at"].as_str().unwrap(),
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .unwrap();
+                    let lag = time::OffsetDateTime::now_utc() - ended;
+                    lags.push(Duration::from_secs_f64(lag.as_seconds_f64().max(0.0)));
+                }
+            }
+            (lags, resets)
+        });
+    }
+    drop(ready_tx);
+    for _ in 0..consoles {
+        ready_rx.recv().await;
+    }
+    // Paced: one start each millisecond, answered when the run has ended.
+    let t = Instant::now();
+    let mut starts = tokio::task::JoinSet::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let url = format!("{}/v1/workflows/hello/runs?wait=10", server.base);
+    for i in 0..total {
+        tick.tick().await;
+        let http = http.clone();
+        let url = url.clone();
+        starts.spawn(async move {
+            let res = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(format!(r#"{{"name":"f{i}"}}"#))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), reqwest::StatusCode::OK);
+        });
+    }
+    starts.join_all().await;
+    let rate = total as f64 / t.elapsed().as_secs_f64();
+    let results = watchers.join_all().await;
+    let mut lags: Vec<Duration> = results
+        .iter()
+        .flat_map(|(l, _)| l.iter().copied())
+        .collect();
+    lags.sort();
+    let short = results.iter().filter(|(l, _)| l.len() < total).count();
+    let resets: usize = results.iter().map(|(_, r)| r).sum();
+    println!(
+        "  feed: {consoles} consoles, {total} runs at {rate:.0} runs/s: {} of {} run ends delivered ({short} consoles short, {resets} resets); delay after the run ended p50 {} p99 {} max {}",
+        lags.len(),
+        consoles * total,
+        ms(pct(&lags, 0.5)),
+        ms(pct(&lags, 0.99)),
+        ms(*lags.last().unwrap()),
+    );
 }

@@ -339,7 +339,7 @@ async function viewRuns(main, params) {
       h('table', { class: 'runs' },
         h('thead', {}, h('tr', {},
           h('th', {}, 'Run'), h('th', {}, 'Workflow'), h('th', {}, 'Status'),
-          h('th', { class: 'opt' }, 'Created'), h('th', {}, 'Duration'), h('th', { class: 'opt' }, 'Error'))),
+          h('th', { class: 'opt' }, 'Created'), h('th', { class: 'opt' }, 'Duration'), h('th', { class: 'opt' }, 'Error'))),
         body),
       pager));
 
@@ -351,11 +351,11 @@ async function viewRuns(main, params) {
   const rowOf = (r) => {
     const cells = {
       status: h('td', {}, badge(r.status)),
-      dur: h('td', { class: 'dur' }, fmtDur(duration(r))),
+      dur: h('td', { class: 'dur opt' }, fmtDur(duration(r))),
       err: h('td', { class: 'opt mono' }, r.error_code || r.error?.code || ''),
     };
     const tr = h('tr', { 'data-run': r.id },
-      h('td', {}, runLink(r.id), r.parent ? h('span', { class: 'note', title: `child of ${r.parent}` }, ' ↳') : ''),
+      h('td', { class: 'id' }, runLink(r.id), r.parent ? h('span', { class: 'note', title: `child of ${r.parent}` }, ' ↳') : ''),
       h('td', {}, h('a', { href: `#/workflows/${encodeURIComponent(r.workflow)}` }, r.workflow), h('span', { class: 'note' }, ` v${r.version}`)),
       cells.status, h('td', { class: 'opt' }, fmtTime(r.created_at)), cells.dur, cells.err);
     const row = { tr, cells, run: r };
@@ -809,6 +809,7 @@ async function viewRun(main, id) {
 
   // The log: pages first (the first one paints at once), then the live tail.
   let after = 0;
+  evCount.dataset.loading = '1';
   for (;;) {
     const page = await api(`/v1/runs/${enc}/events?after=${after}&limit=1000`);
     list.add(page.events);
@@ -816,6 +817,7 @@ async function viewRun(main, id) {
     after = page.next_after;
     if (page.events.length < 1000) break;
   }
+  delete evCount.dataset.loading;
   if (!terminal(run.status) || list.events.length === 0 || !terminal(list.events[list.events.length - 1].kind)) {
     const s = follow(`/v1/runs/${enc}/events/stream`, (kind, data) => {
       const e = JSON.parse(data);

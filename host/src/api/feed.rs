@@ -143,6 +143,12 @@ impl RunFeed {
         rx
     }
 
+    /// Moves on with every change the feed publishes: what was computed
+    /// from the runs at one version is stale at another.
+    pub fn version(&self) -> u64 {
+        self.state.lock().next_cursor
+    }
+
     /// Changes after `cursor` still kept, or `None` if some are gone.
     fn since(&self, cursor: u64) -> Option<Vec<Arc<Change>>> {
         let state = self.state.lock();

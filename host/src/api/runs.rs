@@ -261,14 +261,18 @@ pub struct RunCounts {
     pub total: u64,
 }
 
-/// Counts a second old at most are answered again: the console asks after
-/// every burst of changes, and counting 100,000 runs takes a while.
+/// Counts a second old at most are answered again while no run changed
+/// (as far as the feed saw): the console asks after every burst of
+/// changes, and counting 100,000 runs takes a while.
 const COUNTS_FRESH: Duration = Duration::from_secs(1);
 
-/// Recent counts, by workflow filter.
+/// Recent counts, by workflow filter, with when they were counted and the
+/// feed's version then (a run that changed since makes them stale).
 #[derive(Default)]
 pub struct CountsCache(
-    parking_lot::Mutex<std::collections::HashMap<Option<String>, (std::time::Instant, RunCounts)>>,
+    parking_lot::Mutex<
+        std::collections::HashMap<Option<String>, (std::time::Instant, u64, RunCounts)>,
+    >,
 );
 
 /// How many runs are in each status (of one workflow's, with `workflow`);
@@ -283,8 +287,10 @@ pub async fn counts(
 ) -> ApiResult<Json<RunCounts>> {
     state.auth.check(&headers, Scope::Read)?;
     let workflow = q.workflow.filter(|w| !w.is_empty());
-    if let Some((at, c)) = state.counts.0.lock().get(&workflow)
+    let version = state.feed.version();
+    if let Some((at, v, c)) = state.counts.0.lock().get(&workflow)
         && at.elapsed() < COUNTS_FRESH
+        && *v == version
     {
         return Ok(Json(c.clone()));
     }
@@ -303,7 +309,7 @@ pub async fn counts(
     if cache.len() > 256 {
         cache.clear();
     }
-    cache.insert(workflow, (std::time::Instant::now(), c.clone()));
+    cache.insert(workflow, (std::time::Instant::now(), version, c.clone()));
     Ok(Json(c))
 }
 
