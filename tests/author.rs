@@ -358,7 +358,9 @@ fn the_harness_runs_a_crate_s_tests_on_the_engine_in_a_scripted_world() {
             .unwrap()
     };
     let slept = took("a_day_of_sleep_and_a_signal_take_no_time");
-    assert!(slept < 1000, "a day's sleep took {slept} ms");
+    // A day of durable sleep was skipped: seconds at most (a cold compile
+    // cache and a busy machine included), never the day.
+    assert!(slept < 20_000, "a day's sleep took {slept} ms");
     assert!(
         out.contains("test unscripted_model_call ... ignored"),
         "{out}"
