@@ -98,7 +98,7 @@ fn the_console_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("serve.log");
     let s = serve(&dir.path().join("data"), &log);
-    for example in ["steps", "sleepy", "approval", "fanout", "hello"] {
+    for example in ["steps", "sleepy", "approval", "fanout", "hello", "release"] {
         deploy(&s.base, example);
     }
     let shots = support::root().join("target/console-screenshots");
@@ -126,7 +126,7 @@ fn the_console_in_a_real_browser() {
     // Every scenario ran (a filter left in by mistake would skip some).
     assert_eq!(
         printed.matches("\nok ").count() + usize::from(printed.starts_with("ok ")),
-        6,
+        7,
         "{printed}"
     );
     for name in [

@@ -371,7 +371,7 @@ async fn recovery_finishes_an_interrupted_cancel_and_runs_what_was_queued() {
         .unwrap();
     // What a host that died right after accepting a cancel leaves behind.
     host.store()
-        .commit(vec![runway::store::Write::RequestCancel(doomed)])
+        .commit(vec![runway::store::Write::RequestCancel(doomed, None)])
         .await
         .unwrap();
     assert_eq!(

@@ -607,7 +607,7 @@ async fn the_dockerfile_runtime_stage_serves_and_its_health_check_tells() {
     let refused = run(&command, &everywhere, false).output().unwrap();
     assert!(!refused.status.success());
     assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("without API tokens"),
+        String::from_utf8_lossy(&refused.stderr).contains("without authentication"),
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );

@@ -21,6 +21,24 @@ struct Server {
 
 impl Server {
     async fn start(dir: &Path, tokens: &[(&str, Scope)], secrets: &[(&str, &str)]) -> Server {
+        let settings = ServerSettings {
+            tokens: tokens
+                .iter()
+                .map(|(t, s)| TokenConfig {
+                    name: t.to_string(),
+                    sha256: hex::encode(Sha256::digest(t.as_bytes())),
+                    scope: (*s).into(),
+                })
+                .collect(),
+            ..ServerSettings::default()
+        };
+        let mut s = Server::start_with(dir, settings, secrets).await;
+        s.token = tokens.last().map(|(t, _)| t.to_string());
+        s
+    }
+
+    /// With any settings (JWT, a proxy); requests carry no token.
+    async fn start_with(dir: &Path, settings: ServerSettings, secrets: &[(&str, &str)]) -> Server {
         support::guest_dir();
         if !secrets.is_empty() {
             let text: String = secrets
@@ -37,17 +55,6 @@ impl Server {
                 );
             }
         }
-        let settings = ServerSettings {
-            tokens: tokens
-                .iter()
-                .map(|(t, s)| TokenConfig {
-                    name: t.to_string(),
-                    sha256: hex::encode(Sha256::digest(t.as_bytes())),
-                    scope: *s,
-                })
-                .collect(),
-            ..ServerSettings::default()
-        };
         // A host that just shut down releases the data directory as its
         // last handle drops.
         let mut host = None;
@@ -82,7 +89,7 @@ impl Server {
             stop: Some(stop_tx),
             task: Some(task),
             http: reqwest::Client::new(),
-            token: tokens.last().map(|(t, _)| t.to_string()),
+            token: None,
         }
     }
 
@@ -465,7 +472,11 @@ async fn counts_timeline_time_ranges_and_whoami_answer_the_console() {
     let me = s.get_json("/v1/whoami").await;
     assert_eq!(
         me,
-        json!({ "scope": "admin", "name": "console-admin", "open": false })
+        json!({
+            "kind": "token", "id": "console-admin", "label": "token:console-admin",
+            "scopes": ["admin"], "open": false,
+            "can": { "read": true, "execute": true, "approve": true, "admin": true },
+        })
     );
     let reader: Value = reqwest::Client::new()
         .get(format!("{}/v1/whoami", s.base))
@@ -476,7 +487,8 @@ async fn counts_timeline_time_ranges_and_whoami_answer_the_console() {
         .json()
         .await
         .unwrap();
-    assert_eq!(reader["scope"], "read");
+    assert_eq!(reader["scopes"], json!(["read"]));
+    assert_eq!(reader["can"]["execute"], false);
     for name in ["a", "b"] {
         s.post_json("/v1/workflows/hello/runs?wait=10", &json!({ "name": name }))
             .await;
@@ -791,158 +803,638 @@ async fn bounds_answer_with_the_envelope() {
     s.stop().await;
 }
 
+/// A JWT signed with `key` over `claims` (`alg` HS256, RS256 or ES256).
+fn jwt(
+    alg: jsonwebtoken::Algorithm,
+    kid: Option<&str>,
+    key: &jsonwebtoken::EncodingKey,
+    claims: Value,
+) -> String {
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, &claims, key).unwrap()
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(support::root().join("tests/fixtures/jwt").join(name)).unwrap()
+}
+
+/// What a credential may do, or that it is refused outright.
+#[derive(Clone, Debug)]
+enum Expect {
+    Unauthorized,
+    Grants(runway::config::Grants),
+}
+
+/// How a request authenticates: an Authorization header, or a trusted
+/// proxy's headers sent from `source`.
+#[derive(Clone, Debug)]
+struct Credential {
+    label: String,
+    bearer: Option<String>,
+    proxy: Option<(&'static str, std::net::IpAddr)>,
+    expect: Expect,
+}
+
+/// Every route against every kind of credential: named tokens (each scope,
+/// and one bound to a workflow), HS256 / RS256 / ES256 JWTs (valid,
+/// expired, not yet valid, wrong issuer, wrong audience, bad signature,
+/// no scope claim; keys from a secret, a JWKS file and a JWKS URL on
+/// loopback), and a trusted proxy's headers from an allowed and a
+/// disallowed source. A refused request is in the audit trail with its
+/// principal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_auth_matrix_holds_on_every_route() {
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    use runway::config::{Grants, JwtConfig, ProxyConfig};
     let dir = tempfile::tempdir().unwrap();
-    let tokens = [
-        ("t-read", Scope::Read),
-        ("t-exec", Scope::Execute),
-        ("t-admin", Scope::Admin),
+    // The JWKS URL: the RSA key, served on loopback.
+    let jwks = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(|| async { fixture("jwks-rsa.json") }),
+    );
+    let jwks_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_url = format!("http://{}/jwks", jwks_listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(jwks_listener, jwks).await });
+    let hs_key = "hs256-test-key-0123456789abcdefghijklmnop";
+    let named = [
+        ("t-read", "read"),
+        ("t-exec", "execute"),
+        ("t-approve", "approve"),
+        ("t-admin", "admin"),
+        ("t-hello", "execute:hello"),
     ];
-    let s = Server::start(dir.path(), &tokens, &[]).await;
-    s.deploy("hello", &support::manifest("hello")).await;
-    // The scheme is case-insensitive (RFC 7235).
-    let res = reqwest::Client::new()
-        .get(format!("{}/v1/workflows", s.base))
-        .header("authorization", "bearer t-read")
+    let settings = ServerSettings {
+        tokens: named
+            .iter()
+            .map(|(t, g)| TokenConfig {
+                name: t.to_string(),
+                sha256: hex::encode(Sha256::digest(t.as_bytes())),
+                scope: g.parse().unwrap(),
+            })
+            .collect(),
+        jwt: Some(JwtConfig {
+            issuer: Some("https://idp.test".into()),
+            audience: Some("runway".into()),
+            hs256_secret: Some("JWT_KEY".into()),
+            jwks_file: Some(support::root().join("tests/fixtures/jwt/jwks-ec.json")),
+            jwks_url: Some(jwks_url),
+            leeway: Some("5s".into()),
+            ..JwtConfig::default()
+        }),
+        proxy: Some(ProxyConfig {
+            trusted: vec!["127.0.0.2".into()],
+            ..ProxyConfig::default()
+        }),
+        ..ServerSettings::default()
+    };
+    let s = Server::start_with(dir.path(), settings, &[("JWT_KEY", hs_key)]).await;
+    let admin = "t-admin".to_owned();
+    let setup = |method: reqwest::Method, path: &str| {
+        s.http
+            .request(method, format!("{}{path}", s.base))
+            .bearer_auth(&admin)
+    };
+    for ex in ["hello", "approval"] {
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "component",
+                reqwest::multipart::Part::bytes(support::wasm_bytes(ex)).file_name("c.wasm"),
+            )
+            .text("manifest", support::manifest(ex));
+        let res = setup(reqwest::Method::PUT, &format!("/v1/workflows/{ex}"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success());
+    }
+    let run: Value = setup(reqwest::Method::POST, "/v1/workflows/hello/runs?wait=10")
+        .json(&json!({ "name": "A" }))
         .send()
         .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let run: Value = s
-        .post_json("/v1/workflows/hello/runs?wait=10", &json!({ "name": "A" }))
-        .await
+        .unwrap()
         .json()
         .await
         .unwrap();
-    let id = run["id"].as_str().unwrap();
-    let routes: Vec<(reqwest::Method, String, Scope)> = vec![
-        (reqwest::Method::GET, "/v1/workflows".into(), Scope::Read),
+    let id = run["id"].as_str().unwrap().to_owned();
+
+    // Tokens.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = |sub: &str, scope: Option<&str>, iss: &str, aud: &str, nbf: u64, exp: u64| {
+        let mut c =
+            json!({ "sub": sub, "iss": iss, "aud": aud, "nbf": nbf, "exp": exp, "iat": now });
+        if let Some(sc) = scope {
+            c["scope"] = json!(sc);
+        }
+        c
+    };
+    let ok = |sub: &str, scope: &str| {
+        claims(
+            sub,
+            Some(scope),
+            "https://idp.test",
+            "runway",
+            now - 10,
+            now + 600,
+        )
+    };
+    let hs = EncodingKey::from_secret(hs_key.as_bytes()).unwrap();
+    let rsa = EncodingKey::from_rsa_pem(&fixture("rsa.pem")).unwrap();
+    let rsa_other = EncodingKey::from_rsa_pem(&fixture("rsa-other.pem")).unwrap();
+    let ec = EncodingKey::from_ec_pem(&fixture("ec.pem")).unwrap();
+    let grants = |g: &str| Expect::Grants(g.parse::<Grants>().unwrap());
+    let mut creds: Vec<Credential> = Vec::new();
+    let mut bearer = |label: &str, token: String, expect: Expect| {
+        creds.push(Credential {
+            label: label.into(),
+            bearer: Some(token),
+            proxy: None,
+            expect,
+        })
+    };
+    bearer("no token", String::new(), Expect::Unauthorized);
+    bearer("unknown token", "wrong".into(), Expect::Unauthorized);
+    for (t, g) in named {
+        bearer(t, t.into(), grants(g));
+    }
+    bearer(
+        "hs256",
+        jwt(Algorithm::HS256, None, &hs, ok("hs-user", "execute")),
+        grants("execute"),
+    );
+    bearer(
+        "hs256 expired",
+        jwt(
+            Algorithm::HS256,
+            None,
+            &hs,
+            claims(
+                "u",
+                Some("admin"),
+                "https://idp.test",
+                "runway",
+                now - 900,
+                now - 600,
+            ),
+        ),
+        Expect::Unauthorized,
+    );
+    bearer(
+        "hs256 not yet valid",
+        jwt(
+            Algorithm::HS256,
+            None,
+            &hs,
+            claims(
+                "u",
+                Some("admin"),
+                "https://idp.test",
+                "runway",
+                now + 600,
+                now + 900,
+            ),
+        ),
+        Expect::Unauthorized,
+    );
+    bearer(
+        "hs256 wrong issuer",
+        jwt(
+            Algorithm::HS256,
+            None,
+            &hs,
+            claims(
+                "u",
+                Some("admin"),
+                "https://evil.test",
+                "runway",
+                now - 10,
+                now + 600,
+            ),
+        ),
+        Expect::Unauthorized,
+    );
+    bearer(
+        "hs256 wrong audience",
+        jwt(
+            Algorithm::HS256,
+            None,
+            &hs,
+            claims(
+                "u",
+                Some("admin"),
+                "https://idp.test",
+                "other",
+                now - 10,
+                now + 600,
+            ),
+        ),
+        Expect::Unauthorized,
+    );
+    bearer(
+        "hs256 bad signature",
+        jwt(
+            Algorithm::HS256,
+            None,
+            &EncodingKey::from_secret(b"another-key-0123456789abcdefghijklmn").unwrap(),
+            ok("u", "admin"),
+        ),
+        Expect::Unauthorized,
+    );
+    bearer(
+        "hs256 no scope claim",
+        jwt(
+            Algorithm::HS256,
+            None,
+            &hs,
+            claims("u", None, "https://idp.test", "runway", now - 10, now + 600),
+        ),
+        grants(""),
+    );
+    bearer(
+        "rs256 (JWKS URL)",
+        jwt(
+            Algorithm::RS256,
+            Some("rsa-1"),
+            &rsa,
+            ok("rs-user", "admin"),
+        ),
+        grants("admin"),
+    );
+    bearer(
+        "rs256 scopes as an array",
+        jwt(Algorithm::RS256, Some("rsa-1"), &rsa, {
+            let mut c = ok("rs-arr", "x");
+            c["scope"] = json!(["read", "execute:approval"]);
+            c
+        }),
+        grants("read execute:approval"),
+    );
+    bearer(
+        "rs256 expired",
+        jwt(
+            Algorithm::RS256,
+            Some("rsa-1"),
+            &rsa,
+            claims(
+                "u",
+                Some("admin"),
+                "https://idp.test",
+                "runway",
+                now - 900,
+                now - 600,
+            ),
+        ),
+        Expect::Unauthorized,
+    );
+    bearer(
+        "rs256 not yet valid",
+        jwt(
+            Algorithm::RS256,
+            Some("rsa-1"),
+            &rsa,
+            claims(
+                "u",
+                Some("admin"),
+                "https://idp.test",
+                "runway",
+                now + 600,
+                now + 900,
+            ),
+        ),
+        Expect::Unauthorized,
+    );
+    bearer(
+        "rs256 wrong issuer",
+        jwt(
+            Algorithm::RS256,
+            Some("rsa-1"),
+            &rsa,
+            claims(
+                "u",
+                Some("admin"),
+                "https://evil.test",
+                "runway",
+                now - 10,
+                now + 600,
+            ),
+        ),
+        Expect::Unauthorized,
+    );
+    bearer(
+        "rs256 wrong audience",
+        jwt(
+            Algorithm::RS256,
+            Some("rsa-1"),
+            &rsa,
+            claims(
+                "u",
+                Some("admin"),
+                "https://idp.test",
+                "other",
+                now - 10,
+                now + 600,
+            ),
+        ),
+        Expect::Unauthorized,
+    );
+    bearer(
+        "rs256 bad signature",
+        jwt(
+            Algorithm::RS256,
+            Some("rsa-1"),
+            &rsa_other,
+            ok("u", "admin"),
+        ),
+        Expect::Unauthorized,
+    );
+    bearer(
+        "rs256 no scope claim",
+        jwt(
+            Algorithm::RS256,
+            Some("rsa-1"),
+            &rsa,
+            claims("u", None, "https://idp.test", "runway", now - 10, now + 600),
+        ),
+        grants(""),
+    );
+    bearer(
+        "es256 (JWKS file)",
+        jwt(Algorithm::ES256, Some("ec-1"), &ec, ok("ec-user", "read")),
+        grants("read"),
+    );
+    // An RS256 token presented as HS256 with the public key as the secret
+    // (algorithm confusion) is refused: HS256 uses only the host secret.
+    bearer(
+        "hs256 keyed with the public JWKS",
+        jwt(
+            Algorithm::HS256,
+            None,
+            &EncodingKey::from_secret(&fixture("jwks-rsa.json")).unwrap(),
+            ok("u", "admin"),
+        ),
+        Expect::Unauthorized,
+    );
+    let trusted: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let untrusted: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    creds.push(Credential {
+        label: "proxy, trusted source".into(),
+        bearer: None,
+        proxy: Some(("execute", trusted)),
+        expect: grants("execute"),
+    });
+    creds.push(Credential {
+        label: "proxy headers, other source".into(),
+        bearer: None,
+        proxy: Some(("admin", untrusted)),
+        expect: Expect::Unauthorized,
+    });
+
+    // Routes: what each needs, and on which workflow (None: server-wide).
+    use reqwest::Method as M;
+    let routes: Vec<(M, String, Scope, Option<&str>)> = vec![
+        // Listed to any reader: filtered to the workflows it may read.
         (
-            reqwest::Method::GET,
+            M::GET,
+            "/v1/workflows".into(),
+            Scope::Read,
+            Some("*somewhere*"),
+        ),
+        (
+            M::GET,
             "/v1/workflows/hello".into(),
             Scope::Read,
+            Some("hello"),
         ),
         (
-            reqwest::Method::PUT,
+            M::PUT,
             "/v1/workflows/hello".into(),
             Scope::Admin,
+            Some("hello"),
         ),
         (
-            reqwest::Method::DELETE,
+            M::DELETE,
             "/v1/workflows/zzz".into(),
             Scope::Admin,
+            Some("zzz"),
         ),
         (
-            reqwest::Method::POST,
+            M::POST,
             "/v1/workflows/hello/runs".into(),
             Scope::Execute,
+            Some("hello"),
         ),
-        (reqwest::Method::GET, "/v1/runs".into(), Scope::Read),
-        (reqwest::Method::GET, "/v1/runs/counts".into(), Scope::Read),
-        (reqwest::Method::GET, "/v1/runs/stream".into(), Scope::Read),
-        (reqwest::Method::GET, "/v1/whoami".into(), Scope::Read),
+        (M::GET, "/v1/runs".into(), Scope::Read, None),
         (
-            reqwest::Method::GET,
-            format!("/v1/runs/{id}/timeline"),
+            M::GET,
+            "/v1/runs?workflow=hello".into(),
             Scope::Read,
+            Some("hello"),
         ),
-        (reqwest::Method::GET, format!("/v1/runs/{id}"), Scope::Read),
+        (M::GET, "/v1/runs/counts".into(), Scope::Read, None),
+        (M::GET, "/v1/runs/stream".into(), Scope::Read, None),
+        (M::GET, "/v1/whoami".into(), Scope::Read, Some("*any*")),
+        (M::GET, format!("/v1/runs/{id}"), Scope::Read, Some("hello")),
         (
-            reqwest::Method::GET,
+            M::GET,
             format!("/v1/runs/{id}/events"),
             Scope::Read,
+            Some("hello"),
         ),
         (
-            reqwest::Method::GET,
+            M::GET,
             format!("/v1/runs/{id}/events/stream"),
             Scope::Read,
+            Some("hello"),
         ),
         (
-            reqwest::Method::POST,
+            M::GET,
+            format!("/v1/runs/{id}/timeline"),
+            Scope::Read,
+            Some("hello"),
+        ),
+        (
+            M::POST,
             format!("/v1/runs/{id}/cancel"),
             Scope::Execute,
+            Some("hello"),
         ),
         (
-            reqwest::Method::POST,
+            M::POST,
             format!("/v1/runs/{id}/signals/x"),
             Scope::Execute,
+            Some("hello"),
         ),
         (
-            reqwest::Method::GET,
+            M::GET,
             format!("/v1/runs/{id}/artifacts"),
             Scope::Read,
+            Some("hello"),
         ),
         (
-            reqwest::Method::GET,
+            M::GET,
             format!("/v1/runs/{id}/artifacts/none"),
             Scope::Read,
+            Some("hello"),
         ),
-        (reqwest::Method::GET, "/metrics".into(), Scope::Read),
-        (reqwest::Method::GET, "/v1/models".into(), Scope::Read),
+        (M::GET, "/metrics".into(), Scope::Read, None),
+        (M::GET, "/v1/models".into(), Scope::Read, None),
         (
-            reqwest::Method::GET,
+            M::GET,
             "/v1/workflows/hello/cron".into(),
             Scope::Read,
+            Some("hello"),
         ),
         (
-            reqwest::Method::POST,
+            M::POST,
             "/v1/workflows/hello/cron/0/pause".into(),
             Scope::Execute,
+            Some("hello"),
         ),
         (
-            reqwest::Method::POST,
+            M::POST,
             "/v1/workflows/hello/cron/0/resume".into(),
             Scope::Execute,
+            Some("hello"),
         ),
         (
-            reqwest::Method::POST,
+            M::POST,
             "/v1/workflows/hello/cron/0/fire".into(),
             Scope::Execute,
+            Some("hello"),
+        ),
+        (M::POST, "/v1/runs/purge".into(), Scope::Admin, None),
+        (M::GET, "/v1/backup".into(), Scope::Admin, None),
+        (M::GET, "/v1/audit".into(), Scope::Admin, None),
+        (
+            M::GET,
+            "/v1/approvals".into(),
+            Scope::Read,
+            Some("*somewhere*"),
         ),
         (
-            reqwest::Method::DELETE,
-            "/v1/runs/run_00000000000000000000000000".into(),
-            Scope::Admin,
+            M::GET,
+            "/v1/approvals?workflow=hello".into(),
+            Scope::Read,
+            Some("hello"),
         ),
-        (reqwest::Method::POST, "/v1/runs/purge".into(), Scope::Admin),
-        (reqwest::Method::GET, "/v1/backup".into(), Scope::Admin),
+        (
+            M::POST,
+            format!("/v1/runs/{id}/approvals/ship"),
+            Scope::Approve,
+            Some("hello"),
+        ),
+        (
+            M::POST,
+            format!("/v1/runs/{id}/rerun"),
+            Scope::Execute,
+            Some("hello"),
+        ),
     ];
-    let client = reqwest::Client::new();
-    for (method, path, need) in &routes {
-        let url = format!("{}{path}", s.base);
-        let send = |token: Option<&str>| {
-            let mut r = client.request(method.clone(), &url);
-            if let Some(t) = token {
-                r = r.bearer_auth(t);
-            }
-            r.send()
+    let direct = reqwest::Client::new();
+    let via_proxy = reqwest::Client::builder()
+        .local_address(trusted)
+        .build()
+        .unwrap();
+    let mut checked = 0;
+    for cred in &creds {
+        let client = match cred.proxy {
+            Some((_, ip)) if ip == trusted => &via_proxy,
+            _ => &direct,
         };
-        let res = send(None).await.unwrap();
-        assert_eq!(
-            res.status(),
-            StatusCode::UNAUTHORIZED,
-            "{method} {path} without a token"
-        );
-        let res = send(Some("wrong")).await.unwrap();
-        assert_eq!(
-            res.status(),
-            StatusCode::UNAUTHORIZED,
-            "{method} {path} with a bad token"
-        );
-        for (token, scope) in &tokens {
-            let res = send(Some(token)).await.unwrap();
-            let st = res.status();
-            if scope < need {
-                assert_eq!(st, StatusCode::FORBIDDEN, "{method} {path} as {token}");
-            } else {
-                assert!(
-                    st != StatusCode::UNAUTHORIZED && st != StatusCode::FORBIDDEN,
-                    "{method} {path} as {token}: {st}"
-                );
+        for (method, path, need, workflow) in &routes {
+            let mut r = client.request(method.clone(), format!("{}{path}", s.base));
+            if let Some(b) = cred.bearer.as_ref().filter(|b| !b.is_empty()) {
+                r = r.bearer_auth(b);
             }
+            if let Some((scopes, _)) = cred.proxy {
+                r = r
+                    .header("X-Forwarded-User", "proxied-user")
+                    .header("X-Forwarded-Scopes", scopes);
+            }
+            let st = r.send().await.unwrap().status();
+            let what = format!("{method} {path} as {}", cred.label);
+            match &cred.expect {
+                Expect::Unauthorized => assert_eq!(st, StatusCode::UNAUTHORIZED, "{what}"),
+                Expect::Grants(g) => {
+                    let allowed = match workflow {
+                        Some("*any*") => true,
+                        Some("*somewhere*") => g.allows_somewhere(*need),
+                        w => g.allows(*need, *w),
+                    };
+                    if allowed {
+                        assert!(
+                            st != StatusCode::UNAUTHORIZED && st != StatusCode::FORBIDDEN,
+                            "{what}: {st}"
+                        );
+                    } else {
+                        assert_eq!(st, StatusCode::FORBIDDEN, "{what}");
+                    }
+                }
+            }
+            checked += 1;
         }
     }
+    assert_eq!(checked, creds.len() * routes.len());
+    // Who each says it is.
+    let who = |token: &str| {
+        let r = direct
+            .get(format!("{}/v1/whoami", s.base))
+            .bearer_auth(token.to_owned());
+        async move { r.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let me = who(&jwt(
+        Algorithm::RS256,
+        Some("rsa-1"),
+        &rsa,
+        ok("rs-user", "admin"),
+    ))
+    .await;
+    assert_eq!(
+        (me["kind"].as_str(), me["id"].as_str(), me["label"].as_str()),
+        (Some("jwt"), Some("rs-user"), Some("jwt:rs-user"))
+    );
+    let me = who("t-hello").await;
+    assert_eq!(me["scopes"], json!(["execute:hello"]));
+    assert_eq!(me["can"]["execute"], true);
+    assert_eq!(me["can"]["approve"], false);
+    // The trail holds refusals with who was refused.
+    let audit: Value = setup(reqwest::Method::GET, "/v1/audit?limit=1000")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = audit["entries"].as_array().unwrap();
+    assert!(
+        entries.iter().any(|e| e["status"] == 403
+            && e["principal"] == "token:t-read"
+            && e["outcome"] == "refused"),
+        "{audit}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["status"] == 401 && e["principal"].is_null()),
+        "{audit}"
+    );
+    assert!(
+        entries.iter().any(|e| e["method"] == "PUT"
+            && e["path"] == "/v1/workflows/hello"
+            && e["principal"] == "token:t-admin"
+            && e["outcome"] == "ok"),
+        "{audit}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["principal"] == "proxy:proxied-user" && e["method"] == "POST"),
+        "{audit}"
+    );
     // Probes, the API description and the console (which holds no data)
     // are public.
     for path in [
@@ -954,13 +1446,207 @@ async fn the_auth_matrix_holds_on_every_route() {
         "/ui/app.js",
         "/ui/app.css",
     ] {
-        let res = client
+        let res = direct
             .get(format!("{}{path}", s.base))
             .send()
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK, "{path}");
     }
+    s.stop().await;
+}
+
+/// Every run says what started it and for whom — the API (the token),
+/// a webhook (its delivery), cron (the trigger and instant), a parent —
+/// and signals and cancels name who sent them, on the run and in its
+/// events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_signals_and_cancels_name_who_did_them() {
+    use runway::triggers::webhook::sign_hmac;
+    let dir = tempfile::tempdir().unwrap();
+    let key = "whsec-attribution-key";
+    let s = Server::start(
+        dir.path(),
+        &[("ops-admin", Scope::Admin)],
+        &[("HOOK_KEY", key)],
+    )
+    .await;
+    for ex in ["approval", "sleepy", "fanout", "hello"] {
+        s.deploy(ex, &support::manifest(ex)).await;
+    }
+    s.deploy(
+        "hello",
+        "slug = \"hooked\"\n[triggers.webhook]\nscheme = \"hmac\"\nsecret = \"HOOK_KEY\"\ndelivery_id_header = \"X-Delivery\"\n[[triggers.cron]]\nschedule = \"* * * * * *\"\ninput = { name = \"cron\" }\n",
+    )
+    .await;
+    let started = |v: Value| v["id"].as_str().unwrap().to_owned();
+    // By the API, with the token's name.
+    let hello = started(
+        s.post_json("/v1/workflows/hello/runs?wait=10", &json!({ "name": "a" }))
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    let r = s.get_json(&format!("/v1/runs/{hello}")).await;
+    assert_eq!(
+        r["trigger"],
+        json!({ "kind": "api", "by": "token:ops-admin" })
+    );
+    // A rerun: the same input on the same version, linked both ways.
+    let res = s
+        .post_json(&format!("/v1/runs/{hello}/rerun"), &json!({}))
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let again = started(res.json().await.unwrap());
+    let r2 = s.get_json(&format!("/v1/runs/{again}")).await;
+    assert_eq!(
+        r2["trigger"],
+        json!({ "kind": "rerun", "by": "token:ops-admin", "rerun_of": hello })
+    );
+    assert_eq!(
+        (r2["input"].clone(), r2["version"].clone()),
+        (r["input"].clone(), r["version"].clone())
+    );
+    let other = started(
+        s.post_json(
+            &format!("/v1/runs/{hello}/rerun"),
+            &json!({ "input": { "name": "b" } }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap(),
+    );
+    assert_eq!(
+        s.get_json(&format!("/v1/runs/{other}")).await["input"],
+        json!({ "name": "b" })
+    );
+    assert_eq!(
+        s.get_json(&format!("/v1/runs/{hello}")).await["reruns"],
+        json!([again, other])
+    );
+    // By a webhook delivery.
+    let body = br#"{"name":"hook"}"#.to_vec();
+    let res = s
+        .http
+        .post(format!("{}/hooks/hooked", s.base))
+        .header("content-type", "application/json")
+        .header("X-Signature", sign_hmac(key.as_bytes(), &body, ""))
+        .header("X-Delivery", "d-42")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    let hook_run = res.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = s.get_json(&format!("/v1/runs/{hook_run}")).await;
+    assert_eq!(
+        r["trigger"],
+        json!({ "kind": "webhook", "by": "webhook:hooked:d-42" })
+    );
+    // By cron: the trigger and its instant.
+    let t0 = Instant::now();
+    let cron_run = loop {
+        let page = s.get_json("/v1/runs?workflow=hooked&limit=100").await;
+        if let Some(r) = page["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["trigger"]["kind"] == "cron")
+        {
+            break r.clone();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "{page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        cron_run["trigger"]["by"]
+            .as_str()
+            .unwrap()
+            .starts_with("cron:hooked:0:"),
+        "{cron_run}"
+    );
+    // By a parent.
+    let parent = started(
+        s.post_json(
+            "/v1/workflows/fanout/runs?wait=20",
+            &json!({ "names": ["Ada"] }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap(),
+    );
+    let p = s.get_json(&format!("/v1/runs/{parent}")).await;
+    let child = p["children"][0].as_str().unwrap();
+    let c = s.get_json(&format!("/v1/runs/{child}")).await;
+    assert_eq!(c["trigger"], json!({ "kind": "child", "by": parent }));
+    // A signal names its sender, in the run's event.
+    let waiting = started(
+        s.post_json("/v1/workflows/approval/runs", &json!({ "request": "x" }))
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    s.post_json(
+        &format!("/v1/runs/{waiting}/signals/approve"),
+        &json!({ "by": "self-asserted" }),
+    )
+    .await;
+    let t0 = Instant::now();
+    while s.get_json(&format!("/v1/runs/{waiting}")).await["status"] != "completed" {
+        assert!(t0.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events = s
+        .get_json(&format!("/v1/runs/{waiting}/events?limit=1000"))
+        .await;
+    let got = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "signal_received")
+        .unwrap()
+        .clone();
+    assert_eq!(got["by"], "token:ops-admin", "{got}");
+    // A cancel names who asked, on the run and in its `cancelled` event.
+    let sleeper = started(
+        s.post_json("/v1/workflows/sleepy/runs", &json!({ "ms": 600000 }))
+            .await
+            .json()
+            .await
+            .unwrap(),
+    );
+    let t0 = Instant::now();
+    while s.get_json(&format!("/v1/runs/{sleeper}")).await["status"] != "sleeping" {
+        assert!(t0.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.post_json(&format!("/v1/runs/{sleeper}/cancel"), &json!({}))
+        .await;
+    let t0 = Instant::now();
+    let r = loop {
+        let r = s.get_json(&format!("/v1/runs/{sleeper}")).await;
+        if r["status"] == "cancelled" {
+            break r;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(r["cancel_requested_by"], "token:ops-admin");
+    let events = s
+        .get_json(&format!("/v1/runs/{sleeper}/events?limit=1000"))
+        .await;
+    let last = events["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last,
+        json!({ "seq": last["seq"], "at": last["at"], "kind": "cancelled", "by": "token:ops-admin" })
+    );
     s.stop().await;
 }
 
@@ -1701,7 +2387,7 @@ fn serve_refuses_to_listen_beyond_loopback_without_tokens() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("without API tokens"), "{err}");
+    assert!(err.contains("without authentication"), "{err}");
 }
 
 /// A host with one execution slot held by an endless loop (so every other

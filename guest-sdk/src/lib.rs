@@ -829,3 +829,203 @@ macro_rules! workflow {
         $crate::bindings::export!(__RunwayWorkflow with_types_in $crate::bindings);
     };
 }
+
+/// Approvals: the run asks people to decide and waits (status
+/// `waiting_approval`) for the decision, which someone allowed makes
+/// through the API (`POST /v1/runs/{id}/approvals/{name}`), the console or
+/// `runway approve`; with a timeout, its default outcome applies when no
+/// one decides in time. The decision is recorded: a resumed run gets the
+/// same one.
+///
+/// ```no_run
+/// use runway_sdk::approvals::{self, Choice, Spec};
+/// use std::time::Duration;
+///
+/// # fn f() -> runway_sdk::Result<()> {
+/// let spec = Spec::gate("Deploy v42 to production?")
+///     .allow_scope("approve:deploys")
+///     .timeout(Duration::from_secs(3600), Choice::approve(false));
+/// let decision = approvals::request("deploy", &spec)?;
+/// if decision.approved == Some(true) {
+///     // deploy
+/// }
+/// # Ok(()) }
+/// ```
+pub mod approvals {
+    use super::{Error, Result, wit};
+    use serde::{Deserialize, Serialize};
+    use std::time::Duration;
+
+    /// An answer: a gate's `approved`, a decision's `option`, a selection's
+    /// or ranking's `options`.
+    #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Choice {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub approved: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub option: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub options: Option<Vec<String>>,
+    }
+
+    impl Choice {
+        /// A gate's answer.
+        pub fn approve(approved: bool) -> Choice {
+            Choice {
+                approved: Some(approved),
+                ..Choice::default()
+            }
+        }
+
+        /// A decision's option.
+        pub fn option(option: impl Into<String>) -> Choice {
+            Choice {
+                option: Some(option.into()),
+                ..Choice::default()
+            }
+        }
+
+        /// A selection, or a ranking (best first).
+        pub fn options<S: Into<String>>(options: impl IntoIterator<Item = S>) -> Choice {
+            Choice {
+                options: Some(options.into_iter().map(Into::into).collect()),
+                ..Choice::default()
+            }
+        }
+    }
+
+    #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+    struct Allowed {
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        principals: Vec<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        scopes: Vec<String>,
+    }
+
+    /// What to ask: a [`Spec::gate`], a [`Spec::decision`], a
+    /// [`Spec::select`] or a [`Spec::rank`], with who may decide, a payload
+    /// for the reviewer and a timeout.
+    #[derive(Clone, Debug, PartialEq, Serialize)]
+    pub struct Spec {
+        kind: &'static str,
+        prompt: String,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        options: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        count: Option<usize>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        payload: Option<serde_json::Value>,
+        allowed: Allowed,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        default: Option<Choice>,
+    }
+
+    fn strings<S: Into<String>>(v: impl IntoIterator<Item = S>) -> Vec<String> {
+        v.into_iter().map(Into::into).collect()
+    }
+
+    impl Spec {
+        fn new(kind: &'static str, prompt: impl Into<String>, options: Vec<String>) -> Spec {
+            Spec {
+                kind,
+                prompt: prompt.into(),
+                options,
+                count: None,
+                payload: None,
+                allowed: Allowed::default(),
+                timeout_ms: None,
+                default: None,
+            }
+        }
+
+        /// Approve or deny.
+        pub fn gate(prompt: impl Into<String>) -> Spec {
+            Spec::new("gate", prompt, Vec::new())
+        }
+
+        /// One of `options`.
+        pub fn decision<S: Into<String>>(
+            prompt: impl Into<String>,
+            options: impl IntoIterator<Item = S>,
+        ) -> Spec {
+            Spec::new("decision", prompt, strings(options))
+        }
+
+        /// `count` of `options`.
+        pub fn select<S: Into<String>>(
+            prompt: impl Into<String>,
+            options: impl IntoIterator<Item = S>,
+            count: usize,
+        ) -> Spec {
+            let mut s = Spec::new("select", prompt, strings(options));
+            s.count = Some(count);
+            s
+        }
+
+        /// All of `options`, in an order (best first).
+        pub fn rank<S: Into<String>>(
+            prompt: impl Into<String>,
+            options: impl IntoIterator<Item = S>,
+        ) -> Spec {
+            Spec::new("rank", prompt, strings(options))
+        }
+
+        /// What the reviewer is shown beside the prompt.
+        pub fn payload<T: Serialize + ?Sized>(mut self, payload: &T) -> Result<Spec> {
+            self.payload = Some(serde_json::to_value(payload)?);
+            Ok(self)
+        }
+
+        /// Lets this principal decide (`jwt:alice`, `token:release-bot`).
+        pub fn allow_principal(mut self, principal: impl Into<String>) -> Spec {
+            self.allowed.principals.push(principal.into());
+            self
+        }
+
+        /// Lets holders of this scope decide (`approve:deploys`, `admin`).
+        pub fn allow_scope(mut self, scope: impl Into<String>) -> Spec {
+            self.allowed.scopes.push(scope.into());
+            self
+        }
+
+        /// After `after` without a decision, `default` applies.
+        pub fn timeout(mut self, after: Duration, default: Choice) -> Spec {
+            self.timeout_ms = Some(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
+            self.default = Some(default);
+            self
+        }
+    }
+
+    /// A decision: the [`Choice`], who made it (none when the timeout
+    /// did), their comment, when.
+    #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+    pub struct Decision {
+        #[serde(default)]
+        pub approved: Option<bool>,
+        #[serde(default)]
+        pub option: Option<String>,
+        #[serde(default)]
+        pub options: Option<Vec<String>>,
+        #[serde(default)]
+        pub by: Option<String>,
+        #[serde(default)]
+        pub comment: Option<String>,
+        /// RFC 3339.
+        pub at: String,
+        /// No one decided in time: the default applied.
+        #[serde(default)]
+        pub timed_out: bool,
+    }
+
+    /// Asks approval `name` (once per run) and waits for the decision. A
+    /// spec that cannot be answered (a decision with one option, a
+    /// timeout without a default, a name asked before) is an error with
+    /// code `APPROVAL_INVALID`.
+    pub fn request(name: &str, spec: &Spec) -> Result<Decision> {
+        let spec = serde_json::to_string(spec)?;
+        let decided = wit::approvals::request(name, &spec)?;
+        serde_json::from_str(&decided).map_err(|e| Error::new("JSON_ERROR", e.to_string()))
+    }
+}

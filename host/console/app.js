@@ -89,10 +89,11 @@ function banner(message, bad) {
 
 const TOKEN_KEY = 'runway.token';
 let token = sessionStorage.getItem(TOKEN_KEY) || '';
-/** Who the token says we are: {scope, name, open}. */
+/** Who the credentials say we are: {kind, id, label, scopes, can, open}. */
 let me = null;
-const SCOPES = ['read', 'execute', 'admin'];
-const can = (scope) => me && SCOPES.indexOf(me.scope) >= SCOPES.indexOf(scope);
+/** Whether the caller holds `scope` (on some workflow: the server checks each). */
+const can = (scope) => Boolean(me?.can?.[scope]);
+const widest = () => ['admin', 'execute', 'approve', 'read'].find(can) || 'none';
 
 class ApiError extends Error {
   constructor(status, code, message) {
@@ -235,8 +236,8 @@ function showWho() {
   if (!me) return;
   if (me.open) who.append('open server (loopback, no tokens)');
   else {
-    who.append(h('span', {}, `${me.name || 'token'} · `, h('b', { 'data-scope': me.scope }, me.scope)));
-    who.append(h('button', { onclick: signOut }, 'Sign out'));
+    who.append(h('span', { title: me.scopes.join(' ') }, `${me.label} · `, h('b', { 'data-scope': widest() }, me.scopes.join(' ') || 'no scopes')));
+    if (token) who.append(h('button', { onclick: signOut }, 'Sign out'));
   }
 }
 
@@ -287,7 +288,7 @@ window.addEventListener('DOMContentLoaded', start);
 // --------------------------------------------------------------- runs list
 
 const PAGE = 50;
-const STATUSES = ['queued', 'running', 'sleeping', 'waiting_signal', 'waiting_child', 'cancelling',
+const STATUSES = ['queued', 'running', 'sleeping', 'waiting_signal', 'waiting_child', 'waiting_approval', 'cancelling',
   'completed', 'failed', 'cancelled'];
 
 function runsHash(p) {
@@ -457,8 +458,12 @@ function summary(e) {
     case 'sleeping': return `until ${fmtTime(new Date(e.until_ms).toISOString())}`;
     case 'waiting_signal': return `signal ${e.name}`;
     case 'waiting_child': return e.run;
-    case 'signal_received': return `${e.name} (#${e.signal_seq})`;
+    case 'signal_received': return `${e.name} (#${e.signal_seq})${e.by ? ` from ${e.by}` : ''}`;
+    case 'cancelled': return e.by ? `by ${e.by}` : '';
     case 'child_started': return `${e.workflow} ${e.run}`;
+    case 'approval_requested': return `${e.name} (${e.approval}): ${e.prompt}`;
+    case 'waiting_approval': return e.name;
+    case 'approval_decided': return `${e.name}: ${JSON.stringify(e.decision.approved ?? e.decision.option ?? e.decision.options)}${e.decision.by ? ` by ${e.decision.by}` : ' (timed out)'}`;
     case 'model_call': return `${e.model}: ${e.input_tokens}→${e.output_tokens} tokens, $${e.cost_usd}, ${e.latency_ms} ms${e.error ? ` ${e.error.code}` : ''}`;
     case 'http_call': return `${e.method} ${e.url} → ${e.status ?? e.error?.code ?? 'refused'} (${e.duration_ms} ms)`;
     default: return '';
@@ -519,7 +524,10 @@ function eventList(onPick) {
   };
 }
 
-const SPAN_NAMES = { queued: 'queued', running: 'running', sleeping: 'sleeping', waiting_signal: 'waiting for a signal', waiting_child: 'waiting for a child' };
+const SPAN_NAMES = {
+  queued: 'queued', running: 'running', sleeping: 'sleeping', waiting_signal: 'waiting for a signal',
+  waiting_child: 'waiting for a child', waiting_approval: 'waiting for an approval',
+};
 
 /** The timeline: spans as a bar, host calls as marks below it. */
 function drawTimeline(box, tl, fetchedAt, onMark) {
@@ -644,7 +652,11 @@ async function download(runId, name) {
 }
 
 function trigger(run) {
-  if (run.parent) return ['child of', runLink(run.parent)];
+  if (run.parent) return ['child of ', runLink(run.parent)];
+  if (run.trigger) {
+    const by = run.trigger.by;
+    return [run.trigger.kind, ' ', run.trigger.kind === 'rerun' && by.startsWith('run_') ? runLink(by) : h('span', { class: 'note' }, `(${by})`)];
+  }
   const key = run.idempotency_key || '';
   if (key.startsWith('cron:')) return ['cron', key.split(':').slice(2, 3).map((i) => ` (trigger ${i})`)];
   if (key.startsWith('hook:')) return ['webhook', ` (delivery ${key.split(':').slice(2).join(':')})`];
@@ -678,10 +690,12 @@ async function viewRun(main, id) {
     const wait = run.wait;
     if (wait && !terminal(run.status)) {
       facts.push(['waits for', wait.for === 'timer' ? `timer until ${fmtTime(new Date(wait.until_ms).toISOString())}`
-        : wait.for === 'signal' ? `signal “${wait.name}”` : wait.for === 'child' ? runLink(wait.run) : JSON.stringify(wait)]);
+        : wait.for === 'signal' ? `signal “${wait.name}”` : wait.for === 'child' ? runLink(wait.run)
+          : wait.for === 'approval' ? `approval “${wait.name}”` : JSON.stringify(wait)]);
     }
     const actions = h('div', { class: 'actions' });
     if (can('execute') && !terminal(run.status)) actions.append(cancelButton(), signalForm());
+    if (run.status === 'waiting_approval' && can('approve')) approvalForms(actions).catch(() => {});
     head.replaceChildren(
       h('div', {}, h('h1', { class: 'mono' }, run.id), h('div', { class: 'row' }, badge(run.status)),
         h('div', { class: 'facts' }, facts.map(([k, v]) => h('span', {}, `${k} `, h('b', {}, v))))),
@@ -722,6 +736,38 @@ async function viewRun(main, id) {
       } catch (e) { banner(explain(e), true); b.disabled = false; }
     });
     return b;
+  }
+
+  /** A form per pending approval of the run, shaped by its kind. */
+  async function approvalForms(box) {
+    const page = await api(`/v1/approvals?run=${enc}&status=pending`);
+    for (const a of page.approvals) {
+      const spec = a.spec;
+      const comment = h('input', { name: 'comment', placeholder: 'comment', size: 14 });
+      const problem = h('span', { class: 'error' });
+      const send = async (choice) => {
+        try {
+          await api(`/v1/runs/${enc}/approvals/${encodeURIComponent(a.name)}`, { method: 'POST', json: { ...choice, comment: comment.value || undefined } });
+          banner(`Approval “${a.name}” decided.`);
+          refresh();
+        } catch (e) { problem.textContent = explain(e); }
+      };
+      let controls;
+      if (spec.kind === 'gate') {
+        controls = [h('button', { class: 'primary', 'data-action': 'approve', type: 'button', onclick: () => send({ approved: true }) }, 'Approve'),
+          h('button', { class: 'danger', 'data-action': 'deny', type: 'button', onclick: () => send({ approved: false }) }, 'Deny')];
+      } else if (spec.kind === 'decision') {
+        const pick = h('select', { name: 'option' }, spec.options.map((o) => h('option', { value: o }, o)));
+        controls = [pick, h('button', { class: 'primary', type: 'button', onclick: () => send({ option: pick.value }) }, 'Decide')];
+      } else {
+        // A selection or a ranking: the options, in order, comma-separated.
+        const list = h('input', { name: 'options', size: 18, placeholder: spec.kind === 'rank' ? 'all, best first' : `${spec.count || 1} of them` });
+        controls = [list, h('button', { class: 'primary', type: 'button', onclick: () => send({ options: list.value.split(',').map((x) => x.trim()).filter(Boolean) }) }, 'Decide')];
+      }
+      box.append(h('form', { class: 'inline approval', 'data-approval': a.name, onsubmit: (ev) => ev.preventDefault() },
+        h('label', {}, `${a.name}: ${spec.prompt}`, h('span', { class: 'note' }, spec.options?.length ? spec.options.join(' · ') : '')),
+        controls, comment, problem));
+    }
   }
 
   function signalForm() {

@@ -15,7 +15,13 @@ pub enum FuelLimit {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Budget {
     pub max_fuel: FuelLimit,
+    /// Time executing: waiting on a timer, a signal, a child or people is
+    /// not counted.
     pub max_duration: Duration,
+    /// Wall-clock time from the first start, waits included (none: no
+    /// limit).
+    #[serde(default)]
+    pub max_lifetime: Option<Duration>,
     pub max_memory: u64,
     pub max_events: u64,
     pub max_output_bytes: u64,
@@ -56,6 +62,7 @@ impl Default for Budget {
         Budget {
             max_fuel: FuelLimit::Limited(20_000_000_000),
             max_duration: Duration::from_secs(300),
+            max_lifetime: None,
             max_memory: 256 << 20,
             max_events: 10_000,
             max_output_bytes: 1 << 20,
@@ -77,6 +84,7 @@ impl Default for Budget {
 pub struct BudgetOverrides {
     pub max_fuel: Option<FuelLimit>,
     pub max_duration: Option<Duration>,
+    pub max_lifetime: Option<Duration>,
     pub max_memory: Option<u64>,
     pub max_events: Option<u64>,
     pub max_output_bytes: Option<u64>,
@@ -97,6 +105,7 @@ impl Budget {
         Budget {
             max_fuel: o.max_fuel.unwrap_or(self.max_fuel),
             max_duration: o.max_duration.unwrap_or(self.max_duration),
+            max_lifetime: o.max_lifetime.or(self.max_lifetime),
             max_memory: o.max_memory.unwrap_or(self.max_memory),
             max_events: o.max_events.unwrap_or(self.max_events),
             max_output_bytes: o.max_output_bytes.unwrap_or(self.max_output_bytes),

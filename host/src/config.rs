@@ -86,24 +86,221 @@ pub struct HostConfig {
     pub(crate) script: Option<std::sync::Arc<crate::testing::Script>>,
 }
 
-/// Access a bearer token grants; each scope includes the ones before it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+/// What a route needs, or a grant gives: `read < execute < admin`, and
+/// `approve` (deciding approvals) beside `execute`: `admin` includes every
+/// scope, `execute` and `approve` include `read`, and neither includes the
+/// other (who starts a run need not be who approves it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     Read,
     Execute,
+    Approve,
     Admin,
+}
+
+impl Scope {
+    /// Whether holding `self` gives `need`.
+    pub fn implies(self, need: Scope) -> bool {
+        self == need
+            || self == Scope::Admin
+            || (need == Scope::Read && matches!(self, Scope::Execute | Scope::Approve))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Execute => "execute",
+            Scope::Approve => "approve",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "read" => Scope::Read,
+            "execute" => Scope::Execute,
+            "approve" => Scope::Approve,
+            "admin" => Scope::Admin,
+            other => {
+                return Err(format!(
+                    "scope {other:?} is not read, execute, approve or admin"
+                ));
+            }
+        })
+    }
+}
+
+/// One scope, on every workflow or on one (`execute:pr-review`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Grant {
+    pub scope: Scope,
+    /// The workflow it is limited to, if any.
+    pub workflow: Option<String>,
+}
+
+impl std::fmt::Display for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.workflow {
+            Some(w) => write!(f, "{}:{w}", self.scope.as_str()),
+            None => f.write_str(self.scope.as_str()),
+        }
+    }
+}
+
+/// What a caller may do: scopes, each on every workflow or on one.
+///
+/// Written as `SCOPE[:WORKFLOW]` items separated by spaces, commas or `+`:
+/// `"admin"`, `"read execute:pr-review approve:pr-review"`. A scope bound
+/// to a workflow counts only on routes about that workflow (its runs, its
+/// approvals, starting it); server-wide routes (listing every run,
+/// deploying, backups) need it unbound.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grants(pub Vec<Grant>);
+
+impl Grants {
+    /// Whether these grants give `need`, on `workflow` (`None`: the route
+    /// is about no single workflow).
+    pub fn allows(&self, need: Scope, workflow: Option<&str>) -> bool {
+        self.0.iter().any(|g| {
+            g.scope.implies(need)
+                && match (&g.workflow, workflow) {
+                    (None, _) => true,
+                    (Some(bound), Some(w)) => bound == w,
+                    (Some(_), None) => false,
+                }
+        })
+    }
+
+    /// Whether any grant gives `need` on some workflow (what the console
+    /// shows controls for; the server still checks each route).
+    pub fn allows_somewhere(&self, need: Scope) -> bool {
+        self.0.iter().any(|g| g.scope.implies(need))
+    }
+
+    /// The items, as written.
+    pub fn items(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).collect()
+    }
+}
+
+impl From<Scope> for Grants {
+    fn from(scope: Scope) -> Grants {
+        Grants(vec![Grant {
+            scope,
+            workflow: None,
+        }])
+    }
+}
+
+impl std::str::FromStr for Grants {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = Vec::new();
+        for item in s
+            .split(|c: char| c.is_whitespace() || c == ',' || c == '+')
+            .filter(|i| !i.is_empty())
+        {
+            let (scope, workflow) = match item.split_once(':') {
+                Some((s, w)) => (s, Some(w)),
+                None => (item, None),
+            };
+            let scope: Scope = scope.parse()?;
+            if let Some(w) = workflow
+                && (w.is_empty()
+                    || w.len() > 64
+                    || !w.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                    }))
+            {
+                return Err(format!(
+                    "{item:?}: a workflow is a slug (a-z, 0-9, - and _)"
+                ));
+            }
+            out.push(Grant {
+                scope,
+                workflow: workflow.map(str::to_owned),
+            });
+        }
+        Ok(Grants(out))
+    }
+}
+
+impl<'de> Deserialize<'de> for Grants {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            One(String),
+            Many(Vec<String>),
+        }
+        let text = match Written::deserialize(d)? {
+            Written::One(s) => s,
+            Written::Many(v) => v.join(" "),
+        };
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// An API token, stored as the sha256 of its value.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
-    /// Who holds it (shown in logs, never the token).
+    /// Who holds it: the principal its requests are attributed to (never
+    /// the token itself).
     pub name: String,
     /// Lower-case hex sha256 of the token.
     pub sha256: String,
-    pub scope: Scope,
+    /// What it may do (see [`Grants`]).
+    pub scope: Grants,
+}
+
+/// JWT bearer tokens (`[server.jwt]`): signed by the identity provider
+/// with HS256 (a host secret) or RS256/ES256 (keys from a JWKS file or
+/// URL), checked for `iss`, `aud`, `exp` and `nbf`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// The `iss` every token must carry.
+    pub issuer: Option<String>,
+    /// The `aud` every token must carry (one of).
+    pub audience: Option<String>,
+    /// The name of the host secret holding the HS256 key.
+    pub hs256_secret: Option<String>,
+    /// A JWKS file with the RS256/ES256 public keys.
+    pub jwks_file: Option<std::path::PathBuf>,
+    /// A JWKS URL (fetched at start, then every `jwks_refresh`, and on an
+    /// unknown `kid` at most every 30 s).
+    pub jwks_url: Option<String>,
+    /// How often the JWKS URL is fetched again (default 5m).
+    pub jwks_refresh: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf` (default 60s).
+    pub leeway: Option<String>,
+    /// The claim naming the principal (default `sub`).
+    pub subject_claim: Option<String>,
+    /// The claim carrying scopes: a space-separated string or an array
+    /// (default `scope`).
+    pub scopes_claim: Option<String>,
+    /// Claim values mapped to Runway scopes (`"idp-admins" = "admin"`);
+    /// a value not in the map is read as a Runway scope itself.
+    #[serde(default)]
+    pub scope_map: std::collections::BTreeMap<String, String>,
+}
+
+/// A trusted proxy in front (`[server.proxy]`): the principal comes from
+/// its headers, accepted only from these source addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Source addresses (CIDR, e.g. `10.0.0.0/8`, or one address).
+    pub trusted: Vec<String>,
+    /// The header naming the user (default `X-Forwarded-User`).
+    pub user_header: Option<String>,
+    /// The header with the user's scopes (default `X-Forwarded-Scopes`).
+    pub scopes_header: Option<String>,
 }
 
 /// The HTTP server's settings (`[server]`).
@@ -117,6 +314,16 @@ pub struct ServerSettings {
     /// Runs waiting for an execution slot before triggers get 429.
     pub max_queued_runs: usize,
     pub tokens: Vec<TokenConfig>,
+    pub jwt: Option<JwtConfig>,
+    pub proxy: Option<ProxyConfig>,
+}
+
+impl ServerSettings {
+    /// Whether any way to authenticate is configured (without one, the
+    /// server takes every request and listens on loopback only).
+    pub fn has_auth(&self) -> bool {
+        !self.tokens.is_empty() || self.jwt.is_some() || self.proxy.is_some()
+    }
 }
 
 impl Default for ServerSettings {
@@ -127,6 +334,8 @@ impl Default for ServerSettings {
             deploy_limit: (crate::sandbox::engine::MAX_COMPONENT_BYTES as u64) + (1 << 20),
             max_queued_runs: 10_000,
             tokens: Vec::new(),
+            jwt: None,
+            proxy: None,
         }
     }
 }
@@ -217,6 +426,18 @@ impl HostConfig {
             }
         }
         self.server.tokens.extend(srv.tokens);
+        if let Some(j) = srv.jwt {
+            if j.hs256_secret.is_none() && j.jwks_file.is_none() && j.jwks_url.is_none() {
+                return Err(ConfigError {
+                    path: path.display().to_string(),
+                    message: "server.jwt: set hs256_secret, jwks_file or jwks_url".into(),
+                });
+            }
+            self.server.jwt = Some(j);
+        }
+        if let Some(p) = srv.proxy {
+            self.server.proxy = Some(p);
+        }
         crate::models::Models::new(&file.models).map_err(|message| ConfigError {
             path: path.display().to_string(),
             message,
@@ -266,7 +487,8 @@ impl HostConfig {
     }
 }
 
-/// Parses `RUNWAY_API_TOKENS`: comma-separated `name:scope:sha256` triples.
+/// Parses `RUNWAY_API_TOKENS`: comma-separated `name:scopes:sha256`
+/// triples, several scopes joined by `+` (`bot:execute:pr-review+approve:…`).
 pub fn tokens_from_env(list: &str) -> Result<Vec<TokenConfig>, ConfigError> {
     let err = |message: String| ConfigError {
         path: "RUNWAY_API_TOKENS".into(),
@@ -274,17 +496,13 @@ pub fn tokens_from_env(list: &str) -> Result<Vec<TokenConfig>, ConfigError> {
     };
     let mut out = Vec::new();
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let mut parts = item.splitn(3, ':');
-        let (Some(name), Some(scope), Some(sha256)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let parts = item
+            .split_once(':')
+            .and_then(|(name, rest)| rest.rsplit_once(':').map(|(s, sha)| (name, s, sha)));
+        let Some((name, scope, sha256)) = parts else {
             return Err(err(format!("{item:?} is not name:scope:sha256")));
         };
-        let scope = match scope {
-            "read" => Scope::Read,
-            "execute" => Scope::Execute,
-            "admin" => Scope::Admin,
-            s => return Err(err(format!("scope {s:?} is not read, execute or admin"))),
-        };
+        let scope: Grants = scope.parse().map_err(err)?;
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(err(format!("{name}: sha256 must be 64 hex digits")));
         }
@@ -372,6 +590,10 @@ struct ServerSection {
     max_queued_runs: Option<usize>,
     #[serde(default)]
     tokens: Vec<TokenConfig>,
+    #[serde(default)]
+    jwt: Option<JwtConfig>,
+    #[serde(default)]
+    proxy: Option<ProxyConfig>,
 }
 
 #[derive(Deserialize, Default)]
@@ -406,5 +628,36 @@ mod tests {
         std::fs::write(&p, "[budget]\nmax_event = 7\n").unwrap();
         let e = HostConfig::new(dir.path()).apply_file(&p).unwrap_err();
         assert!(e.to_string().contains("max_event"), "{e}");
+    }
+
+    #[test]
+    fn grants_follow_their_grammar() {
+        let g: Grants = "read execute:pr-review,approve:pr-review".parse().unwrap();
+        assert!(g.allows(Scope::Read, None));
+        assert!(g.allows(Scope::Read, Some("hello")));
+        assert!(g.allows(Scope::Execute, Some("pr-review")));
+        assert!(!g.allows(Scope::Execute, Some("hello")));
+        // A bound scope never counts on a server-wide route.
+        assert!(!g.allows(Scope::Execute, None));
+        assert!(g.allows(Scope::Approve, Some("pr-review")));
+        assert!(!g.allows(Scope::Admin, Some("pr-review")));
+        // execute and approve each include read, not each other.
+        let exec = Grants::from(Scope::Execute);
+        assert!(!exec.allows(Scope::Approve, Some("x")));
+        assert!(!Grants::from(Scope::Approve).allows(Scope::Execute, Some("x")));
+        assert!(Grants::from(Scope::Admin).allows(Scope::Approve, None));
+        assert_eq!(
+            g.items(),
+            ["read", "execute:pr-review", "approve:pr-review"]
+        );
+        assert!("write".parse::<Grants>().is_err());
+        assert!("read:Bad Slug".parse::<Grants>().is_err());
+        let env = tokens_from_env(&format!(
+            "bot:execute:pr-review+approve:{}",
+            "ab".repeat(32)
+        ))
+        .unwrap();
+        assert_eq!(env[0].name, "bot");
+        assert_eq!(env[0].scope.items(), ["execute:pr-review", "approve"]);
     }
 }

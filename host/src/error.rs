@@ -22,6 +22,14 @@ pub enum HostError {
     VersionNotFound(String, u32),
     #[error("no run {0}")]
     RunNotFound(RunId),
+    #[error("run {0} asked no approval {1:?}")]
+    ApprovalNotFound(RunId, String),
+    #[error("approval {1:?} of run {0} may not be decided by {2}")]
+    ApprovalNotAllowed(RunId, String, String),
+    #[error("not a decision for approval {0:?}: {1}")]
+    InvalidDecision(String, String),
+    #[error("approval {1:?} of run {0} was decided otherwise already")]
+    ApprovalDecided(RunId, String),
     #[error("invalid input: {0}")]
     InvalidInput(String),
     #[error("run {0} has already ended ({1})")]
@@ -89,6 +97,10 @@ impl HostError {
                 ("WORKFLOW_NOT_FOUND", S::NOT_FOUND)
             }
             Self::RunNotFound(_) => ("RUN_NOT_FOUND", S::NOT_FOUND),
+            Self::ApprovalNotFound(..) => ("APPROVAL_NOT_FOUND", S::NOT_FOUND),
+            Self::ApprovalNotAllowed(..) => ("APPROVAL_NOT_ALLOWED", S::FORBIDDEN),
+            Self::InvalidDecision(..) => ("INVALID_DECISION", S::UNPROCESSABLE_ENTITY),
+            Self::ApprovalDecided(..) => ("APPROVAL_DECIDED", S::CONFLICT),
             Self::ArtifactNotFound(..) => ("ARTIFACT_NOT_FOUND", S::NOT_FOUND),
             Self::CronNotFound(..) => ("CRON_NOT_FOUND", S::NOT_FOUND),
             Self::VerifyFailed { .. } => ("VERIFY_FAILED", S::CONFLICT),

@@ -125,8 +125,12 @@ pub struct CronTrigger {
 pub struct BudgetSection {
     #[serde(default, deserialize_with = "fuel")]
     pub max_fuel: Option<FuelLimit>,
+    /// Time executing (waits not counted).
     #[serde(default, deserialize_with = "duration")]
     pub max_duration: Option<Duration>,
+    /// Wall-clock time from the first start, waits included.
+    #[serde(default, deserialize_with = "duration")]
+    pub max_lifetime: Option<Duration>,
     #[serde(default, deserialize_with = "bytes")]
     pub max_memory: Option<u64>,
     #[serde(default)]
@@ -167,6 +171,7 @@ impl BudgetSection {
         BudgetOverrides {
             max_fuel: self.max_fuel,
             max_duration: self.max_duration,
+            max_lifetime: self.max_lifetime,
             max_memory: self.max_memory,
             max_events: self.max_events,
             max_output_bytes: self.max_output_bytes,
@@ -291,6 +296,11 @@ impl Manifest {
         if b.max_duration == Some(Duration::ZERO) {
             return Err(ManifestError(
                 "budget.max_duration: must be greater than 0".into(),
+            ));
+        }
+        if b.max_lifetime == Some(Duration::ZERO) {
+            return Err(ManifestError(
+                "budget.max_lifetime: must be greater than 0".into(),
             ));
         }
         if let Some(usd) = b.max_usd

@@ -118,6 +118,25 @@ const scenarios = {
     assert.deepEqual(page.errors, []);
   },
 
+  async an_approval_is_decided_from_the_page() {
+    const id = await startRun('release', { kind: 'gate' });
+    const page = await pageWith(ADMIN);
+    await page.goto(`${BASE}/#/runs/${id}`);
+    await page.locator('.head .badge[data-status=waiting_approval]').waitFor({ timeout: WAIT });
+    const form = page.locator('form.approval[data-approval=ship]');
+    await form.waitFor({ timeout: WAIT });
+    await form.locator('input[name=comment]').fill('from the console');
+    await form.locator('[data-action=approve]').click();
+    await page.locator('.head .badge[data-status=completed]').waitFor({ timeout: WAIT });
+    await page.locator('pre.output').waitFor({ timeout: WAIT });
+    const out = await page.locator('pre.output').innerText();
+    assert.match(out, /"approved": true/);
+    assert.match(out, /"comment": "from the console"/);
+    assert.match(out, /"by": "token:admin"/);
+    await page.locator('.events [data-kind=approval_decided]').waitFor({ timeout: WAIT });
+    assert.deepEqual(page.errors, []);
+  },
+
   async cancel_a_sleeping_run_and_walk_a_fanout_tree_both_ways() {
     const sleeper = await startRun('sleepy', { ms: 600000 });
     const page = await pageWith(ADMIN);

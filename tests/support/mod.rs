@@ -25,6 +25,7 @@ const GUESTS: &[&str] = &[
     "not-a-workflow",
     "sleepy",
     "approval",
+    "release",
     "fanout",
     "steps",
     "collect",

@@ -1,13 +1,14 @@
 //! `/v1/runs/{id}/artifacts`: list and download.
 
 use super::AppStateRef;
+use super::auth::Caller;
 use super::error::ApiResult;
-use super::runs::run_id;
+use super::runs::run_for;
 use crate::config::Scope;
 use crate::types::ArtifactMeta;
 use axum::Json;
 use axum::extract::Path;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 /// The artifacts a run wrote.
@@ -17,11 +18,9 @@ use axum::response::{IntoResponse, Response};
 pub async fn list(
     state: AppStateRef,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    who: Caller,
 ) -> ApiResult<Json<Vec<ArtifactMeta>>> {
-    state.auth.check(&headers, Scope::Read)?;
-    let id = run_id(&id)?;
-    state.host.run_record(id).await?;
+    let id = run_for(&state, &who, &id, Scope::Read).await?.id;
     Ok(Json(state.host.artifacts(id)?))
 }
 
@@ -34,10 +33,9 @@ pub async fn list(
 pub async fn download(
     state: AppStateRef,
     Path((id, name)): Path<(String, String)>,
-    headers: HeaderMap,
+    who: Caller,
 ) -> ApiResult<Response> {
-    state.auth.check(&headers, Scope::Read)?;
-    let id = run_id(&id)?;
+    let id = run_for(&state, &who, &id, Scope::Read).await?.id;
     let (meta, body) = state.host.artifact(id, &name).await?;
     let mut res = body.into_response();
     let h = res.headers_mut();

@@ -2,12 +2,13 @@
 //! fires next and fired last — and pause, resume and fire now.
 
 use super::AppStateRef;
+use super::auth::Caller;
 use super::error::ApiResult;
 use crate::config::Scope;
 use crate::triggers::cron::CronView;
 use axum::Json;
 use axum::extract::Path;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -19,9 +20,9 @@ use serde::Serialize;
 pub async fn list(
     state: AppStateRef,
     Path(slug): Path<String>,
-    headers: HeaderMap,
+    who: Caller,
 ) -> ApiResult<Json<Vec<CronView>>> {
-    state.auth.check(&headers, Scope::Read)?;
+    who.need_for(Scope::Read, &slug)?;
     Ok(Json(state.host.cron_triggers(&slug)?))
 }
 
@@ -33,9 +34,9 @@ pub async fn list(
 pub async fn pause(
     state: AppStateRef,
     Path((slug, index)): Path<(String, usize)>,
-    headers: HeaderMap,
+    who: Caller,
 ) -> ApiResult<Json<CronView>> {
-    state.auth.check(&headers, Scope::Execute)?;
+    who.need_for(Scope::Execute, &slug)?;
     Ok(Json(state.host.pause_cron(&slug, index, true).await?))
 }
 
@@ -47,9 +48,9 @@ pub async fn pause(
 pub async fn resume(
     state: AppStateRef,
     Path((slug, index)): Path<(String, usize)>,
-    headers: HeaderMap,
+    who: Caller,
 ) -> ApiResult<Json<CronView>> {
-    state.auth.check(&headers, Scope::Execute)?;
+    who.need_for(Scope::Execute, &slug)?;
     Ok(Json(state.host.pause_cron(&slug, index, false).await?))
 }
 
@@ -70,9 +71,9 @@ pub struct Fired {
 pub async fn fire(
     state: AppStateRef,
     Path((slug, index)): Path<(String, usize)>,
-    headers: HeaderMap,
+    who: Caller,
 ) -> ApiResult<Response> {
-    state.auth.check(&headers, Scope::Execute)?;
+    who.need_for(Scope::Execute, &slug)?;
     let started = state.host.fire_cron(&slug, index).await?;
     let mut res = (StatusCode::ACCEPTED, Json(Fired { run_id: started.id })).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/v1/runs/{}", started.id)) {

@@ -5,8 +5,9 @@
 //! store fsync every batch that appends to it.
 
 use super::AppStateRef;
+use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
-use super::runs::run_id;
+use super::runs::run_for;
 use crate::config::Scope;
 use crate::types::{Event, RunId};
 use axum::Json;
@@ -52,11 +53,10 @@ pub async fn page(
     state: AppStateRef,
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
-    headers: HeaderMap,
+    who: Caller,
 ) -> ApiResult<Json<EventPage>> {
-    state.auth.check(&headers, Scope::Read)?;
-    let id = run_id(&id)?;
-    let run = state.host.run_record(id).await?;
+    let run = run_for(&state, &who, &id, Scope::Read).await?;
+    let id = run.id;
     if !run.status.is_terminal() {
         state.host.flush().await?;
     }
@@ -92,10 +92,10 @@ pub async fn stream(
     state: AppStateRef,
     Path(id): Path<String>,
     Query(q): Query<StreamQuery>,
+    who: Caller,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    state.auth.check(&headers, Scope::Read)?;
-    let id = run_id(&id)?;
+    let id = run_for(&state, &who, &id, Scope::Read).await?.id;
     let last_event_id = match headers.get("last-event-id") {
         None => None,
         Some(v) => Some(

@@ -9,6 +9,7 @@
 //! behind) is sent `reset` and reads the list afresh.
 
 use super::AppStateRef;
+use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use crate::Host;
 use crate::config::Scope;
@@ -276,9 +277,10 @@ impl Filter {
 pub async fn stream(
     state: AppStateRef,
     Query(q): Query<FeedQuery>,
+    who: Caller,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    state.auth.check(&headers, Scope::Read)?;
+    super::runs::need_on(&who, Scope::Read, q.workflow.as_deref())?;
     let statuses = q
         .status
         .as_deref()

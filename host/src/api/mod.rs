@@ -4,7 +4,9 @@
 //! input and maps host errors once, through [`error::ApiError`], to the
 //! `{"error":{"code","message"}}` envelope.
 
+mod approvals;
 mod artifacts;
+mod audit;
 pub mod auth;
 mod body;
 pub mod console;
@@ -79,6 +81,9 @@ pub fn router(state: AppState) -> Router {
         .route("/docs", get(console::page))
         .route("/ui/{file}", get(console::file))
         .route("/v1/whoami", get(ops::whoami))
+        .route("/v1/audit", get(audit::page))
+        .route("/v1/approvals", get(approvals::list))
+        .route("/v1/runs/{id}/approvals/{name}", post(approvals::decide))
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/stream", get(feed::stream))
         .route("/v1/runs/counts", get(runs::counts))
@@ -86,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs/purge", post(runs::purge))
         .route("/v1/runs/{id}", get(runs::get).delete(runs::delete))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
+        .route("/v1/runs/{id}/rerun", post(runs::rerun))
         .route("/v1/runs/{id}/signals/{name}", post(runs::signal))
         .route("/v1/runs/{id}/events", get(events::page))
         .route("/v1/runs/{id}/events/stream", get(events::stream))
@@ -101,6 +107,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            audit::authenticate,
+        ))
         .layer(middleware::from_fn(track))
         // A bug that panics in a handler answers 500 with the envelope; it
         // never drops the connection or takes the server down.
@@ -207,7 +217,9 @@ pub async fn serve(
             Some(handle)
         })
         .clone();
-    let auth = Auth::new(&settings.tokens);
+    let auth =
+        Auth::new(&settings, |name| host.host_secret(name)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    auth.warm().await;
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
     let state = AppState {
         host: host.clone(),
@@ -227,9 +239,13 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // The peer's address: a trusted proxy's headers count only from it.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     host.shutdown().await?;
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! `GET /v1/openapi.json`: the API description, generated from the
 //! handlers' annotations so it cannot drift from the code.
 
-use super::{artifacts, cron, events, feed, hooks, ops, runs, timeline, workflows};
+use super::{
+    approvals, artifacts, audit, cron, events, feed, hooks, ops, runs, timeline, workflows,
+};
 use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -13,11 +15,13 @@ use utoipa::{Modify, OpenApi};
         workflows::deploy, workflows::list, workflows::get, workflows::delete,
         cron::list, cron::pause, cron::resume, cron::fire,
         runs::start, runs::list, runs::counts, feed::stream, runs::get, runs::cancel, runs::signal,
+        runs::rerun,
         runs::delete, runs::purge,
         events::page, events::stream, timeline::get,
+        approvals::list, approvals::decide,
         artifacts::list, artifacts::download,
         hooks::receive,
-        ops::healthz, ops::readyz, ops::metrics, ops::models, ops::backup, ops::whoami,
+        ops::healthz, ops::readyz, ops::metrics, ops::models, ops::backup, ops::whoami, audit::page,
         spec,
     ),
     modifiers(&Bearer),

@@ -1,10 +1,11 @@
 //! Health, readiness and Prometheus metrics.
 
 use super::AppStateRef;
+use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use crate::config::Scope;
 use axum::Json;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -39,8 +40,8 @@ pub async fn readyz(state: AppStateRef) -> ApiResult<Json<Health>> {
     responses((status = 200, content_type = "text/plain", description = "Prometheus metrics"),
         (status = 401, body = super::error::ErrorEnvelope)),
     security(("bearer" = [])))]
-pub async fn metrics(state: AppStateRef, headers: HeaderMap) -> ApiResult<Response> {
-    state.auth.check(&headers, Scope::Read)?;
+pub async fn metrics(state: AppStateRef, who: Caller) -> ApiResult<Response> {
+    who.need(Scope::Read)?;
     let host = &state.host;
     crate::metrics::gauges(
         host.warm_instances(),
@@ -69,9 +70,9 @@ pub async fn metrics(state: AppStateRef, headers: HeaderMap) -> ApiResult<Respon
     security(("bearer" = [])))]
 pub async fn models(
     state: AppStateRef,
-    headers: HeaderMap,
+    who: Caller,
 ) -> ApiResult<Json<Vec<crate::models::Listing>>> {
-    state.auth.check(&headers, Scope::Read)?;
+    who.need(Scope::Read)?;
     Ok(Json(state.host.models()))
 }
 
@@ -84,8 +85,8 @@ pub async fn models(
         (status = 403, body = super::error::ErrorEnvelope),
         (status = 409, body = super::error::ErrorEnvelope, description = "NOT_SUPPORTED: the store is in PostgreSQL (use pg_dump)")),
     security(("bearer" = [])))]
-pub async fn backup(state: AppStateRef, headers: HeaderMap) -> ApiResult<Response> {
-    state.auth.check(&headers, Scope::Admin)?;
+pub async fn backup(state: AppStateRef, who: Caller) -> ApiResult<Response> {
+    who.need(Scope::Admin)?;
     let (file, len) = state.host.backup_archive().await?;
     let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
     let mut res = axum::body::Body::from_stream(stream).into_response();
@@ -102,14 +103,33 @@ pub async fn backup(state: AppStateRef, headers: HeaderMap) -> ApiResult<Respons
     Ok(res)
 }
 
-/// Who the request's token says it is: its scope and name. The console
-/// shows only the actions the scope allows.
+/// Who a request is, and what the console may offer it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WhoAmI {
+    #[serde(flatten)]
+    pub principal: super::auth::Principal,
+    /// The principal as runs, events and the audit trail name it.
+    pub label: String,
+    /// Each scope, whether it is held (on some workflow at least).
+    pub can: std::collections::BTreeMap<&'static str, bool>,
+    /// The server takes requests without credentials (loopback only).
+    pub open: bool,
+}
+
+/// Who the request's credentials say it is: its kind, id and scopes.
+/// The console shows only the actions the scopes allow.
 #[utoipa::path(get, path = "/v1/whoami", tag = "ops",
-    responses((status = 200, body = super::auth::Caller), (status = 401, body = super::error::ErrorEnvelope)),
+    responses((status = 200, body = WhoAmI), (status = 401, body = super::error::ErrorEnvelope)),
     security(("bearer" = [])))]
-pub async fn whoami(
-    state: AppStateRef,
-    headers: HeaderMap,
-) -> ApiResult<Json<super::auth::Caller>> {
-    Ok(Json(state.auth.caller(&headers)?))
+pub async fn whoami(state: AppStateRef, who: Caller) -> Json<WhoAmI> {
+    let can = [Scope::Read, Scope::Execute, Scope::Approve, Scope::Admin]
+        .into_iter()
+        .map(|s| (s.as_str(), who.scopes.allows_somewhere(s)))
+        .collect();
+    Json(WhoAmI {
+        label: who.label(),
+        principal: who.0,
+        can,
+        open: state.auth.is_open(),
+    })
 }

@@ -2,6 +2,7 @@
 //! signal.
 
 use super::AppStateRef;
+use super::auth::Caller;
 use super::body::{Body, json};
 use super::error::{ApiError, ApiResult};
 use crate::config::Scope;
@@ -25,6 +26,10 @@ pub struct RunView {
     pub run: PublicRun,
     #[schema(value_type = Vec<String>)]
     pub children: Vec<RunId>,
+    /// Runs started as reruns of this one, oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub reruns: Vec<RunId>,
 }
 
 /// A run as the API shows it: without its random seed.
@@ -48,6 +53,31 @@ pub struct StartQuery {
     wait: Option<f64>,
 }
 
+/// The run `id` names, if the caller may use `scope` on its workflow: 403
+/// for a caller without that scope anywhere, 404 for no such run, then
+/// 403 for a run of a workflow the caller's scope does not cover.
+pub(super) async fn run_for(
+    state: &AppStateRef,
+    who: &Caller,
+    id: &str,
+    scope: Scope,
+) -> ApiResult<RunRecord> {
+    if !who.scopes.allows_somewhere(scope) {
+        who.need(scope)?;
+    }
+    let run = state.host.run_record(run_id(id)?).await?;
+    who.need_for(scope, &run.workflow)?;
+    Ok(run)
+}
+
+/// Server-wide, or on `workflow` when the request is about one.
+pub(super) fn need_on(who: &Caller, scope: Scope, workflow: Option<&str>) -> ApiResult<()> {
+    match workflow.filter(|w| !w.is_empty()) {
+        Some(w) => who.need_for(scope, w),
+        None => who.need(scope),
+    }
+}
+
 pub(super) fn run_id(s: &str) -> ApiResult<RunId> {
     s.parse()
         .map_err(|e: crate::types::BadRunId| ApiError::not_found(e.to_string()))
@@ -55,9 +85,11 @@ pub(super) fn run_id(s: &str) -> ApiResult<RunId> {
 
 fn view(state: &AppStateRef, run: RunRecord) -> ApiResult<RunView> {
     let children = state.host.children(run.id)?;
+    let reruns = state.host.reruns(run.id)?;
     Ok(RunView {
         run: PublicRun::of(&run),
         children,
+        reruns,
     })
 }
 
@@ -77,10 +109,11 @@ pub async fn start(
     state: AppStateRef,
     Path(slug): Path<String>,
     Query(q): Query<StartQuery>,
+    who: Caller,
     headers: HeaderMap,
     Body(body): Body,
 ) -> ApiResult<Response> {
-    state.auth.check(&headers, Scope::Execute)?;
+    who.need_for(Scope::Execute, &slug)?;
     let input = json(&headers, &body, serde_json::json!({}))?;
     if body.len() > MAX_INPUT_BYTES {
         return Err(ApiError::new(
@@ -113,7 +146,13 @@ pub async fn start(
     };
     let started = state
         .host
-        .start_admitted(&slug, input, key, state.settings.max_queued_runs)
+        .start_admitted(
+            &slug,
+            input,
+            key,
+            state.settings.max_queued_runs,
+            crate::types::Trigger::new("api", who.label()),
+        )
         .await?;
     if let Some(w) = wait.filter(|w| !w.is_zero()) {
         let mut closing = state.closing.clone();
@@ -204,9 +243,9 @@ pub struct RunPage {
 pub async fn list(
     state: AppStateRef,
     Query(q): Query<ListQuery>,
-    headers: HeaderMap,
+    who: Caller,
 ) -> ApiResult<Json<RunPage>> {
-    state.auth.check(&headers, Scope::Read)?;
+    need_on(&who, Scope::Read, q.workflow.as_deref())?;
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(
@@ -283,9 +322,9 @@ pub struct CountsCache(
 pub async fn counts(
     state: AppStateRef,
     Query(q): Query<CountsQuery>,
-    headers: HeaderMap,
+    who: Caller,
 ) -> ApiResult<Json<RunCounts>> {
-    state.auth.check(&headers, Scope::Read)?;
+    need_on(&who, Scope::Read, q.workflow.as_deref())?;
     let workflow = q.workflow.filter(|w| !w.is_empty());
     let version = state.feed.version();
     if let Some((at, v, c)) = state.counts.0.lock().get(&workflow)
@@ -320,12 +359,54 @@ pub async fn counts(
 pub async fn get(
     state: AppStateRef,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    who: Caller,
 ) -> ApiResult<Json<RunView>> {
-    state.auth.check(&headers, Scope::Read)?;
-    let id = run_id(&id)?;
-    let run = state.host.run_record(id).await?;
+    let run = run_for(&state, &who, &id, Scope::Read).await?;
     Ok(Json(view(&state, run)?))
+}
+
+/// How to rerun a run.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RerunBody {
+    /// Input instead of the stored one.
+    #[schema(value_type = Option<Object>)]
+    input: Option<serde_json::Value>,
+    /// On the workflow's newest version instead of the run's.
+    #[serde(default)]
+    latest: bool,
+}
+
+/// Starts a new run of a run's workflow with its stored input (or
+/// `input`), on its version (or the newest, with `latest`); the new run's
+/// trigger is `rerun` with `rerun_of`, and the original lists it in
+/// `reruns`.
+#[utoipa::path(post, path = "/v1/runs/{id}/rerun", tag = "runs", params(("id" = String, Path)),
+    request_body(content = RerunBody, content_type = "application/json"),
+    responses((status = 202, body = RunView), (status = 404, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn rerun(
+    state: AppStateRef,
+    who: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> ApiResult<Response> {
+    let original = run_for(&state, &who, &id, Scope::Execute).await?;
+    let asked = json(&headers, &body, serde_json::json!({}))?;
+    let asked: RerunBody = serde_json::from_value(asked)
+        .map_err(|e| crate::error::HostError::InvalidInput(e.to_string()))?;
+    let started = state
+        .host
+        .rerun(original.id, asked.input, asked.latest, who.label())
+        .await?;
+    state.host.flush().await?;
+    let record = state.host.run_record(started.id).await?;
+    let mut res = (StatusCode::ACCEPTED, Json(view(&state, record)?)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/runs/{}", started.id)) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
 }
 
 /// What a cancel did.
@@ -345,11 +426,10 @@ pub struct Cancelled {
 pub async fn cancel(
     state: AppStateRef,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    who: Caller,
 ) -> ApiResult<Json<Cancelled>> {
-    state.auth.check(&headers, Scope::Execute)?;
-    let id = run_id(&id)?;
-    let outcome = state.host.cancel(id).await?;
+    let id = run_for(&state, &who, &id, Scope::Execute).await?.id;
+    let outcome = state.host.cancel_as(id, Some(who.label())).await?;
     let (outcome, status) = match outcome {
         CancelOutcome::Cancelling => {
             // An executing run stops at its next epoch tick.
@@ -391,11 +471,11 @@ pub struct SignalReceipt {
 pub async fn signal(
     state: AppStateRef,
     Path((id, name)): Path<(String, String)>,
+    who: Caller,
     headers: HeaderMap,
     Body(body): Body,
 ) -> ApiResult<(StatusCode, Json<SignalReceipt>)> {
-    state.auth.check(&headers, Scope::Execute)?;
-    let id = run_id(&id)?;
+    let id = run_for(&state, &who, &id, Scope::Execute).await?.id;
     let data = json(&headers, &body, serde_json::Value::Null)?;
     let signal_id = match headers.get("signal-id") {
         None => None,
@@ -405,7 +485,10 @@ pub async fn signal(
                 .to_owned(),
         ),
     };
-    let receipt = state.host.signal(id, &name, data, signal_id).await?;
+    let receipt = state
+        .host
+        .signal_as(id, &name, data, signal_id, Some(who.label()))
+        .await?;
     let status = if receipt.duplicate {
         StatusCode::OK
     } else {
@@ -439,10 +522,9 @@ pub struct Deleted {
 pub async fn delete(
     state: AppStateRef,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    who: Caller,
 ) -> ApiResult<Json<Deleted>> {
-    state.auth.check(&headers, Scope::Admin)?;
-    let id = run_id(&id)?;
+    let id = run_for(&state, &who, &id, Scope::Admin).await?.id;
     let runs = state.host.delete_run(id).await?;
     Ok(Json(Deleted { run_id: id, runs }))
 }
@@ -457,10 +539,11 @@ pub async fn delete(
     security(("bearer" = [])))]
 pub async fn purge(
     state: AppStateRef,
+    who: Caller,
     headers: HeaderMap,
     Body(body): Body,
 ) -> ApiResult<Json<crate::host::PurgeReport>> {
-    state.auth.check(&headers, Scope::Admin)?;
+    who.need(Scope::Admin)?;
     let request = json(&headers, &body, serde_json::json!({}))?;
     let request: crate::host::PurgeRequest = serde_json::from_value(request)
         .map_err(|e| crate::error::HostError::InvalidInput(e.to_string()))?;

@@ -3,13 +3,13 @@
 //! event log so that the console draws it without replaying events.
 
 use super::AppStateRef;
+use super::auth::Caller;
 use super::error::ApiResult;
-use super::runs::run_id;
+use super::runs::run_for;
 use crate::config::Scope;
 use crate::types::{Event, EventBody, LogLevel, RunStatus, Timestamp};
 use axum::Json;
 use axum::extract::Path;
-use axum::http::HeaderMap;
 use serde::Serialize;
 
 /// Most marks a timeline carries; the rest are counted in `more_marks`.
@@ -21,7 +21,8 @@ const PAGE: usize = 1_000;
 /// What a run was doing from `from` to `to`.
 #[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Span {
-    /// `queued`, `running`, `sleeping`, `waiting_signal` or `waiting_child`.
+    /// `queued`, `running`, `sleeping`, `waiting_signal`, `waiting_child`
+    /// or `waiting_approval`.
     pub state: &'static str,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -140,7 +141,10 @@ impl Builder {
             EventBody::WaitingChild { run } => {
                 self.enter("waiting_child", e.at, Some(run.to_string()));
             }
-            EventBody::Completed | EventBody::Cancelled | EventBody::Failed { .. } => {
+            EventBody::WaitingApproval { name, .. } => {
+                self.enter("waiting_approval", e.at, Some(format!("approval {name}")));
+            }
+            EventBody::Completed | EventBody::Cancelled { .. } | EventBody::Failed { .. } => {
                 if let Some(open) = self.spans.last_mut().filter(|s| s.to.is_none()) {
                     open.to = Some(e.at);
                 }
@@ -209,6 +213,16 @@ fn label(body: &EventBody) -> Option<(String, bool)> {
             ..
         } => (format!("{name} ({content_type}, {size} bytes)"), false),
         EventBody::SignalReceived { name, .. } => (format!("signal {name}"), false),
+        EventBody::ApprovalRequested { name, prompt, .. } => {
+            (format!("approval {name} asked: {prompt}"), false)
+        }
+        EventBody::ApprovalDecided { name, decision } => (
+            match &decision.by {
+                Some(by) => format!("approval {name} decided by {by}"),
+                None => format!("approval {name} timed out"),
+            },
+            false,
+        ),
         EventBody::ChildStarted { run, workflow } => (format!("{workflow} {run}"), false),
         EventBody::BudgetExceeded {
             budget,
@@ -236,11 +250,10 @@ fn label(body: &EventBody) -> Option<(String, bool)> {
 pub async fn get(
     state: AppStateRef,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    who: Caller,
 ) -> ApiResult<Json<Timeline>> {
-    state.auth.check(&headers, Scope::Read)?;
-    let id = run_id(&id)?;
-    let run = state.host.run_record(id).await?;
+    let run = run_for(&state, &who, &id, Scope::Read).await?;
+    let id = run.id;
     if !run.status.is_terminal() {
         // Only durable events are shown.
         state.host.flush().await?;
@@ -358,6 +371,7 @@ mod tests {
                 EventBody::SignalReceived {
                     name: "x".into(),
                     signal_seq: seq,
+                    by: None,
                 },
             ));
         }

@@ -1,13 +1,14 @@
 //! `/v1/workflows`: deploy, list, show, delete.
 
 use super::AppStateRef;
+use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use crate::config::Scope;
 use crate::manifest::Manifest;
 use crate::types::WorkflowVersion;
 use axum::Json;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde::Serialize;
 
 /// `?verify=N`: deploy only if the runs not ended and N recent completed
@@ -60,10 +61,10 @@ pub async fn deploy(
     state: AppStateRef,
     Path(slug): Path<String>,
     Query(q): Query<DeployQuery>,
-    headers: HeaderMap,
+    who: Caller,
     req: Request,
 ) -> ApiResult<(StatusCode, Json<Deployed>)> {
-    state.auth.check(&headers, Scope::Admin)?;
+    who.need_for(Scope::Admin, &slug)?;
     let mut multipart = Multipart::from_request(req, &()).await.map_err(|e| {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -143,9 +144,17 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
 #[utoipa::path(get, path = "/v1/workflows", tag = "workflows",
     responses((status = 200, body = Vec<WorkflowVersion>), (status = 401, body = super::error::ErrorEnvelope)),
     security(("bearer" = [])))]
-pub async fn list(state: AppStateRef, headers: HeaderMap) -> ApiResult<Json<Vec<WorkflowVersion>>> {
-    state.auth.check(&headers, Scope::Read)?;
-    Ok(Json(state.host.workflows()?))
+pub async fn list(state: AppStateRef, who: Caller) -> ApiResult<Json<Vec<WorkflowVersion>>> {
+    // A caller with read on some workflows only sees those.
+    if !who.scopes.allows_somewhere(Scope::Read) {
+        who.need(Scope::Read)?;
+    }
+    let all = state.host.workflows()?;
+    Ok(Json(
+        all.into_iter()
+            .filter(|w| who.scopes.allows(Scope::Read, Some(&w.slug)))
+            .collect(),
+    ))
 }
 
 /// A workflow: its versions, manifest and triggers.
@@ -156,9 +165,9 @@ pub async fn list(state: AppStateRef, headers: HeaderMap) -> ApiResult<Json<Vec<
 pub async fn get(
     state: AppStateRef,
     Path(slug): Path<String>,
-    headers: HeaderMap,
+    who: Caller,
 ) -> ApiResult<Json<WorkflowDetail>> {
-    state.auth.check(&headers, Scope::Read)?;
+    who.need_for(Scope::Read, &slug)?;
     let versions = state.host.workflow_versions(&slug)?;
     let latest = versions
         .last()
@@ -189,9 +198,9 @@ pub async fn get(
 pub async fn delete(
     state: AppStateRef,
     Path(slug): Path<String>,
-    headers: HeaderMap,
+    who: Caller,
 ) -> ApiResult<StatusCode> {
-    state.auth.check(&headers, Scope::Admin)?;
+    who.need_for(Scope::Admin, &slug)?;
     state.host.delete_workflow(&slug).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,7 +9,10 @@
 //! The API never shows a run's random seed, so run records read through
 //! this client carry an all-zero [`RunRecord::seed`].
 
-use crate::types::{ArtifactMeta, Event, RunId, RunRecord, RunStatus, WorkflowVersion};
+use crate::types::{
+    Approval, ArtifactMeta, AuditEntry, Choice, Decision, Event, RunId, RunRecord, RunStatus,
+    WorkflowVersion,
+};
 use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -77,6 +80,27 @@ pub struct RunView {
     pub record: RunRecord,
     /// The runs it started, oldest first.
     pub children: Vec<RunId>,
+}
+
+/// What deciding an approval did (`POST /v1/runs/{id}/approvals/{name}`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Decided {
+    #[serde(flatten)]
+    pub decision: Decision,
+    /// The approval had been decided this way before: nothing changed.
+    #[serde(default)]
+    pub duplicate: bool,
+}
+
+/// Which approvals [`Client::approvals`] lists.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ApprovalQuery<'a> {
+    /// `pending`, `decided` or `timed_out`.
+    pub status: Option<&'a str>,
+    pub workflow: Option<&'a str>,
+    pub run: Option<RunId>,
+    /// Only those the caller may decide.
+    pub mine: bool,
 }
 
 /// A connection to one Runway server. Cheap to clone.
@@ -279,11 +303,17 @@ impl Client {
     }
 
     /// Polls the run every `poll` until it has ended or waits for a signal
-    /// (which only someone else can send), and returns it then.
+    /// or an approval (which only someone else can give), and returns it
+    /// then.
     pub async fn wait(&self, id: RunId, poll: Duration) -> Result<RunRecord, ClientError> {
         loop {
             let run = self.run(id).await?;
-            if run.status.is_terminal() || run.status == RunStatus::WaitingSignal {
+            if run.status.is_terminal()
+                || matches!(
+                    run.status,
+                    RunStatus::WaitingSignal | RunStatus::WaitingApproval
+                )
+            {
                 return Ok(run);
             }
             tokio::time::sleep(poll.max(MIN_POLL)).await;
@@ -474,6 +504,109 @@ impl Client {
         }
         let res = self.send(rb).await?;
         self.decode(res, "a signal receipt").await
+    }
+
+    /// Up to `limit` approvals, newest run first, as `query` narrows them;
+    /// follows the API's pages as needed.
+    pub async fn approvals(
+        &self,
+        query: &ApprovalQuery<'_>,
+        limit: usize,
+    ) -> Result<Vec<Approval>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            approvals: Vec<Approval>,
+            next_before: Option<String>,
+        }
+        let mut out = Vec::new();
+        let mut before: Option<String> = None;
+        while out.len() < limit {
+            let mut q: Vec<(&str, String)> =
+                vec![("limit", (limit - out.len()).min(MAX_PAGE).to_string())];
+            if let Some(s) = query.status {
+                q.push(("status", s.to_owned()));
+            }
+            if let Some(w) = query.workflow {
+                q.push(("workflow", w.to_owned()));
+            }
+            if let Some(r) = query.run {
+                q.push(("run", r.to_string()));
+            }
+            if query.mine {
+                q.push(("decidable", "me".to_owned()));
+            }
+            if let Some(b) = &before {
+                q.push(("before", b.clone()));
+            }
+            let res = self
+                .send(self.request(Method::GET, "/v1/approvals").query(&q))
+                .await?;
+            let page: Page = self.decode(res, "a page of approvals").await?;
+            let empty = page.approvals.is_empty();
+            let room = limit - out.len();
+            out.extend(page.approvals.into_iter().take(room));
+            match page.next_before {
+                Some(b) if !b.is_empty() && !empty => before = Some(b),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Decides approval `name` of the run with `choice` (and `comment`).
+    /// The same decision again answers with `duplicate`; another one is
+    /// refused (`APPROVAL_DECIDED`).
+    pub async fn decide(
+        &self,
+        id: RunId,
+        name: &str,
+        choice: &Choice,
+        comment: Option<&str>,
+    ) -> Result<Decided, ClientError> {
+        let mut body = serde_json::to_value(choice)
+            .map_err(|e| ClientError::Decode(format!("encoding the decision: {e}")))?;
+        if let (Some(o), Some(c)) = (body.as_object_mut(), comment) {
+            o.insert("comment".into(), c.into());
+        }
+        let path = format!("/v1/runs/{id}/approvals/{}", encode_segment(name));
+        let rb = self.json_body(self.request(Method::POST, &path), &body)?;
+        let res = self.send(rb).await?;
+        self.decode(res, "a decision").await
+    }
+
+    /// Up to `limit` entries of the audit trail, newest first, those before
+    /// `before` (a `seq`) if given; follows the API's pages as needed.
+    /// Also answers the `before` of the next page, if there is one.
+    pub async fn audit(
+        &self,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<(Vec<AuditEntry>, Option<u64>), ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            entries: Vec<AuditEntry>,
+            next_before: Option<u64>,
+        }
+        let mut out = Vec::new();
+        let mut before = before;
+        while out.len() < limit {
+            let mut q: Vec<(&str, String)> =
+                vec![("limit", (limit - out.len()).min(MAX_PAGE).to_string())];
+            if let Some(b) = before {
+                q.push(("before", b.to_string()));
+            }
+            let res = self
+                .send(self.request(Method::GET, "/v1/audit").query(&q))
+                .await?;
+            let page: Page = self.decode(res, "a page of the audit trail").await?;
+            let empty = page.entries.is_empty();
+            out.extend(page.entries);
+            match page.next_before {
+                Some(b) if !empty && before.is_none_or(|old| b < old) => before = Some(b),
+                _ => return Ok((out, None)),
+            }
+        }
+        Ok((out, before))
     }
 
     /// The artifacts the run wrote.
@@ -863,6 +996,8 @@ mod tests {
             idempotency_key: None,
             ancestors: Vec::new(),
             trace: None,
+            trigger: None,
+            cancel_requested_by: None,
         };
         let mut v = serde_json::to_value(r).unwrap();
         v.as_object_mut().unwrap().remove("seed");

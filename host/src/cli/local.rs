@@ -130,6 +130,11 @@ deploy it with: runway deploy {}",
     if let Command::Ready = &cli.command {
         anyhow::bail!("runway ready asks a server: pass --server URL (or RUNWAY_SERVER)");
     }
+    if let Command::Audit { .. } = &cli.command {
+        anyhow::bail!(
+            "runway audit reads a server's audit trail (of its API requests): pass --server URL (or RUNWAY_SERVER)"
+        );
+    }
     if let Command::Events { follow: true, .. } = &cli.command {
         anyhow::bail!(
             "--follow tails a server's event stream: pass --server URL (or RUNWAY_SERVER)"
@@ -143,6 +148,8 @@ deploy it with: runway deploy {}",
             | Command::Show { .. }
             | Command::Artifacts { .. }
             | Command::Events { .. }
+            | Command::Approvals { .. }
+            | Command::Approve { .. }
             | Command::Workflows { .. }
             | Command::Verify { .. }
             | Command::Backup { .. }
@@ -215,6 +222,7 @@ deploy it with: runway deploy {}",
         | Command::Test { .. }
         | Command::TestRunner { .. }
         | Command::Ready
+        | Command::Audit { .. }
         | Command::Migrate { .. }
         | Command::Dev { .. } => unreachable!("handled above"),
         Command::Resume { json } => {
@@ -236,7 +244,9 @@ deploy it with: runway deploy {}",
             ExitCode::SUCCESS
         }
         Command::Cancel { run_id, json } => {
-            let outcome = host.cancel(*run_id).await?;
+            let outcome = host
+                .cancel_as(*run_id, Some(crate::types::Trigger::local().by))
+                .await?;
             let record = host.wait(*run_id).await?;
             if *json {
                 println!(
@@ -259,7 +269,15 @@ deploy it with: runway deploy {}",
             json,
         } => {
             let payload = read_signal_data(data.as_deref())?;
-            let receipt = host.signal(*run_id, name, payload, id.clone()).await?;
+            let receipt = host
+                .signal_as(
+                    *run_id,
+                    name,
+                    payload,
+                    id.clone(),
+                    Some(crate::types::Trigger::local().by),
+                )
+                .await?;
             host.resume(*run_id);
             let record = until_done_or_idle(&host, *run_id).await?;
             if *json {
@@ -278,6 +296,63 @@ deploy it with: runway deploy {}",
                 } else {
                     eprintln!("delivered {name} (#{})", receipt.seq);
                 }
+                print_run(&record, false, None)?;
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Approvals {
+            status,
+            workflow,
+            run_id,
+            mine,
+            limit,
+            json,
+        } => {
+            if *mine {
+                eprintln!(
+                    "note: --mine asks a server; on a data directory every approval is yours"
+                );
+            }
+            if let Some(id) = run_id
+                && host.status(*id)?.is_none()
+            {
+                return Err(HostError::RunNotFound(*id).into());
+            }
+            let filter = crate::store::ApprovalFilter {
+                status: status.map(ApprovalState::as_str),
+                workflow: workflow.as_deref(),
+                run: *run_id,
+                before: None,
+            };
+            let approvals = host.store().approvals(&filter, *limit, |_| true)?;
+            print_approvals(&approvals, *json)?;
+            ExitCode::SUCCESS
+        }
+        Command::Approve {
+            run_id,
+            name,
+            choice,
+            comment,
+            json,
+        } => {
+            let by = crate::types::Trigger::local().by;
+            let (decision, duplicate) = host
+                .decide(*run_id, name, choice.choice(), comment.clone(), &by, |_| {
+                    true
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
+            // Let the run take the decision and go on, as `signal` does.
+            if host.status(*run_id)?.is_some_and(|s| !s.is_terminal()) {
+                host.resume(*run_id);
+            }
+            let record = until_done_or_idle(&host, *run_id).await?;
+            let decided = super::client::Decided {
+                decision,
+                duplicate,
+            };
+            print_decided(*run_id, name, &decided, Some(record.status), *json)?;
+            if !*json {
                 print_run(&record, false, None)?;
             }
             ExitCode::SUCCESS

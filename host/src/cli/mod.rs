@@ -53,7 +53,7 @@ struct Cli {
     store: Option<String>,
     /// Talk to a `runway serve` at this URL instead of opening the data
     /// directory (deploy, run, runs, show, events, artifacts, cancel,
-    /// signal, workflows).
+    /// signal, approvals, approve, audit, workflows).
     #[arg(long, env = "RUNWAY_SERVER", global = true)]
     server: Option<String>,
     /// Bearer token for --server.
@@ -282,6 +282,56 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// List the approvals runs asked people, newest run first: what they
+    /// ask, of which kind, and who decided them.
+    Approvals {
+        /// Only approvals in this state.
+        #[arg(long, value_enum)]
+        status: Option<ApprovalState>,
+        /// Only approvals of this workflow's runs.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only this run's approvals.
+        #[arg(long = "run", value_name = "RUN_ID")]
+        run_id: Option<RunId>,
+        /// Only those the token may decide (with --server; on a data
+        /// directory every approval is yours to decide).
+        #[arg(long)]
+        mine: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print the approvals as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decide approval NAME of a run: --approve or --deny a gate, choose
+    /// one --option of a decision, or give --options A,B for a selection
+    /// (the chosen ones) or a ranking (all, best first). On a data
+    /// directory, then let the run go on until it ends or waits again.
+    Approve {
+        run_id: RunId,
+        /// The approval's name, as the workflow asks it.
+        name: String,
+        #[command(flatten)]
+        choice: ChoiceArgs,
+        /// Why, for the record.
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the server's audit trail, newest first: every state-changing
+    /// request and every refused one (admin; needs --server).
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Only entries before this sequence number (the next page).
+        #[arg(long, value_name = "SEQ")]
+        before: Option<u64>,
+        /// Print the entries as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
     /// List deployed workflows (newest version of each).
     Workflows {
         #[arg(long)]
@@ -378,6 +428,59 @@ struct ManifestArg {
     /// The manifest (default: runway.toml beside the .wasm).
     #[arg(long)]
     manifest: Option<PathBuf>,
+}
+
+/// The states `runway approvals --status` takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ApprovalState {
+    Pending,
+    Decided,
+    /// Decided by its timeout's default.
+    #[value(name = "timed_out", alias = "timed-out")]
+    TimedOut,
+}
+
+impl ApprovalState {
+    /// As the store and the API name it.
+    fn as_str(self) -> &'static str {
+        match self {
+            ApprovalState::Pending => "pending",
+            ApprovalState::Decided => "decided",
+            ApprovalState::TimedOut => "timed_out",
+        }
+    }
+}
+
+/// `runway approve`'s answer: exactly one of the flags.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct ChoiceArgs {
+    /// Approve a gate.
+    #[arg(long)]
+    approve: bool,
+    /// Deny a gate.
+    #[arg(long)]
+    deny: bool,
+    /// A decision's option.
+    #[arg(long, value_name = "OPTION")]
+    option: Option<String>,
+    /// A selection's options, or a ranking (all, best first).
+    #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
+    options: Option<Vec<String>>,
+}
+
+impl ChoiceArgs {
+    fn choice(&self) -> crate::types::Choice {
+        crate::types::Choice {
+            approved: match (self.approve, self.deny) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
+            option: self.option.clone(),
+            options: self.options.clone(),
+        }
+    }
 }
 
 #[derive(Args)]

@@ -83,6 +83,13 @@ pub(super) fn print_run(
                     server.map_or_else(String::new, |s| format!("--server {s} ")),
                     r.id
                 ),
+                Some(crate::types::Wait::Approval { name, .. }) => eprintln!(
+                    "{} {}: decide it with `runway {}approve {} {name} …`",
+                    r.id,
+                    r.status,
+                    server.map_or_else(String::new, |s| format!("--server {s} ")),
+                    r.id
+                ),
                 _ => eprintln!("{} {}", r.id, r.status),
             },
         }
@@ -276,6 +283,12 @@ fn print_show_text(s: &Shown, server: Option<&str>) -> anyhow::Result<()> {
         _ => status,
     };
     field("status", status);
+    if let Some(t) = &r.trigger {
+        field("trigger", format!("{} ({})", t.kind, t.by));
+    }
+    if let Some(by) = &r.cancel_requested_by {
+        field("cancel", format!("requested by {by}"));
+    }
     field("created", short_time(&r.created_at));
     field(
         "started",
@@ -310,6 +323,15 @@ fn print_show_text(s: &Shown, server: Option<&str>) -> anyhow::Result<()> {
             ));
         }
         Some(crate::types::Wait::Child { run }) => field("waits for", format!("child run {run}")),
+        Some(crate::types::Wait::Approval { name, until_ms }) => {
+            let until = until_ms.map_or_else(String::new, |u| format!(" (until {})", short_ms(u)));
+            field("waits for", format!("approval {name:?}{until}"));
+            more(format!(
+                "decide it with `runway {}approve {} {name} …`",
+                server.map_or_else(String::new, |s| format!("--server {s} ")),
+                r.id
+            ));
+        }
         None => {}
     }
     let u = &r.usage;
@@ -420,6 +442,166 @@ pub(super) fn print_downloaded(
             meta.content_type,
             path.display()
         );
+    }
+    Ok(())
+}
+
+/// An approval's kind as the API names it.
+fn approval_kind(k: crate::types::ApprovalKind) -> &'static str {
+    use crate::types::ApprovalKind as K;
+    match k {
+        K::Gate => "gate",
+        K::Decision => "decision",
+        K::Select => "select",
+        K::Rank => "rank",
+    }
+}
+
+/// Prints approvals: a JSON array (as the API lists them) or a table.
+pub(super) fn print_approvals(
+    approvals: &[crate::types::Approval],
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(approvals)?);
+        return Ok(());
+    }
+    if approvals.is_empty() {
+        eprintln!("no approvals");
+        return Ok(());
+    }
+    let rows = approvals
+        .iter()
+        .map(|a| {
+            let by = match &a.decision {
+                Some(d) if d.timed_out => "(timeout)".to_owned(),
+                Some(d) => d.by.clone().unwrap_or_default(),
+                None => String::new(),
+            };
+            vec![
+                a.run_id.to_string(),
+                a.workflow.clone(),
+                a.name.clone(),
+                approval_kind(a.spec.kind).to_owned(),
+                a.status.clone(),
+                short_time(&a.requested_at),
+                first_line(&a.spec.prompt, 60),
+                by,
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "RUN", "WORKFLOW", "NAME", "KIND", "STATUS", "ASKED", "PROMPT", "BY",
+        ],
+        rows,
+    );
+    Ok(())
+}
+
+/// What a decision chose, in words: `approved`, `denied`, the option, or
+/// the options in order.
+pub(super) fn choice_text(c: &crate::types::Choice) -> String {
+    match c {
+        crate::types::Choice {
+            approved: Some(true),
+            ..
+        } => "approved".to_owned(),
+        crate::types::Choice {
+            approved: Some(false),
+            ..
+        } => "denied".to_owned(),
+        crate::types::Choice {
+            option: Some(o), ..
+        } => o.clone(),
+        crate::types::Choice {
+            options: Some(o), ..
+        } => o.join(", "),
+        _ => "nothing".to_owned(),
+    }
+}
+
+/// Reports a decision of approval `name` of `run`: one JSON object
+/// (the decision, `duplicate`, `run_id`, `name`, and `status`: the run's,
+/// when known) or a line on stderr.
+pub(super) fn print_decided(
+    run: RunId,
+    name: &str,
+    decided: &super::client::Decided,
+    status: Option<RunStatus>,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        let mut v = serde_json::to_value(decided)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("run_id".into(), serde_json::json!(run));
+            o.insert("name".into(), serde_json::json!(name));
+            if let Some(s) = status {
+                o.insert("status".into(), serde_json::json!(s));
+            }
+        }
+        println!("{v}");
+        return Ok(());
+    }
+    let d = &decided.decision;
+    let by = d.by.as_deref().unwrap_or("the timeout");
+    let comment = d.comment.as_deref().map_or_else(String::new, |c| {
+        format!(", comment {:?}", first_line(c, 60))
+    });
+    let what = choice_text(&d.choice);
+    if decided.duplicate {
+        eprintln!(
+            "{name} of {run} was already decided that way: {what} (by {by}{comment}); nothing changed"
+        );
+    } else {
+        eprintln!("decided {name} of {run}: {what} (by {by}{comment})");
+    }
+    Ok(())
+}
+
+/// Prints the audit trail: a JSON array or a table; `next` is the `--before`
+/// of the next page, if there is one.
+pub(super) fn print_audit(
+    entries: &[crate::types::AuditEntry],
+    next: Option<u64>,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(entries)?);
+        return Ok(());
+    }
+    if entries.is_empty() {
+        eprintln!("no audit entries");
+        return Ok(());
+    }
+    let rows = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.seq.to_string(),
+                short_time(&e.at),
+                e.principal.clone().unwrap_or_else(|| "-".to_owned()),
+                e.method.clone(),
+                e.path.clone(),
+                e.status.to_string(),
+                e.outcome.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "SEQ",
+            "TIME",
+            "PRINCIPAL",
+            "METHOD",
+            "PATH",
+            "STATUS",
+            "OUTCOME",
+        ],
+        rows,
+    );
+    if let Some(seq) = next {
+        eprintln!("older entries: `runway audit --before {seq}`");
     }
     Ok(())
 }
@@ -628,7 +810,8 @@ pub(super) fn format_ms(ms: u64) -> String {
 pub(super) fn event_detail(body: &EventBody) -> String {
     let s = match body {
         EventBody::Queued { workflow, version } => format!("{workflow} v{version}"),
-        EventBody::Running | EventBody::Completed | EventBody::Cancelled => String::new(),
+        EventBody::Running | EventBody::Completed => String::new(),
+        EventBody::Cancelled { by } => by.as_ref().map_or(String::new(), |b| format!("by {b}")),
         EventBody::Log { level, message } => {
             format!(
                 "[{}] {message}",
@@ -666,7 +849,27 @@ pub(super) fn event_detail(body: &EventBody) -> String {
             None => name.clone(),
         },
         EventBody::WaitingChild { run } => run.to_string(),
-        EventBody::SignalReceived { name, signal_seq } => format!("{name} (#{signal_seq})"),
+        EventBody::ApprovalRequested {
+            name,
+            approval,
+            prompt,
+        } => format!("{name} ({approval:?}): {prompt}"),
+        EventBody::WaitingApproval { name, .. } => name.clone(),
+        EventBody::ApprovalDecided { name, decision } => {
+            let what = serde_json::to_string(&decision.choice).unwrap_or_default();
+            match &decision.by {
+                Some(by) => format!("{name} {what} by {by}"),
+                None => format!("{name} {what} (timed out)"),
+            }
+        }
+        EventBody::SignalReceived {
+            name,
+            signal_seq,
+            by,
+        } => match by {
+            Some(b) => format!("{name} (#{signal_seq}) from {b}"),
+            None => format!("{name} (#{signal_seq})"),
+        },
         EventBody::ChildStarted { run, workflow } => format!("{run} ({workflow})"),
         EventBody::ModelCall {
             model,

@@ -60,7 +60,12 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            if !record.status.is_terminal() && record.status != RunStatus::WaitingSignal {
+            if !record.status.is_terminal()
+                && !matches!(
+                    record.status,
+                    RunStatus::WaitingSignal | RunStatus::WaitingApproval
+                )
+            {
                 record = client.wait(record.id, poll).await?;
             }
             print_run(&record, run.json, Some(server))?
@@ -193,6 +198,45 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
             } else {
                 eprintln!("delivered {name} (#{})", v["seq"]);
             }
+            ExitCode::SUCCESS
+        }
+        Command::Approvals {
+            status,
+            workflow,
+            run_id,
+            mine,
+            limit,
+            json,
+        } => {
+            let query = super::client::ApprovalQuery {
+                status: status.map(ApprovalState::as_str),
+                workflow: workflow.as_deref(),
+                run: *run_id,
+                mine: *mine,
+            };
+            print_approvals(&client.approvals(&query, *limit).await?, *json)?;
+            ExitCode::SUCCESS
+        }
+        Command::Approve {
+            run_id,
+            name,
+            choice,
+            comment,
+            json,
+        } => {
+            let decided = client
+                .decide(*run_id, name, &choice.choice(), comment.as_deref())
+                .await?;
+            print_decided(*run_id, name, &decided, None, *json)?;
+            ExitCode::SUCCESS
+        }
+        Command::Audit {
+            limit,
+            before,
+            json,
+        } => {
+            let (entries, next) = client.audit(*limit, *before).await?;
+            print_audit(&entries, next, *json)?;
             ExitCode::SUCCESS
         }
         Command::Workflows { json } => {

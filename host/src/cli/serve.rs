@@ -32,14 +32,14 @@ pub(super) async fn serve(cli: &Cli) -> anyhow::Result<ExitCode> {
             .extend(crate::config::tokens_from_env(&list)?);
     }
     let settings = config.server.clone();
-    if settings.tokens.is_empty() && !crate::api::is_loopback(&settings.listen) {
+    if !settings.has_auth() && !crate::api::is_loopback(&settings.listen) {
         anyhow::bail!(
-            "refusing to listen on {} without API tokens: configure [[server.tokens]] (or RUNWAY_API_TOKENS), or listen on loopback",
+            "refusing to listen on {} without authentication: configure [[server.tokens]] (or RUNWAY_API_TOKENS), [server.jwt] or [server.proxy], or listen on loopback",
             settings.listen
         );
     }
-    if settings.tokens.is_empty() {
-        tracing::warn!("no API tokens configured: every request is allowed (loopback only)");
+    if !settings.has_auth() {
+        tracing::warn!("no authentication configured: every request is allowed (loopback only)");
     }
     let host = Host::open(config).await?;
     let resumed = host.recover().await?;

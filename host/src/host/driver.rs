@@ -221,9 +221,14 @@ impl Host {
         record: &RunRecord,
         wait: &Wait,
     ) -> Result<(), RunFault> {
+        // A wait is not execution: only `max_lifetime` (wall clock from
+        // the first start) bounds it.
         let started = record.first_start_ms();
         let run_deadline = match self.manifest_of(record) {
-            Ok(m) => started.saturating_add(self.budget(&m).max_duration.as_millis() as u64),
+            Ok(m) => self
+                .budget(&m)
+                .max_lifetime
+                .map_or(u64::MAX, |l| started.saturating_add(l.as_millis() as u64)),
             Err(_) => u64::MAX,
         };
         let until = wait.until_ms();
@@ -239,7 +244,7 @@ impl Host {
             let now = now_ms();
             if now >= run_deadline {
                 return Err(RunFault::Budget {
-                    budget: BudgetKind::MaxDuration,
+                    budget: BudgetKind::MaxLifetime,
                     limit: run_deadline - started,
                     used: now - started,
                 });
@@ -448,6 +453,16 @@ impl Host {
         let totals = self.inner.services.ledger.totals(record.id);
         record.usage.model = totals.own;
         record.usage.model_tree = totals.tree;
+        if matches!(ending, Ending::Fault(RunFault::Cancelled))
+            && record.cancel_requested_by.is_none()
+        {
+            record.cancel_requested_by = self
+                .store()
+                .run(record.id)
+                .ok()
+                .flatten()
+                .and_then(|r| r.cancel_requested_by);
+        }
         let events = ending
             .apply(&mut record, str::to_owned)
             .into_iter()

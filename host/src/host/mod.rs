@@ -14,7 +14,9 @@ use crate::sandbox::engine::Engine;
 use crate::sandbox::{self, SandboxSetup};
 use crate::store::blobs::ArtifactStore;
 use crate::store::{Progress, Store, Write, WriteOutcome};
-use crate::types::{Event, EventBody, RunId, RunRecord, RunStatus, Usage, WorkflowVersion, now};
+use crate::types::{
+    Event, EventBody, RunId, RunRecord, RunStatus, Trigger, Usage, WorkflowVersion, now,
+};
 use parking_lot::Mutex;
 use rand::Rng;
 use sha2::{Digest, Sha256};
@@ -336,7 +338,8 @@ impl Host {
         input: serde_json::Value,
         key: Option<String>,
     ) -> Result<Started, HostError> {
-        self.start_inner(slug, version, input, key, false).await
+        self.start_inner(slug, version, input, key, Trigger::local(), false)
+            .await
     }
 
     /// Starts a run like [`Host::start_with_key`] if fewer than
@@ -350,11 +353,14 @@ impl Host {
         input: serde_json::Value,
         key: Option<String>,
         max_queued: usize,
+        trigger: Trigger,
     ) -> Result<Started, HostError> {
         if let Some(k) = &key
             && self.run_for_key(k)?.is_some()
         {
-            return self.start_inner(slug, None, input, key, false).await;
+            return self
+                .start_inner(slug, None, input, key, trigger, false)
+                .await;
         }
         if !self.registry().reserve_queue(max_queued) {
             return Err(HostError::QueueFull {
@@ -362,7 +368,8 @@ impl Host {
                 retry_after: self.registry().retry_after(),
             });
         }
-        self.start_inner(slug, None, input, key, true).await
+        self.start_inner(slug, None, input, key, trigger, true)
+            .await
     }
 
     /// Queues a run and drives it; `reserved`: a place in the queue was
@@ -373,9 +380,10 @@ impl Host {
         version: Option<u32>,
         input: serde_json::Value,
         key: Option<String>,
+        trigger: Trigger,
         reserved: bool,
     ) -> Result<Started, HostError> {
-        let queued = self.queue(slug, version, input, key).await;
+        let queued = self.queue(slug, version, input, key, trigger).await;
         let mut handed_over = false;
         let started = queued.map(|(record, created)| {
             let id = record.id;
@@ -403,7 +411,11 @@ impl Host {
         version: Option<u32>,
         input: serde_json::Value,
     ) -> Result<RunId, HostError> {
-        let id = self.queue(slug, version, input, None).await?.0.id;
+        let id = self
+            .queue(slug, version, input, None, Trigger::local())
+            .await?
+            .0
+            .id;
         // Visible to reads (not yet durable) before this returns.
         self.store().client_apply(Vec::new()).await?;
         Ok(id)
@@ -420,6 +432,7 @@ impl Host {
         version: Option<u32>,
         input: serde_json::Value,
         key: Option<String>,
+        trigger: Trigger,
     ) -> Result<(RunRecord, bool), HostError> {
         let wf = self
             .store()
@@ -437,6 +450,7 @@ impl Host {
         }
         let mut record = new_record(&wf, input);
         record.idempotency_key = key.clone();
+        record.trigger = Some(trigger);
         let queued = Event {
             seq: 1,
             at: record.created_at,
@@ -530,14 +544,18 @@ impl Host {
         self.run_record(id).await
     }
 
-    /// Waits until run `id` has ended or waits for a signal (which only
-    /// someone else can send), and returns it as it is then.
+    /// Waits until run `id` has ended or waits for a signal or an approval
+    /// (which only someone else can send), and returns it as it is then.
     pub async fn wait_settled(&self, id: RunId) -> Result<RunRecord, HostError> {
         let waiting = async {
             loop {
                 tokio::time::sleep(std::time::Duration::from_millis(25)).await;
                 if let Ok(Some(r)) = self.store().run(id)
-                    && r.status == crate::types::RunStatus::WaitingSignal
+                    && matches!(
+                        r.status,
+                        crate::types::RunStatus::WaitingSignal
+                            | crate::types::RunStatus::WaitingApproval
+                    )
                 {
                     return;
                 }
@@ -710,6 +728,8 @@ pub(crate) fn new_record(wf: &WorkflowVersion, input: serde_json::Value) -> RunR
         idempotency_key: None,
         ancestors: Vec::new(),
         trace: crate::telemetry::current_traceparent(),
+        trigger: None,
+        cancel_requested_by: None,
     }
 }
 

@@ -8,4 +8,6 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use self::runway::workflow::{artifacts, http, models, runtime, secrets, types, workflows};
+pub use self::runway::workflow::{
+    approvals, artifacts, http, models, runtime, secrets, types, workflows,
+};

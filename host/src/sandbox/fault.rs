@@ -148,7 +148,9 @@ impl Ending {
                     code: ErrorCode::Cancelled,
                     message: RunFault::Cancelled.to_string(),
                 });
-                events.push(EventBody::Cancelled);
+                events.push(EventBody::Cancelled {
+                    by: record.cancel_requested_by.clone(),
+                });
                 return events;
             }
             Ending::Failed(error) => error,

@@ -16,6 +16,7 @@ mod effect;
 pub mod engine;
 pub(crate) mod fault;
 mod imports;
+pub(crate) use imports::approval_signal;
 pub(crate) mod ingress;
 pub mod journal;
 mod limiter;
@@ -95,7 +96,6 @@ pub(crate) async fn execute(
         fuel_limit,
         setup,
     } = sandbox(engine, &services, &record, setup);
-    let deadline = store.data().run.deadline;
     let run_ctx = store.data().run.clone();
     let live = store.data().live.clone();
 
@@ -126,7 +126,23 @@ pub(crate) async fn execute(
                 };
                 workflow.call_run(&mut store, &input).await
             };
-            tokio::time::timeout_at((deadline + TIMEOUT_GRACE).into(), call).await
+            // A watchdog past the epoch check, in case the guest is stuck
+            // where no epoch tick reaches; the deadline moves while the run
+            // is parked, so it is read again each time it is reached.
+            let run = run_ctx.clone();
+            let watchdog = async move {
+                loop {
+                    let at = run.deadline() + TIMEOUT_GRACE;
+                    tokio::time::sleep_until(at.into()).await;
+                    if std::time::Instant::now() >= run.deadline() + TIMEOUT_GRACE {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                done = call => Ok(done),
+                () = watchdog => Err(()),
+            }
         }
     };
 
@@ -151,6 +167,7 @@ pub(crate) async fn execute(
             // needed before the wake, so it rides along.
             record.status = wait.status();
             record.wait = Some(wait);
+            record.usage.active_ms = run_ctx.active_ms();
             effects.flush();
             return Ok(Executed::Parked(record));
         }
@@ -202,12 +219,24 @@ fn finish(
     duration: Duration,
 ) {
     let totals = state.host.ledger.totals(record.id);
+    if matches!(ending, Ending::Fault(RunFault::Cancelled)) && record.cancel_requested_by.is_none()
+    {
+        // Asked for while it executed: the store has who asked.
+        record.cancel_requested_by = state
+            .host
+            .store
+            .run(record.id)
+            .ok()
+            .flatten()
+            .and_then(|r| r.cancel_requested_by);
+    }
     let mut rec = effects.recorder.lock();
     rec.finish_output();
     let (events, output_bytes) = rec.usage();
     record.usage = Usage {
         fuel: fuel_used,
         duration_ms: duration.as_millis() as u64,
+        active_ms: state.run.active_ms(),
         peak_memory_bytes: state.limiter.peak,
         events,
         output_bytes,

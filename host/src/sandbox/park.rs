@@ -50,6 +50,7 @@ impl Parker<'_> {
             run: self.run.id,
             status: wait.status(),
             wait: Some(wait.clone()),
+            active_ms: Some(self.run.active_ms()),
         };
         if let Err(e) = self.effects.submit_recorded(vec![status]).wait().await {
             return Err(self
@@ -83,7 +84,11 @@ impl Parker<'_> {
     ) -> wasmtime::Result<()> {
         // Waiting again after a wake that changed nothing for it.
         self.registry.rest(self.live, until_ms.is_some(), self.seen);
-        let wake_at = until_ms.unwrap_or(u64::MAX).min(self.run.deadline_ms);
+        // A wait is not execution: only `max_lifetime` bounds it.
+        let wake_at = until_ms
+            .unwrap_or(u64::MAX)
+            .min(self.run.lifetime_deadline_ms.unwrap_or(u64::MAX));
+        self.run.park_begins();
         if self.registry.skip_time && until_ms.is_some() {
             // A test harness: what the run could get meanwhile (scripted
             // signals) is in its inbox already, so only time ends this
@@ -99,6 +104,7 @@ impl Parker<'_> {
         };
         tracing::Instrument::instrument(waited, crate::telemetry::park_span(&parked.wait, None))
             .await;
+        self.run.park_ends();
         // The caller looks again now: what any wake so far changed, it sees.
         self.seen = self.live.wakes.load(Ordering::Acquire);
         if self.live.cancelled() {
@@ -107,8 +113,8 @@ impl Parker<'_> {
         if self.live.suspending() {
             return Err(self.effects.fail(RunFault::Suspended));
         }
-        if now_ms() >= self.run.deadline_ms {
-            return Err(self.effects.fail(self.run.duration_fault()));
+        if let Some(f) = self.run.lifetime_fault() {
+            return Err(self.effects.fail(f));
         }
         if self.live.evict.swap(false, Ordering::Relaxed) {
             self.live.warm.store(false, Ordering::Relaxed);
@@ -145,6 +151,7 @@ impl Parker<'_> {
             run: self.run.id,
             status: RunStatus::Running,
             wait: None,
+            active_ms: None,
         }]);
         Ok(())
     }

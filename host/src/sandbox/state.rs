@@ -36,10 +36,18 @@ pub(crate) struct RunContext {
     pub depth: u32,
     pub manifest: Arc<Manifest>,
     pub budget: Budget,
-    /// When `max_duration` runs out, counted from the first start (ms since
-    /// the Unix epoch), and the same as an instant of this process.
-    pub deadline_ms: u64,
-    pub deadline: Instant,
+    /// When this execution started.
+    pub started: Instant,
+    /// Time the run executed before this execution (earlier ones).
+    pub active_before_ms: u64,
+    /// Time this execution spent parked with its instance kept: not
+    /// executing, so not counted against `max_duration`.
+    pub parked_ms: std::sync::atomic::AtomicU64,
+    /// When the park going on now began (ms since this execution started,
+    /// plus one; 0: not parked).
+    pub parked_since: std::sync::atomic::AtomicU64,
+    /// When `max_lifetime` runs out (ms since the Unix epoch), if it is set.
+    pub lifetime_deadline_ms: Option<u64>,
     pub first_start_ms: u64,
     /// The runs above this one, root first, with their model budgets.
     pub ancestors: Vec<Ancestor>,
@@ -59,13 +67,76 @@ impl RunContext {
         chain
     }
 
+    /// Time parked in this execution, the park going on now included.
+    fn parked(&self) -> Duration {
+        use std::sync::atomic::Ordering::Relaxed;
+        let done = Duration::from_millis(self.parked_ms.load(Relaxed));
+        match self.parked_since.load(Relaxed) {
+            0 => done,
+            since => {
+                done + self
+                    .started
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(since - 1))
+            }
+        }
+    }
+
+    /// A park begins: time stops counting against `max_duration`.
+    pub(crate) fn park_begins(&self) {
+        let since = self.started.elapsed().as_millis() as u64 + 1;
+        self.parked_since
+            .store(since, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// When `max_duration` runs out, as this execution goes: its start,
+    /// plus what is left of the budget, plus the time it spent parked.
+    pub(crate) fn deadline(&self) -> Instant {
+        let left = self
+            .budget
+            .max_duration
+            .saturating_sub(Duration::from_millis(self.active_before_ms));
+        self.started + left + self.parked()
+    }
+
+    /// Time the run has executed, in every execution so far.
+    pub(crate) fn active_ms(&self) -> u64 {
+        let here = self.started.elapsed().saturating_sub(self.parked());
+        self.active_before_ms
+            .saturating_add(here.as_millis() as u64)
+    }
+
+    /// The park ends: its time is counted as parked (not executing).
+    pub(crate) fn park_ends(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let since = self.parked_since.swap(0, Relaxed);
+        if since > 0 {
+            let d = self
+                .started
+                .elapsed()
+                .saturating_sub(Duration::from_millis(since - 1));
+            self.parked_ms.fetch_add(d.as_millis() as u64, Relaxed);
+        }
+    }
+
     /// The fault for running out of `max_duration`, now.
     pub(crate) fn duration_fault(&self) -> RunFault {
         RunFault::Budget {
             budget: BudgetKind::MaxDuration,
             limit: self.budget.max_duration.as_millis() as u64,
-            used: now_ms().saturating_sub(self.first_start_ms),
+            used: self.active_ms(),
         }
+    }
+
+    /// The fault for running out of `max_lifetime`, if it has.
+    pub(crate) fn lifetime_fault(&self) -> Option<RunFault> {
+        let limit = self.budget.max_lifetime?;
+        let used = now_ms().saturating_sub(self.first_start_ms);
+        (used >= limit.as_millis() as u64).then_some(RunFault::Budget {
+            budget: BudgetKind::MaxLifetime,
+            limit: limit.as_millis() as u64,
+            used,
+        })
     }
 }
 
@@ -195,8 +266,9 @@ pub(crate) fn sandbox(
         verify,
     } = setup;
     let first_start_ms = record.first_start_ms();
-    let deadline_ms = first_start_ms.saturating_add(budget.max_duration.as_millis() as u64);
-    let deadline = Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
+    let lifetime_deadline_ms = budget
+        .max_lifetime
+        .map(|l| first_start_ms.saturating_add(l.as_millis() as u64));
     let limits = JournalLimits {
         entries: budget.max_journal_entries,
         bytes: budget.max_journal_bytes,
@@ -226,8 +298,11 @@ pub(crate) fn sandbox(
             depth: record.depth,
             manifest,
             budget,
-            deadline_ms,
-            deadline,
+            started: Instant::now(),
+            active_before_ms: record.usage.active_ms,
+            parked_ms: std::sync::atomic::AtomicU64::new(0),
+            parked_since: std::sync::atomic::AtomicU64::new(0),
+            lifetime_deadline_ms,
             first_start_ms,
             ancestors: record.ancestors.clone(),
         }),
@@ -262,8 +337,11 @@ pub(crate) fn sandbox(
         if s.live.suspending() {
             return Err(s.effects.fail(RunFault::Suspended));
         }
-        if Instant::now() >= s.run.deadline {
+        if Instant::now() >= s.run.deadline() {
             return Err(s.effects.fail(s.run.duration_fault()));
+        }
+        if let Some(f) = s.run.lifetime_fault() {
+            return Err(s.effects.fail(f));
         }
         if let Some(f) = s.effects.fault() {
             // Recorded where the guest could not be trapped (a clock).

@@ -29,6 +29,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tables::*;
 
+/// Which approvals a listing shows.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ApprovalFilter<'a> {
+    /// `pending`, `decided` or `timed_out`.
+    pub status: Option<&'a str>,
+    pub workflow: Option<&'a str>,
+    pub run: Option<RunId>,
+    /// Only approvals of runs strictly older than this one (the cursor).
+    pub before: Option<RunId>,
+}
+
 /// Which runs a listing shows.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RunFilter<'a> {
@@ -590,6 +601,96 @@ impl Store {
         })
     }
 
+    /// The approval `name` of `run`, if it asked for one.
+    pub fn approval(
+        &self,
+        run: RunId,
+        name: &str,
+    ) -> Result<Option<crate::types::Approval>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.approval(run, name);
+        }
+        self.reading(|tx| {
+            let t = tx.open_table(APPROVALS)?;
+            let key = run.to_string();
+            Ok(match t.get((key.as_str(), name))? {
+                Some(v) => Some(serde_json::from_slice(v.value())?),
+                None => None,
+            })
+        })
+    }
+
+    /// Approvals newest run first, at most `limit` for which `keep` holds:
+    /// of one run, or those in `status`, or of `workflow`, older than
+    /// `before` (a run id: the page cursor).
+    pub fn approvals(
+        &self,
+        filter: &ApprovalFilter<'_>,
+        limit: usize,
+        keep: impl Fn(&crate::types::Approval) -> bool,
+    ) -> Result<Vec<crate::types::Approval>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.approvals(filter, limit, keep);
+        }
+        self.reading(|tx| {
+            let t = tx.open_table(APPROVALS)?;
+            let upper = filter.before.map(|b| b.to_string());
+            let mut out = Vec::new();
+            let rows = match &upper {
+                Some(u) => t.range::<(&str, &str)>(..(u.as_str(), ""))?,
+                None => t.range::<(&str, &str)>(..)?,
+            };
+            for row in rows.rev() {
+                let (_, v) = row?;
+                let Ok(a) = serde_json::from_slice::<crate::types::Approval>(v.value()) else {
+                    continue;
+                };
+                if filter.status.is_some_and(|s| s != a.status)
+                    || filter.workflow.is_some_and(|w| w != a.workflow)
+                    || filter.run.is_some_and(|r| r != a.run_id)
+                    || !keep(&a)
+                {
+                    continue;
+                }
+                out.push(a);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The audit trail, newest first: at most `limit` entries older than
+    /// `before` (a `seq`).
+    pub fn audit_page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<crate::types::AuditEntry>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.audit_page(before, limit);
+        }
+        self.reading(|tx| {
+            let t = tx.open_table(AUDIT)?;
+            let rows = match before {
+                Some(b) => t.range(..b)?,
+                None => t.range(0..)?,
+            };
+            let mut out = Vec::new();
+            for row in rows.rev() {
+                let (_, v) = row?;
+                if let Ok(e) = serde_json::from_slice(v.value()) {
+                    out.push(e);
+                }
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// How many runs there are in each status (of `workflow`'s only, if
     /// given). A scan on redb (about 100 ms per 100,000 runs); callers
     /// that ask often cache it.
@@ -774,6 +875,27 @@ impl Store {
         self.reading(|tx| {
             let t = tx.open_table(KEYS)?;
             Ok(t.get(key)?.and_then(|v| v.value().parse().ok()))
+        })
+    }
+
+    /// Runs started under keys that begin with `prefix`, in key order.
+    pub fn runs_for_key_prefix(&self, prefix: &str) -> Result<Vec<RunId>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.runs_for_key_prefix(prefix);
+        }
+        self.reading(|tx| {
+            let t = tx.open_table(KEYS)?;
+            let mut out = Vec::new();
+            for row in t.range(prefix..)? {
+                let (k, v) = row?;
+                if !k.value().starts_with(prefix) {
+                    break;
+                }
+                if let Ok(id) = v.value().parse() {
+                    out.push(id);
+                }
+            }
+            Ok(out)
         })
     }
 

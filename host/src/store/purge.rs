@@ -85,6 +85,8 @@ impl Tables<'_> {
                 .retain_in((k, "")..(next(k).as_str(), ""), |_, _| false)?;
             self.children
                 .retain_in((k, "")..(next(k).as_str(), ""), |_, _| false)?;
+            self.approvals
+                .retain_in((k, "")..(next(k).as_str(), ""), |_, _| false)?;
             if let Some(parent) = parent {
                 self.children.remove((parent.to_string().as_str(), k))?;
             }

@@ -56,6 +56,13 @@ pub const RUN_KEYS: TableDefinition<(&str, &str), u8> = TableDefinition::new("ru
 /// referenced: its file is reclaimed, then the entry removed.
 pub const BLOB_REFS: TableDefinition<&str, u64> = TableDefinition::new("blob_refs");
 
+/// (run, name) -> approval (JSON): what runs asked people, and the answers.
+pub const APPROVALS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("approvals");
+
+/// seq -> audit entry (JSON): every state-changing request, and every
+/// refused one, in order.
+pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+
 /// Bookkeeping: `"batch"` -> the number of the writer's newest committed
 /// batch (after a fault, says which kept batches the disk already has).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -89,6 +96,8 @@ macro_rules! each_table {
         $f($($arg,)* CRON_STATE)?;
         $f($($arg,)* RUN_KEYS)?;
         $f($($arg,)* BLOB_REFS)?;
+        $f($($arg,)* AUDIT)?;
+        $f($($arg,)* APPROVALS)?;
     }};
 }
 

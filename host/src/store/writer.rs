@@ -43,9 +43,12 @@ pub enum Write {
         run: RunId,
         status: RunStatus,
         wait: Option<Wait>,
+        /// The time the run has executed so far, when it parks.
+        active_ms: Option<u64>,
     },
-    /// Marks a non-terminal run `cancelling`; outcome `Done` or `Ignored`.
-    RequestCancel(RunId),
+    /// Marks a non-terminal run `cancelling` (and who asked, if known);
+    /// outcome `Done` or `Ignored`.
+    RequestCancel(RunId, Option<String>),
     /// Appends a signal to a run's inbox; outcome `Signal`.
     Signal(RunId, Box<Signal>),
     /// Records an idempotency key for a run.
@@ -88,6 +91,10 @@ pub enum Write {
     /// Drops the reference count of a blob whose file was reclaimed, if it
     /// is still zero.
     ForgetBlob(String),
+    /// Appends to the audit trail (its `seq` is assigned here).
+    Audit(Box<crate::types::AuditEntry>),
+    /// Stores an approval (asked, decided, timed out).
+    PutApproval(Box<crate::types::Approval>),
 }
 
 /// What a write produced, in the order the writes were given.
@@ -710,6 +717,8 @@ pub(super) struct Tables<'t> {
     pub(super) tree_runs: Table<'t, &'static str, u64>,
     pub(super) run_keys: Table<'t, (&'static str, &'static str), u8>,
     pub(super) blob_refs: Table<'t, &'static str, u64>,
+    pub(super) audit: Table<'t, u64, &'static [u8]>,
+    pub(super) approvals: Table<'t, (&'static str, &'static str), &'static [u8]>,
     pub(super) meta: Table<'t, &'static str, u64>,
     /// (run, newest seq) of every event append in this transaction.
     appended: Vec<(RunId, u64)>,
@@ -737,6 +746,8 @@ impl<'t> Tables<'t> {
             tree_runs: tx.open_table(TREE_RUNS)?,
             run_keys: tx.open_table(RUN_KEYS)?,
             blob_refs: tx.open_table(BLOB_REFS)?,
+            audit: tx.open_table(AUDIT)?,
+            approvals: tx.open_table(APPROVALS)?,
             meta: tx.open_table(META)?,
             appended: Vec::new(),
         })
@@ -902,13 +913,23 @@ impl<'t> Tables<'t> {
                 {
                     let mut run = (**run).clone();
                     run.status = RunStatus::Cancelling;
+                    if run.cancel_requested_by.is_none() {
+                        run.cancel_requested_by = self
+                            .get_run(&run.id.to_string())?
+                            .and_then(|r| r.cancel_requested_by);
+                    }
                     self.put_run(&run)?;
                 } else {
                     self.put_run(run)?;
                 }
                 Ok(WriteOutcome::Done)
             }
-            Write::SetStatus { run, status, wait } => {
+            Write::SetStatus {
+                run,
+                status,
+                wait,
+                active_ms,
+            } => {
                 let Some(mut rec) = self.get_run(&run.to_string())? else {
                     return Ok(WriteOutcome::Ignored);
                 };
@@ -919,10 +940,13 @@ impl<'t> Tables<'t> {
                     rec.status = *status;
                 }
                 rec.wait = wait.clone();
+                if let Some(a) = active_ms {
+                    rec.usage.active_ms = rec.usage.active_ms.max(*a);
+                }
                 self.put_run(&rec)?;
                 Ok(WriteOutcome::Done)
             }
-            Write::RequestCancel(run) => {
+            Write::RequestCancel(run, by) => {
                 let Some(mut rec) = self.get_run(&run.to_string())? else {
                     return Ok(WriteOutcome::Ignored);
                 };
@@ -930,6 +954,7 @@ impl<'t> Tables<'t> {
                     return Ok(WriteOutcome::Ignored);
                 }
                 rec.status = RunStatus::Cancelling;
+                rec.cancel_requested_by = rec.cancel_requested_by.or(by.clone());
                 self.put_run(&rec)?;
                 Ok(WriteOutcome::Done)
             }
@@ -1006,6 +1031,22 @@ impl<'t> Tables<'t> {
             Write::PutArtifact(meta) => self.put_artifact(meta),
             Write::DeleteRuns(runs) => self.delete_runs(runs),
             Write::ForgetBlob(digest) => self.forget_blob(digest),
+            Write::PutApproval(a) => {
+                let run = a.run_id.to_string();
+                self.approvals.insert(
+                    (run.as_str(), a.name.as_str()),
+                    serde_json::to_vec(&**a)?.as_slice(),
+                )?;
+                Ok(WriteOutcome::Done)
+            }
+            Write::Audit(entry) => {
+                let seq = self.audit.last()?.map_or(0, |(k, _)| k.value()) + 1;
+                let mut entry = (**entry).clone();
+                entry.seq = seq;
+                self.audit
+                    .insert(seq, serde_json::to_vec(&entry)?.as_slice())?;
+                Ok(WriteOutcome::Done)
+            }
         }
     }
 }

@@ -179,6 +179,7 @@ fn waiting_for(host: &Host, record: &RunRecord) -> Result<Option<String>, HostEr
         Wait::Signal { name, .. } => format!("signal {name:?}"),
         Wait::Timer { .. } => "a timer".to_owned(),
         Wait::Child { run } => format!("child run {}", RunId::to_string(&run)),
+        Wait::Approval { name, .. } => format!("approval {name:?}"),
     }))
 }
 

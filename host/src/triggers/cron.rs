@@ -132,7 +132,13 @@ async fn fire_one(
     let input = input.unwrap_or_else(|| serde_json::json!({}));
     let bound = host.config().server.max_queued_runs;
     let started = host
-        .start_admitted(slug, input, Some(run_key), bound)
+        .start_admitted(
+            slug,
+            input,
+            Some(run_key.clone()),
+            bound,
+            crate::types::Trigger::new("cron", run_key),
+        )
         .await?;
     if started.created {
         tracing::info!(workflow = %slug, run = %started.id, at, "cron fired");

@@ -65,7 +65,11 @@ pub enum EventBody {
         code: ErrorCode,
         message: String,
     },
-    Cancelled,
+    Cancelled {
+        /// Who asked for the cancel, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     /// The run parked on a durable timer.
     Sleeping {
         until_ms: u64,
@@ -81,10 +85,30 @@ pub enum EventBody {
         #[schema(value_type = String)]
         run: RunId,
     },
+    /// The run asked people to decide (it parks until they do).
+    ApprovalRequested {
+        name: String,
+        approval: super::ApprovalKind,
+        prompt: String,
+    },
+    /// The run parked until its approval `name` is decided.
+    WaitingApproval {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_ms: Option<u64>,
+    },
+    /// The run took the decision (a person's, or its timeout's default).
+    ApprovalDecided {
+        name: String,
+        decision: super::Decision,
+    },
     /// The run took a signal from its inbox.
     SignalReceived {
         name: String,
         signal_seq: u64,
+        /// Who sent it, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// The run started a child run.
     ChildStarted {
@@ -147,10 +171,13 @@ impl EventBody {
             Self::BudgetExceeded { .. } => "budget_exceeded",
             Self::Completed => "completed",
             Self::Failed { .. } => "failed",
-            Self::Cancelled => "cancelled",
+            Self::Cancelled { .. } => "cancelled",
             Self::Sleeping { .. } => "sleeping",
             Self::WaitingSignal { .. } => "waiting_signal",
             Self::WaitingChild { .. } => "waiting_child",
+            Self::ApprovalRequested { .. } => "approval_requested",
+            Self::WaitingApproval { .. } => "waiting_approval",
+            Self::ApprovalDecided { .. } => "approval_decided",
             Self::SignalReceived { .. } => "signal_received",
             Self::ChildStarted { .. } => "child_started",
             Self::ModelCall { .. } => "model_call",
@@ -169,6 +196,10 @@ impl EventBody {
                 until_ms: *until_ms,
             },
             Wait::Child { run } => EventBody::WaitingChild { run: *run },
+            Wait::Approval { name, until_ms } => EventBody::WaitingApproval {
+                name: name.clone(),
+                until_ms: *until_ms,
+            },
         }
     }
 }

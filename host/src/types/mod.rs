@@ -2,12 +2,16 @@
 //!
 //! Every other module depends on these; they depend on nothing of ours.
 
+mod approval;
+mod audit;
 mod event;
 mod ids;
 mod run;
 mod status;
 mod usage;
 
+pub use approval::*;
+pub use audit::*;
 pub use event::*;
 pub use ids::*;
 pub use run::*;

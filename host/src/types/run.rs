@@ -78,6 +78,46 @@ pub struct RunRecord {
     /// on): the request that started it, or its parent's start call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
+    /// What started the run, on whose behalf (absent on runs stored
+    /// before runs were attributed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
+    /// Who asked for the run to be cancelled, if anyone did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_requested_by: Option<String>,
+}
+
+/// What started a run, and who or what for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Trigger {
+    /// `api`, `webhook`, `cron`, `child`, `cli` or `rerun`.
+    pub kind: String,
+    /// The principal (`token:ci`, `jwt:alice`), the webhook delivery, the
+    /// cron trigger and instant, the parent run, or the local user.
+    pub by: String,
+    /// The run this one reruns (kind `rerun`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub rerun_of: Option<RunId>,
+}
+
+impl Trigger {
+    pub fn new(kind: &str, by: impl Into<String>) -> Trigger {
+        Trigger {
+            kind: kind.to_owned(),
+            by: by.into(),
+            rerun_of: None,
+        }
+    }
+
+    /// A run started on this machine through the library or the CLI: the
+    /// local user.
+    pub fn local() -> Trigger {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("USERNAME"))
+            .unwrap_or_else(|_| "unknown".into());
+        Trigger::new("cli", format!("user:{user}"))
+    }
 }
 
 impl RunRecord {
@@ -105,6 +145,13 @@ pub enum Wait {
         #[schema(value_type = String)]
         run: RunId,
     },
+    /// An approval's decision (delivered as the signal
+    /// `approval:<name>`), or its timeout.
+    Approval {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_ms: Option<u64>,
+    },
 }
 
 impl Wait {
@@ -114,6 +161,7 @@ impl Wait {
             Wait::Timer { .. } => RunStatus::Sleeping,
             Wait::Signal { .. } => RunStatus::WaitingSignal,
             Wait::Child { .. } => RunStatus::WaitingChild,
+            Wait::Approval { .. } => RunStatus::WaitingApproval,
         }
     }
 
@@ -121,7 +169,7 @@ impl Wait {
     pub fn until_ms(&self) -> Option<u64> {
         match self {
             Wait::Timer { until_ms } => Some(*until_ms),
-            Wait::Signal { until_ms, .. } => *until_ms,
+            Wait::Signal { until_ms, .. } | Wait::Approval { until_ms, .. } => *until_ms,
             Wait::Child { .. } => None,
         }
     }
@@ -145,6 +193,9 @@ pub struct Signal {
     /// The sender's id for deduplication, if it gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Who sent it (a principal, a webhook), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
     pub payload: serde_json::Value,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]

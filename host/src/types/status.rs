@@ -32,6 +32,8 @@ pub enum RunStatus {
     /// Parked until a child run ends.
     #[serde(alias = "waiting-child")]
     WaitingChild,
+    /// Parked until someone decides an approval (or its timeout).
+    WaitingApproval,
     /// Cancel was asked for; the run stops at its next instruction or wake.
     Cancelling,
     Completed,
@@ -51,6 +53,7 @@ impl RunStatus {
             Self::Sleeping => "sleeping",
             Self::WaitingSignal => "waiting_signal",
             Self::WaitingChild => "waiting_child",
+            Self::WaitingApproval => "waiting_approval",
             Self::Cancelling => "cancelling",
             Self::Completed => "completed",
             Self::Failed => "failed",
@@ -74,13 +77,14 @@ impl FromStr for RunStatus {
             "sleeping" => Self::Sleeping,
             "waiting_signal" | "waiting-signal" => Self::WaitingSignal,
             "waiting_child" | "waiting-child" => Self::WaitingChild,
+            "waiting_approval" => Self::WaitingApproval,
             "cancelling" => Self::Cancelling,
             "completed" => Self::Completed,
             "failed" => Self::Failed,
             "cancelled" => Self::Cancelled,
             other => {
                 return Err(format!(
-                    "unknown status {other:?} (expected queued, running, sleeping, waiting_signal, waiting_child, cancelling, completed, failed or cancelled)"
+                    "unknown status {other:?} (expected queued, running, sleeping, waiting_signal, waiting_child, waiting_approval, cancelling, completed, failed or cancelled)"
                 ));
             }
         })
@@ -186,6 +190,9 @@ pub struct CallFailure {
 /// [`ErrorCode`]). Every code a host call can return is listed here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FailureCode {
+    /// `approvals.request`: the name or spec cannot be asked (or the name
+    /// was asked before).
+    ApprovalInvalid,
     /// `artifacts.write`: the name is empty, too long, or not a plain path.
     ArtifactNameInvalid,
     /// `artifacts.write`: the content type is too long or has control characters.
@@ -242,6 +249,7 @@ impl FailureCode {
     /// The code as the guest sees it.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::ApprovalInvalid => "APPROVAL_INVALID",
             Self::ArtifactNameInvalid => "ARTIFACT_NAME_INVALID",
             Self::ArtifactContentTypeInvalid => "ARTIFACT_CONTENT_TYPE_INVALID",
             Self::ArtifactMetadataInvalid => "ARTIFACT_METADATA_INVALID",

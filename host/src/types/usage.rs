@@ -9,7 +9,10 @@ use std::fmt;
 #[serde(rename_all = "snake_case")]
 pub enum BudgetKind {
     MaxFuel,
+    /// Time executing (parks not counted).
     MaxDuration,
+    /// Wall-clock time since the first start, parks included.
+    MaxLifetime,
     MaxMemory,
     MaxEvents,
     MaxOutputBytes,
@@ -29,6 +32,7 @@ impl BudgetKind {
         match self {
             Self::MaxFuel => "max_fuel",
             Self::MaxDuration => "max_duration",
+            Self::MaxLifetime => "max_lifetime",
             Self::MaxMemory => "max_memory",
             Self::MaxEvents => "max_events",
             Self::MaxOutputBytes => "max_output_bytes",
@@ -55,7 +59,7 @@ impl BudgetKind {
     pub fn unit(self) -> &'static str {
         match self {
             Self::MaxFuel => "fuel",
-            Self::MaxDuration => "ms",
+            Self::MaxDuration | Self::MaxLifetime => "ms",
             Self::MaxMemory
             | Self::MaxOutputBytes
             | Self::MaxArtifactBytes
@@ -82,7 +86,12 @@ impl fmt::Display for BudgetKind {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
     pub fuel: u64,
+    /// Wall-clock time from the first start to the end (or now).
     pub duration_ms: u64,
+    /// Time spent executing, waits (timers, signals, children, approvals)
+    /// not counted: what `max_duration` holds.
+    #[serde(default)]
+    pub active_ms: u64,
     pub peak_memory_bytes: u64,
     pub events: u64,
     pub output_bytes: u64,

@@ -232,7 +232,7 @@ impl HttpView<'_> {
             timeout: req.timeout_millis.map(Duration::from_millis),
         };
         let sent = {
-            let deadline = tokio::time::Instant::from_std(self.run.deadline);
+            let deadline = tokio::time::Instant::from_std(self.run.deadline());
             let send = self.host.egress.send(&manifest_rules, outbound, deadline);
             tokio::pin!(send);
             loop {

@@ -7,6 +7,7 @@
 //! marker. Every side effect goes through the journaled-effect path
 //! (`Effects::effect`), so each import reads as validation plus one effect.
 
+mod approvals;
 mod artifacts;
 mod http;
 mod models;
@@ -15,9 +16,14 @@ mod secrets;
 pub(crate) mod wasi;
 mod workflows;
 
+pub(crate) use approvals::signal_name as approval_signal;
+
 use super::bindings::types::{self as types_iface, Failure};
 use super::bindings::workflows as workflows_iface;
-use super::bindings::{artifacts as artifacts_iface, http as http_iface, models as models_iface};
+use super::bindings::{
+    approvals as approvals_iface, artifacts as artifacts_iface, http as http_iface,
+    models as models_iface,
+};
 use super::bindings::{runtime as runtime_iface, secrets as secrets_iface};
 use super::state::RunState;
 use crate::types::FailureCode;
@@ -40,6 +46,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<(
     workflows_iface::add_to_linker::<RunState, workflows::Workflows>(linker, workflows::view)?;
     models_iface::add_to_linker::<RunState, models::Models>(linker, models::view)?;
     http_iface::add_to_linker::<RunState, http::Http>(linker, http::view)?;
+    approvals_iface::add_to_linker::<RunState, approvals::Approvals>(linker, approvals::view)?;
     Ok(())
 }
 

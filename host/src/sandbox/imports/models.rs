@@ -164,7 +164,7 @@ impl ModelsView<'_> {
         self.effects.commit_before_leaving().await?;
 
         let called = {
-            let deadline = tokio::time::Instant::from_std(self.run.deadline);
+            let deadline = tokio::time::Instant::from_std(self.run.deadline());
             let call = models.generate(&resolved, request, key.as_deref(), deadline);
             tokio::pin!(call);
             loop {
@@ -250,7 +250,7 @@ impl ModelsView<'_> {
             })
             .commit(Commit::Submit, charge.into_iter().collect());
         performed.then_fail = crossing.map(|c| self.crossing_fault(*c)).or_else(|| {
-            (std::time::Instant::now() >= self.run.deadline).then(|| self.run.duration_fault())
+            (std::time::Instant::now() >= self.run.deadline()).then(|| self.run.duration_fault())
         });
         Ok(performed)
     }

@@ -25,6 +25,10 @@ struct Deadline {
 struct Taken {
     seq: u64,
     payload: String,
+    /// Who sent it (journals written before signals were attributed have
+    /// none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    by: Option<String>,
 }
 
 /// Longest custom event name.
@@ -186,6 +190,7 @@ impl RuntimeImport for RuntimeView<'_> {
                 break Some(Taken {
                     seq: s.seq,
                     payload: s.payload.to_string(),
+                    by: s.by,
                 });
             }
             if until_ms.is_some_and(|u| now_ms() >= u) {
@@ -211,6 +216,7 @@ impl RuntimeImport for RuntimeView<'_> {
             self.effects.system_event(EventBody::SignalReceived {
                 name: self.effects.mask(&name),
                 signal_seq: t.seq,
+                by: t.by.clone(),
             });
         }
         self.parker.unpark(parked).await?;

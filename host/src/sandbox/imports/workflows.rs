@@ -284,6 +284,7 @@ impl WorkflowsView<'_> {
         child.depth = depth;
         child.idempotency_key = Some(scoped);
         child.ancestors = self.run.budget_chain();
+        child.trigger = Some(crate::types::Trigger::new("child", self.run.id.to_string()));
         Ok(Ok(Child::New(Box::new(child))))
     }
 

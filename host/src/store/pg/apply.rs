@@ -494,6 +494,7 @@ impl Apply<'_, '_> {
                 "DELETE FROM progress WHERE run = $1",
                 "DELETE FROM model_usage WHERE run = $1",
                 "DELETE FROM tree_runs WHERE root = $1",
+                "DELETE FROM approvals WHERE run = $1",
             ] {
                 self.exec(sql, &[k])?;
             }
@@ -555,13 +556,23 @@ impl Apply<'_, '_> {
                 if cancelling {
                     let mut run = (**run).clone();
                     run.status = RunStatus::Cancelling;
+                    if run.cancel_requested_by.is_none() {
+                        run.cancel_requested_by = self
+                            .get_run(&run.id.to_string())?
+                            .and_then(|r| r.cancel_requested_by);
+                    }
                     self.put_run(&run)?;
                 } else {
                     self.put_run(run)?;
                 }
                 Ok(WriteOutcome::Done)
             }
-            Write::SetStatus { run, status, wait } => {
+            Write::SetStatus {
+                run,
+                status,
+                wait,
+                active_ms,
+            } => {
                 let Some(mut rec) = self.get_run(&run.to_string())? else {
                     return Ok(WriteOutcome::Ignored);
                 };
@@ -572,10 +583,13 @@ impl Apply<'_, '_> {
                     rec.status = *status;
                 }
                 rec.wait = wait.clone();
+                if let Some(a) = active_ms {
+                    rec.usage.active_ms = rec.usage.active_ms.max(*a);
+                }
                 self.put_run(&rec)?;
                 Ok(WriteOutcome::Done)
             }
-            Write::RequestCancel(run) => {
+            Write::RequestCancel(run, by) => {
                 let Some(mut rec) = self.get_run(&run.to_string())? else {
                     return Ok(WriteOutcome::Ignored);
                 };
@@ -583,6 +597,7 @@ impl Apply<'_, '_> {
                     return Ok(WriteOutcome::Ignored);
                 }
                 rec.status = RunStatus::Cancelling;
+                rec.cancel_requested_by = rec.cancel_requested_by.or(by.clone());
                 self.put_run(&rec)?;
                 Ok(WriteOutcome::Done)
             }
@@ -686,6 +701,29 @@ impl Apply<'_, '_> {
             }
             Write::PutArtifact(meta) => self.put_artifact(meta),
             Write::DeleteRuns(runs) => self.delete_runs(runs),
+            Write::PutApproval(a) => {
+                self.exec(
+                    "INSERT INTO approvals (run, name, workflow, status, record)
+                     VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (run, name) DO UPDATE
+                       SET status = excluded.status, record = excluded.record",
+                    &[
+                        &a.run_id.to_string(),
+                        &a.name,
+                        &a.workflow,
+                        &a.status,
+                        &Json(&**a),
+                    ],
+                )?;
+                Ok(WriteOutcome::Done)
+            }
+            Write::Audit(entry) => {
+                self.exec(
+                    "INSERT INTO audit (at, entry) VALUES (now(), $1)",
+                    &[&Json(&**entry)],
+                )?;
+                Ok(WriteOutcome::Done)
+            }
             Write::ForgetBlob(digest) => {
                 let n = self.exec(
                     "DELETE FROM blob_refs WHERE digest = $1 AND refs = 0",

@@ -26,9 +26,29 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// The layout `schema.sql` creates; a database with a newer one is refused.
-const LAYOUT: i64 = 1;
+/// The layout `schema.sql` and the migrations after it make; a database
+/// with a newer one is refused.
+const LAYOUT: i64 = 2;
+/// Layout 1.
 const SCHEMA: &str = include_str!("schema.sql");
+/// What takes a database from the layout before each to it.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    2,
+    "CREATE TABLE audit (
+         seq   bigserial PRIMARY KEY,
+         at    timestamptz NOT NULL,
+         entry json NOT NULL
+     );
+     CREATE TABLE approvals (
+         run      text COLLATE \"C\" NOT NULL,
+         name     text NOT NULL,
+         workflow text NOT NULL,
+         status   text NOT NULL,
+         record   json NOT NULL,
+         PRIMARY KEY (run, name)
+     );
+     CREATE INDEX approvals_by_status ON approvals (status, run);",
+)];
 /// Serializes hosts creating the tables of one database at once.
 const MIGRATION_LOCK: i64 = 0x52_75_6e_77_61_79;
 
@@ -128,9 +148,17 @@ pub(super) fn migrate(client: &mut Client) -> Result<(), StoreError> {
         });
     }
     if layout < LAYOUT {
-        tx.batch_execute(SCHEMA).map_err(pg_error)?;
+        if layout == 0 {
+            tx.batch_execute(SCHEMA).map_err(pg_error)?;
+        }
+        for (to, sql) in MIGRATIONS {
+            if *to > layout.max(1) {
+                tx.batch_execute(sql).map_err(pg_error)?;
+            }
+        }
         tx.execute(
-            "INSERT INTO runway_meta (key, value) VALUES ('schema', $1)",
+            "INSERT INTO runway_meta (key, value) VALUES ('schema', $1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             &[&LAYOUT],
         )
         .map_err(pg_error)?;

@@ -65,6 +65,104 @@ impl Pg {
         })
     }
 
+    pub(in crate::store) fn approval(
+        &self,
+        run: RunId,
+        name: &str,
+    ) -> Result<Option<crate::types::Approval>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |c| {
+            c.query_opt(
+                "SELECT record FROM approvals WHERE run = $1 AND name = $2",
+                &[&run.to_string(), &name],
+            )
+            .map_err(pg_error)?
+            .map(|r| decode(r.get::<_, serde_json::Value>(0)))
+            .transpose()
+        })
+    }
+
+    pub(in crate::store) fn approvals(
+        &self,
+        filter: &crate::store::ApprovalFilter<'_>,
+        limit: usize,
+        keep: impl Fn(&crate::types::Approval) -> bool,
+    ) -> Result<Vec<crate::types::Approval>, StoreError> {
+        let status = filter.status.map(str::to_owned);
+        let workflow = filter.workflow.map(str::to_owned);
+        let run = filter.run.map(|r| r.to_string());
+        let before = filter.before.map(|b| b.to_string());
+        let mut out = Vec::new();
+        let mut cursor = before;
+        // Pages of candidates, filtered here by `keep`, until enough.
+        loop {
+            let (status, workflow, run, after) = (
+                status.clone(),
+                workflow.clone(),
+                run.clone(),
+                cursor.clone(),
+            );
+            let rows: Vec<(String, serde_json::Value)> = self.read(move |c| {
+                Ok(c.query(
+                    "SELECT run, record FROM approvals
+                     WHERE ($1::text IS NULL OR status = $1)
+                       AND ($2::text IS NULL OR workflow = $2)
+                       AND ($3::text IS NULL OR run = $3)
+                       AND ($4::text IS NULL OR run < $4)
+                     ORDER BY run DESC, name DESC LIMIT 500",
+                    &[&status, &workflow, &run, &after],
+                )
+                .map_err(pg_error)?
+                .into_iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect())
+            })?;
+            let last = rows.last().map(|(r, _)| r.clone());
+            let full = rows.len() == 500;
+            for (_, v) in rows {
+                if let Ok(a) = serde_json::from_value::<crate::types::Approval>(v)
+                    && keep(&a)
+                {
+                    out.push(a);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if !full {
+                return Ok(out);
+            }
+            cursor = last;
+        }
+    }
+
+    pub(in crate::store) fn audit_page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<crate::types::AuditEntry>, StoreError> {
+        let before = before.map(|b| b as i64);
+        let limit = limit.min(i64::MAX as usize) as i64;
+        self.read(move |c| {
+            let rows = c
+                .query(
+                    "SELECT seq, entry FROM audit WHERE ($1::bigint IS NULL OR seq < $1)
+                     ORDER BY seq DESC LIMIT $2",
+                    &[&before, &limit],
+                )
+                .map_err(pg_error)?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|r| {
+                    let mut e: crate::types::AuditEntry =
+                        serde_json::from_value(r.get::<_, serde_json::Value>(1)).ok()?;
+                    e.seq = r.get::<_, i64>(0) as u64;
+                    Some(e)
+                })
+                .collect())
+        })
+    }
+
     pub(in crate::store) fn run_counts(
         &self,
         workflow: Option<&str>,
@@ -218,6 +316,30 @@ impl Pg {
                     .map_err(pg_error)?
                     .and_then(|r| r.get::<_, &str>(0).parse().ok()),
             )
+        })
+    }
+
+    pub(in crate::store) fn runs_for_key_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<RunId>, StoreError> {
+        // LIKE's wildcards in the prefix match themselves.
+        let pattern = format!(
+            "{}%",
+            prefix
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        self.read(move |c| {
+            Ok(c.query(
+                "SELECT run FROM idempotency_keys WHERE key LIKE $1 ORDER BY key",
+                &[&pattern],
+            )
+            .map_err(pg_error)?
+            .into_iter()
+            .filter_map(|r| r.get::<_, &str>(0).parse().ok())
+            .collect())
         })
     }
 

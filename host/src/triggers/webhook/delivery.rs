@@ -111,7 +111,19 @@ impl Host {
                 extract(&payload, trigger.input_pointer.as_deref()).ok_or(WebhookError::NoInput)?;
             // Past the queue bound: 429, so the sender retries later.
             let bound = self.config().server.max_queued_runs;
-            let started = self.start_admitted(&slug, input, key, bound).await?;
+            let by = match &delivery_id {
+                Some(d) => format!("webhook:{slug}:{d}"),
+                None => format!("webhook:{slug}"),
+            };
+            let started = self
+                .start_admitted(
+                    &slug,
+                    input,
+                    key,
+                    bound,
+                    crate::types::Trigger::new("webhook", by),
+                )
+                .await?;
             self.flush().await?;
             tracing::info!(workflow = %slug, run = %started.id, duplicate = !started.created, "webhook started a run");
             return Ok(HookReceipt {
@@ -137,7 +149,10 @@ impl Host {
             .correlated_run(&slug, &route.input_pointer, &wanted)?
             .ok_or(WebhookError::NoWaitingRun)?;
         let data = extract(&payload, trigger.input_pointer.as_deref()).unwrap_or_default();
-        let receipt = self.signal(run, &route.name, data, delivery_id).await?;
+        let by = format!("webhook:{slug}");
+        let receipt = self
+            .signal_as(run, &route.name, data, delivery_id, Some(by))
+            .await?;
         tracing::info!(workflow = %slug, %run, signal = %route.name, duplicate = receipt.duplicate, "webhook signalled a run");
         if let Some(k) = key {
             self.store()
