@@ -28,6 +28,9 @@
 //!     run page with 10,000 events (Chromium, `tests/console/paint.mjs`);
 //!     the all-runs feed with 50 consoles connected while runs change
 //!     status at 1,000 a second; the console's size
+//! 21. identities and approvals: the cost of verifying an RS256 JWT (keys
+//!     cached) against a named token per request, and listing pending
+//!     approvals with 10,000 of them among 100,000 runs
 //!
 //! 1 and 2 run once per instance allocator (pooling, on-demand) to show
 //! which pays. `RUNWAY_BENCH_QUICK=1` shrinks every sample count.
@@ -653,10 +656,16 @@ struct RawClient {
 
 impl RawClient {
     async fn connect(addr: &str, path: &str, body: &str) -> RawClient {
+        Self::connect_with(addr, path, body, None).await
+    }
+
+    /// With a bearer token.
+    async fn connect_with(addr: &str, path: &str, body: &str, token: Option<&str>) -> RawClient {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         tcp.set_nodelay(true).unwrap();
+        let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
         let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .into_bytes();
@@ -1746,6 +1755,10 @@ fn main() {
             println!("\n20. the console: first paint in Chromium, the all-runs feed under load");
             console_figures().await;
         }
+        if wanted(21) {
+            println!("\n21. identities and approvals: JWT verification per request, pending approvals among 100,000 runs");
+            identity_figures().await;
+        }
         if wanted(7) {
             println!("\n7. wake-to-resume (timer due -> guest runs again; includes the 1 ms timer granularity)");
             let evicted = wake_to_resume(0).await;
@@ -2099,5 +2112,146 @@ async fn console_figures() {
         ms(pct(&lags, 0.5)),
         ms(pct(&lags, 0.99)),
         ms(*lags.last().unwrap()),
+    );
+}
+
+/// p50 of `n` sequential GETs of `path` with `bearer`.
+async fn get_p50(base: &str, path: &str, bearer: &str, n: usize) -> Duration {
+    let http = reqwest::Client::new();
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let res = http
+            .get(format!("{base}{path}"))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        let _ = res.bytes().await.unwrap();
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    pct(&lat, 0.5)
+}
+
+/// Figure 21: what verifying a JWT costs a request (RS256, keys from a
+/// JWKS file, so cached), against a named token, on `GET /v1/whoami`;
+/// then `GET /v1/approvals?status=pending` with 10,000 runs waiting for
+/// an approval among 100,000.
+async fn identity_figures() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use sha2::Digest;
+    let fixtures = support::root().join("tests/fixtures/jwt");
+    let config = format!(
+        "[server.jwt]\nissuer = \"https://idp.bench\"\naudience = \"runway\"\njwks_file = {:?}\n",
+        fixtures.join("jwks-rsa.json")
+    );
+    let named = "bench-admin-token";
+    let tokens = format!(
+        "bench:admin:{}",
+        hex::encode(sha2::Sha256::digest(named.as_bytes()))
+    );
+    let server =
+        ServerProcess::start_with(&[("RUNWAY_API_TOKENS", tokens.as_str())], Some(&config)).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-1".into());
+    let key = EncodingKey::from_rsa_pem(&std::fs::read(fixtures.join("rsa.pem")).unwrap()).unwrap();
+    let jwt = jsonwebtoken::encode(
+        &header,
+        &json!({ "sub": "bench", "iss": "https://idp.bench", "aud": "runway", "exp": now + 3600, "scope": "admin" }),
+        &key,
+    )
+    .unwrap();
+    let n = scale(2_000);
+    // Warm both paths, then alternate rounds.
+    get_p50(&server.base, "/v1/whoami", named, 100).await;
+    get_p50(&server.base, "/v1/whoami", &jwt, 100).await;
+    let (mut tok, mut jw) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        tok.push(get_p50(&server.base, "/v1/whoami", named, n).await);
+        jw.push(get_p50(&server.base, "/v1/whoami", &jwt, n).await);
+    }
+    tok.sort();
+    jw.sort();
+    let (tok, jw) = (tok[1], jw[1]);
+    println!(
+        "  GET /v1/whoami p50: named token {}, RS256 JWT {} — verification adds {} per request (median of 3 rounds of {n})",
+        us(tok),
+        us(jw),
+        us(jw.saturating_sub(tok))
+    );
+    // 100,000 runs, 10,000 of them waiting for an approval.
+    server.deploy("hello").await;
+    server.deploy("release").await;
+    let pending = scale(10_000);
+    let others = scale(100_000) - pending;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..32 {
+        let addr = addr.clone();
+        tasks.spawn(async move {
+            let mut hello = RawClient::connect_with(
+                &addr,
+                "/v1/workflows/hello/runs?wait=10",
+                r#"{"name":"x"}"#,
+                Some(named),
+            )
+            .await;
+            for _ in 0..others.div_ceil(32) {
+                assert_eq!(hello.call().await, 200);
+            }
+            let body = format!(r#"{{"kind":"gate","name":"ship{c}"}}"#);
+            let mut release = RawClient::connect_with(
+                &addr,
+                "/v1/workflows/release/runs?wait=10",
+                &body,
+                Some(named),
+            )
+            .await;
+            for _ in 0..pending.div_ceil(32) {
+                // Answered once the run waits for its approval.
+                assert_eq!(release.call().await, 202);
+            }
+        });
+    }
+    tasks.join_all().await;
+    println!(
+        "  {} runs stored ({} waiting for an approval) in {:.1} s",
+        others.div_ceil(32) * 32 + pending.div_ceil(32) * 32,
+        pending.div_ceil(32) * 32,
+        t.elapsed().as_secs_f64()
+    );
+    let p = get_p50(
+        &server.base,
+        "/v1/approvals?status=pending",
+        named,
+        scale(200),
+    )
+    .await;
+    let mine = get_p50(
+        &server.base,
+        "/v1/approvals?status=pending&decidable=me",
+        named,
+        scale(200),
+    )
+    .await;
+    let deep = get_p50(
+        &server.base,
+        "/v1/approvals?status=pending&limit=1000",
+        named,
+        scale(50),
+    )
+    .await;
+    println!(
+        "  GET /v1/approvals?status=pending (a page of 100): p50 {}; &decidable=me {}; limit=1000 {}  (target p50 <= 20 ms)",
+        ms(p),
+        ms(mine),
+        ms(deep)
     );
 }
