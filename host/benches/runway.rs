@@ -580,19 +580,29 @@ impl ServerProcess {
     }
 
     async fn deploy(&self, name: &str) {
+        self.deploy_as(name, None).await;
+    }
+
+    /// Deploys with a bearer token (a server with authentication).
+    async fn deploy_as(&self, name: &str, token: Option<&str>) {
         let form = reqwest::multipart::Form::new()
             .part(
                 "component",
                 reqwest::multipart::Part::bytes(support::wasm_bytes(name)),
             )
             .text("manifest", support::manifest(name));
-        let res = reqwest::Client::new()
+        let mut req = reqwest::Client::new()
             .put(format!("{}/v1/workflows/{name}", self.base))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        assert!(res.status().is_success());
+            .multipart(form);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.unwrap();
+        assert!(
+            res.status().is_success(),
+            "deploying {name}: {}",
+            res.status()
+        );
     }
 
     fn rss_mib(&self) -> f64 {
@@ -2186,8 +2196,8 @@ async fn identity_figures() {
         us(jw.saturating_sub(tok))
     );
     // 100,000 runs, 10,000 of them waiting for an approval.
-    server.deploy("hello").await;
-    server.deploy("release").await;
+    server.deploy_as("hello", Some(named)).await;
+    server.deploy_as("release", Some(named)).await;
     let pending = scale(10_000);
     let others = scale(100_000) - pending;
     let addr = server.base.trim_start_matches("http://").to_owned();

@@ -718,6 +718,8 @@ pub(super) struct Tables<'t> {
     pub(super) run_keys: Table<'t, (&'static str, &'static str), u8>,
     pub(super) blob_refs: Table<'t, &'static str, u64>,
     pub(super) audit: Table<'t, u64, &'static [u8]>,
+    /// The next audit seq, once looked up in this transaction.
+    audit_next: Option<u64>,
     pub(super) approvals: Table<'t, (&'static str, &'static str), &'static [u8]>,
     pub(super) meta: Table<'t, &'static str, u64>,
     /// (run, newest seq) of every event append in this transaction.
@@ -747,6 +749,7 @@ impl<'t> Tables<'t> {
             run_keys: tx.open_table(RUN_KEYS)?,
             blob_refs: tx.open_table(BLOB_REFS)?,
             audit: tx.open_table(AUDIT)?,
+            audit_next: None,
             approvals: tx.open_table(APPROVALS)?,
             meta: tx.open_table(META)?,
             appended: Vec::new(),
@@ -1040,7 +1043,11 @@ impl<'t> Tables<'t> {
                 Ok(WriteOutcome::Done)
             }
             Write::Audit(entry) => {
-                let seq = self.audit.last()?.map_or(0, |(k, _)| k.value()) + 1;
+                let seq = match self.audit_next {
+                    Some(n) => n,
+                    None => self.audit.last()?.map_or(0, |(k, _)| k.value()) + 1,
+                };
+                self.audit_next = Some(seq + 1);
                 let mut entry = (**entry).clone();
                 entry.seq = seq;
                 self.audit

@@ -31,14 +31,17 @@ impl Proxy {
         }
         Ok(Proxy {
             trusted,
+            // Header names are case-insensitive; looked up lower-case.
             user_header: c
                 .user_header
-                .clone()
-                .unwrap_or_else(|| "x-forwarded-user".into()),
+                .as_deref()
+                .unwrap_or("x-forwarded-user")
+                .to_ascii_lowercase(),
             scopes_header: c
                 .scopes_header
-                .clone()
-                .unwrap_or_else(|| "x-forwarded-scopes".into()),
+                .as_deref()
+                .unwrap_or("x-forwarded-scopes")
+                .to_ascii_lowercase(),
         })
     }
 
