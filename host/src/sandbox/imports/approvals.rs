@@ -160,12 +160,19 @@ impl ApprovalsImport for ApprovalsView<'_> {
                 });
                 // Durable with its journal entry before anyone is asked:
                 // the API finds it from now on.
+                // Stored and shown to reviewers: masked like events (a
+                // secret the run read never reaches the store).
+                let mut shown = spec.clone();
+                shown.prompt = self.effects.mask(&shown.prompt);
+                if let Some(p) = shown.payload.as_mut() {
+                    self.effects.mask_value(p);
+                }
                 let approval = Approval {
                     run_id: self.run.id,
                     workflow: self.run.slug.clone(),
                     name: name.clone(),
                     status: "pending".into(),
-                    spec: spec.clone(),
+                    spec: shown,
                     requested_at: now(),
                     until_ms,
                     decision: None,
@@ -233,13 +240,10 @@ impl ApprovalsImport for ApprovalsView<'_> {
             name: name.clone(),
             decision: decision.clone(),
         });
-        let requested_at = self
-            .host
-            .store
-            .approval(self.run.id, &name)
-            .ok()
-            .flatten()
-            .map_or_else(now, |a| a.requested_at);
+        // As stored when asked (masked), with the decision.
+        let asked = self.host.store.approval(self.run.id, &name).ok().flatten();
+        let requested_at = asked.as_ref().map_or_else(now, |a| a.requested_at);
+        let spec = asked.map_or(spec, |a| a.spec);
         self.effects
             .enqueue_recorded(vec![Write::PutApproval(Box::new(Approval {
                 run_id: self.run.id,
