@@ -255,7 +255,9 @@ const scenarios = {
     // Filtered to a status through its count.
     await page.locator('.counts [data-count=completed]').click();
     await page.waitForURL(/status=completed/, { timeout: WAIT });
-    await page.locator('table.runs tbody tr[data-run]').first().waitFor({ timeout: WAIT });
+    // The filtered view is drawn (not the one before the click).
+    await page.waitForFunction(() => document.querySelector('select[name=status]')?.value === 'completed'
+      && document.querySelectorAll('table.runs tbody tr[data-run]').length > 0, null, { timeout: WAIT });
     const shown = await page.locator('table.runs tbody .badge').allInnerTexts();
     assert.ok(shown.length > 0 && shown.every((s) => s === 'completed'), shown.join(','));
     await page.goto(`${BASE}/#/runs`);
