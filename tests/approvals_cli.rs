@@ -20,45 +20,17 @@ const ALICE: &str = "tok-approvals-alice-9d41f0";
 /// A `read` token: lists approvals, decides none.
 const BOB: &str = "tok-approvals-bob-07ac3e";
 
-/// The binary, with no colour, a known local user, and nothing from the
-/// caller's environment choosing a data directory or a server.
+/// The binary, with a known local user, and nothing from the caller's
+/// environment choosing a data directory or a server.
 fn runway(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runway"));
-    cmd.args(args)
-        .env("NO_COLOR", "1")
-        .env("USER", USER)
-        .env_remove("RUNWAY_LOG")
-        .env_remove("RUNWAY_DATA_DIR")
-        .env_remove("RUNWAY_SERVER")
-        .env_remove("RUNWAY_TOKEN")
-        .env_remove("RUNWAY_STORE");
+    let mut cmd = support::runway_cmd(args);
+    cmd.env("USER", USER);
     cmd
 }
 
-/// A data directory, driven by the binary in embedded mode.
-struct Data {
-    dir: tempfile::TempDir,
-}
-
-impl Data {
-    fn new() -> Data {
-        support::guest_dir();
-        Data {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// `runway ARGS` on this data directory.
-    fn run(&self, args: &[&str]) -> Output {
-        runway(args)
-            .env("RUNWAY_DATA_DIR", self.path())
-            .output()
-            .expect("running runway")
-    }
+/// A data directory the binary drives as the known local user.
+fn data_dir() -> support::DataDir {
+    support::DataDir::new().with_env("USER", USER)
 }
 
 /// `runway serve` on a fresh data directory with the three tokens, killed
@@ -67,12 +39,12 @@ struct Server {
     child: Child,
     base: String,
     http: reqwest::Client,
-    _data: Data,
+    _data: support::DataDir,
 }
 
 impl Server {
     async fn start() -> Server {
-        let data = Data::new();
+        let data = data_dir();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -235,7 +207,7 @@ fn field<'a>(shown: &'a str, label: &str) -> Option<&'a str> {
 
 #[test]
 fn embedded_approvals_are_listed_checked_and_decided() {
-    let data = Data::new();
+    let data = data_dir();
     let wasm = support::wasm("release");
     let manifest = support::manifest_path("release");
     ok(data.run(&["deploy", s(&wasm), "--manifest", s(&manifest)]));

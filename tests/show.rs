@@ -14,31 +14,15 @@ use std::time::{Duration, Instant};
 /// A token of the `read` scope: both commands only read.
 const READER: &str = "tok-show-reader-3f9a1c";
 
-/// A data directory, driven by the `runway` binary in embedded mode.
-struct Data {
-    dir: tempfile::TempDir,
+use support::DataDir as Data;
+
+/// Helpers over a data directory.
+trait Examples {
+    fn exec(&self, example: &str, input: &str) -> (String, Option<i32>);
+    fn deploy(&self, example: &str);
 }
 
-impl Data {
-    fn new() -> Data {
-        support::guest_dir();
-        Data {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// `runway ARGS` on this data directory.
-    fn run(&self, args: &[&str]) -> Output {
-        runway(args)
-            .env("RUNWAY_DATA_DIR", self.path())
-            .output()
-            .expect("running runway")
-    }
-
+impl Examples for Data {
     /// `runway exec` of an example with `input`; the run's id and the exit code.
     fn exec(&self, example: &str, input: &str) -> (String, Option<i32>) {
         let wasm = support::wasm(example);
@@ -64,18 +48,10 @@ impl Data {
     }
 }
 
-/// The binary, with no colour and nothing from the caller's environment
-/// choosing a data directory or a server.
+/// The binary, with nothing from the caller's environment choosing a
+/// data directory or a server.
 fn runway(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runway"));
-    cmd.args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("RUNWAY_LOG")
-        .env_remove("RUNWAY_DATA_DIR")
-        .env_remove("RUNWAY_SERVER")
-        .env_remove("RUNWAY_TOKEN")
-        .env_remove("RUNWAY_STORE");
-    cmd
+    support::runway_cmd(args)
 }
 
 /// `runway serve` on a data directory, killed when dropped (also when a

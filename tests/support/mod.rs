@@ -213,3 +213,53 @@ pub fn ok(out: std::process::Output) -> String {
     );
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
+
+/// The `runway` binary, with no colour and nothing from the caller's
+/// environment choosing a data directory, a server, a token or a store.
+pub fn runway_cmd(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runway"));
+    cmd.args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("RUNWAY_LOG")
+        .env_remove("RUNWAY_DATA_DIR")
+        .env_remove("RUNWAY_SERVER")
+        .env_remove("RUNWAY_TOKEN")
+        .env_remove("RUNWAY_STORE");
+    cmd
+}
+
+/// A temporary data directory, driven by the `runway` binary in embedded
+/// mode.
+pub struct DataDir {
+    dir: tempfile::TempDir,
+    envs: Vec<(String, String)>,
+}
+
+impl DataDir {
+    pub fn new() -> DataDir {
+        guest_dir();
+        DataDir {
+            dir: tempfile::tempdir().unwrap(),
+            envs: Vec::new(),
+        }
+    }
+
+    /// Every command on it also gets `key=value` in its environment.
+    pub fn with_env(mut self, key: &str, value: &str) -> DataDir {
+        self.envs.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `runway ARGS` on this data directory.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        runway_cmd(args)
+            .env("RUNWAY_DATA_DIR", self.path())
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("running runway")
+    }
+}
