@@ -210,6 +210,86 @@ async fn steps_with_parks_write_each_artifact_and_event_once() {
     assert_eq!(outputs[0], outputs[1]);
 }
 
+/// A reset after the second of four steps: the fork keeps the original's
+/// first events, artifacts and printed lines, does steps 3 and 4 live, and
+/// ends with the same output and each step's event, artifact and line
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_fork_keeps_the_prefix_and_does_the_rest_once() {
+    for (mode, warm) in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let host = host(dir.path(), warm).await;
+        let input = json!({ "count": 4, "pause_ms": 5, "print": true });
+        let id = host.start("steps", input).await.unwrap();
+        let original = finish(&host, id).await;
+        assert_eq!(
+            original.status,
+            RunStatus::Completed,
+            "{mode}: {original:?}"
+        );
+        let ev = events(&host, id);
+        let second = ev
+            .iter()
+            .filter(|e| matches!(&e.body, EventBody::Custom { .. }))
+            .nth(1)
+            .unwrap()
+            .seq;
+        let fork = host.reset(id, second, "test".into()).await.unwrap().id;
+        let r = finish(&host, fork).await;
+        assert_eq!(r.status, RunStatus::Completed, "{mode}: {r:?}");
+        assert_eq!(r.output, original.output, "{mode}");
+        let trigger = r.trigger.clone().unwrap();
+        assert_eq!(
+            (trigger.kind.as_str(), trigger.rerun_of),
+            ("reset", Some(id))
+        );
+        let at = trigger.reset_to.unwrap();
+        assert!(at <= second && at > 0, "{mode}: forked at {at}");
+        let fev = assert_log(&host, fork);
+        assert_eq!(ev[..at as usize], fev[..at as usize], "{mode}");
+        assert_eq!(count(&fev, "custom"), 4, "{mode}: {fev:#?}");
+        assert_eq!(count(&fev, "artifact_written"), 4, "{mode}");
+        assert_eq!(count(&fev, "program_output"), 4, "{mode}: {fev:#?}");
+        assert_eq!(host.store().artifacts(fork).unwrap().len(), 4, "{mode}");
+        assert_eq!(host.reruns(id).unwrap(), vec![fork]);
+        // Forking a run mid-way through its own fork's history works too.
+        let again = host.reset(fork, at, "test".into()).await.unwrap().id;
+        assert_eq!(finish(&host, again).await.output, original.output);
+    }
+}
+
+/// `[retry]` on a guest that always traps: each attempt starts from the
+/// top after the backoff, the last failure is the run's, and each retry is
+/// an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_retried_as_its_policy_says_then_fails() {
+    for (mode, warm) in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let host = host(dir.path(), warm).await;
+        host.deploy(
+            support::wasm_bytes("hostile"),
+            "slug = \"hostile\"\n[retry]\nmax_attempts = 3\nbackoff = \"20ms\"\non = [\"TRAP\"]\n",
+        )
+        .await
+        .unwrap();
+        let t0 = Instant::now();
+        let id = host
+            .start("hostile", json!({ "attack": "panic" }))
+            .await
+            .unwrap();
+        let r = finish(&host, id).await;
+        assert_eq!(r.status, RunStatus::Failed, "{mode}: {r:?}");
+        assert_eq!(r.error.as_ref().unwrap().code, ErrorCode::Trap);
+        assert_eq!(r.attempt, 3, "{mode}");
+        // 20 ms, then 40 ms.
+        assert!(t0.elapsed() >= Duration::from_millis(60), "{mode}");
+        let ev = assert_log(&host, id);
+        assert_eq!(count(&ev, "retrying"), 2, "{mode}: {ev:#?}");
+        assert_eq!(count(&ev, "running"), 3, "{mode}");
+        assert_eq!(count(&ev, "failed"), 1, "{mode}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_failures_are_typed_and_fan_out_is_budgeted() {
     let dir = tempfile::tempdir().unwrap();

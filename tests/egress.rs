@@ -653,3 +653,313 @@ async fn the_http_budgets_end_the_run() {
         "the budget is checked before the next request"
     );
 }
+
+/// A data directory where `pr-review` is deployed (by the CLI) against the
+/// fake GitHub `svc` and the fake provider `provider` (which the host
+/// calls once per model call, no retries of its own), with `extra` lines
+/// added to its manifest.
+fn pr_review_data(
+    dir: &Path,
+    svc: &Service,
+    provider: &support::provider::Provider,
+    extra: &str,
+) -> std::path::PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("secrets.toml"),
+        format!("GITHUB_TOKEN = \"{TOKEN}\"\nPROVIDER_KEY = \"sk-test-key\"\nGITHUB_WEBHOOK_SECRET = \"whsec\"\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("runway-host.toml"),
+        format!(
+            "[models.aliases]\ndefault = \"oa/gpt-test\"\n[models.providers.oa]\nkind = \"openai\"\nbase_url = \"{}\"\nkey_secret = \"PROVIDER_KEY\"\nretries = 0\n[egress]\n{LOOPBACK}\n",
+            provider.openai_url()
+        ),
+    )
+    .unwrap();
+    let manifest = support::manifest("pr-review")
+        .replace("https://api.github.com\"", &format!("{}\"", svc.base))
+        .replace(
+            "allow = [\"api.github.com\"]",
+            "allow = [\"http://127.0.0.1:*\"]",
+        );
+    let path = dir.join("pr-review.toml");
+    std::fs::write(&path, format!("{manifest}\n{extra}\n")).unwrap();
+    support::ok(
+        runway(&data)
+            .arg("deploy")
+            .arg(support::wasm("pr-review"))
+            .arg("--manifest")
+            .arg(&path)
+            .output()
+            .unwrap(),
+    );
+    data
+}
+
+fn delivery() -> Value {
+    json!({
+        "action": "opened",
+        "number": 7,
+        "pull_request": { "title": "Rename a to b", "body": "Small." },
+        "repository": { "full_name": "acme/widgets" }
+    })
+}
+
+/// GETs `path` on the server at `base` as JSON.
+async fn get(base: &str, path: &str) -> Value {
+    reqwest::get(format!("{base}{path}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Polls run `id` until it has ended; its view.
+async fn ended(base: &str, id: &str) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let r = get(base, &format!("/v1/runs/{id}")).await;
+        if ["completed", "failed", "cancelled"].contains(&r["status"].as_str().unwrap_or("")) {
+            return r;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "never ended: {r}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The seq of run `id`'s first event of `kind`.
+async fn seq_of(base: &str, id: &str, kind: &str) -> u64 {
+    let page = get(base, &format!("/v1/runs/{id}/events?limit=1000")).await;
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} event in {page}"))["seq"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Reset over HTTP and by the CLI: a fork after the model call makes only
+/// the comment again; one after the diff's fetch asks the model again but
+/// fetches nothing; one from the start does everything again. The fake
+/// GitHub and provider count what each fork sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_re_executes_only_what_comes_after_its_event() {
+    support::guest_dir();
+    let svc = Service::start().await;
+    let provider = support::provider::Provider::start("sk-test-key").await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = pr_review_data(dir.path(), &svc, &provider, "");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = serve(&data, port, &dir.path().join("serve.log")).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let started: Value = http
+        .post(format!("{base}/v1/workflows/pr-review/runs"))
+        .json(&delivery())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = started["id"].as_str().unwrap().to_owned();
+    let first = ended(&base, &id).await;
+    assert_eq!(first["status"], "completed", "{first}");
+    let sent = |svc: &Service| {
+        (
+            svc.count("/repos/acme/widgets/pulls"),
+            svc.count("/repos/acme/widgets/issues"),
+        )
+    };
+    assert_eq!((sent(&svc), provider.count()), ((1, 1), 1));
+
+    let reset = |to: u64| {
+        let http = http.clone();
+        let url = format!("{base}/v1/runs/{id}/reset?to={to}");
+        async move { http.post(url).send().await.unwrap() }
+    };
+    // After the model's answer: only the comment is posted again.
+    let model = seq_of(&base, &id, "model_call").await;
+    let res = reset(model).await;
+    assert_eq!(res.status(), reqwest::StatusCode::ACCEPTED);
+    let fork: Value = res.json().await.unwrap();
+    let fork_id = fork["id"].as_str().unwrap().to_owned();
+    let done = ended(&base, &fork_id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!((sent(&svc), provider.count()), ((1, 2), 1));
+    assert_eq!(done["trigger"]["kind"], "reset");
+    assert_eq!(done["trigger"]["rerun_of"], id.as_str());
+    assert_eq!(done["trigger"]["reset_to"], model);
+    assert_eq!(done["version"], first["version"]);
+    // The copied model call counts in the fork's usage.
+    assert_eq!(done["usage"]["model"]["calls"], 1, "{done}");
+    assert_eq!(done["output"]["diff_bytes"], first["output"]["diff_bytes"]);
+    // A new comment, with the fork's own idempotency key.
+    let seen = svc.seen();
+    let post = seen.last().unwrap();
+    assert_eq!(post.method, "POST");
+    assert!(post.headers["idempotency-key"].starts_with(&fork_id));
+    // The fork's events up to the model call are the original's.
+    let events = |run: String| {
+        let base = base.clone();
+        async move {
+            get(&base, &format!("/v1/runs/{run}/events?limit=1000")).await["events"]
+                .as_array()
+                .unwrap()
+                .clone()
+        }
+    };
+    let (a, b) = (events(id.clone()).await, events(fork_id.clone()).await);
+    assert_eq!(a[..model as usize], b[..model as usize]);
+    assert_eq!(b.iter().filter(|e| e["kind"] == "model_call").count(), 1);
+
+    // After the diff's fetch, by the CLI: the model is asked again.
+    let fetched = seq_of(&base, &id, "http_call").await;
+    let out = support::ok(
+        runway(&data)
+            .args([
+                "--server",
+                &base,
+                "reset",
+                &id,
+                "--to",
+                &fetched.to_string(),
+                "--detach",
+            ])
+            .output()
+            .unwrap(),
+    );
+    let cli_fork = out.trim().to_owned();
+    let done = ended(&base, &cli_fork).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!((sent(&svc), provider.count()), ((1, 3), 2));
+    assert_eq!(done["trigger"]["reset_to"], fetched);
+
+    // From the first event: everything again.
+    let res = reset(1).await;
+    let fresh = ended(
+        &base,
+        res.json::<Value>().await.unwrap()["id"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(fresh["status"], "completed", "{fresh}");
+    assert_eq!((sent(&svc), provider.count()), ((2, 4), 3));
+    assert_eq!(fresh["trigger"]["reset_to"], 0);
+
+    // The original lists its forks; a point it does not have is refused.
+    let original = get(&base, &format!("/v1/runs/{id}")).await;
+    assert_eq!(
+        original["reruns"].as_array().unwrap().len(),
+        3,
+        "{original}"
+    );
+    for to in [0, 10_000] {
+        let res = reset(to).await;
+        assert_eq!(res.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "INVALID_RESET_POINT", "{body}");
+    }
+    server.kill().unwrap();
+    let _ = server.wait();
+}
+
+/// `[retry]`: a model call that fails fails the run's first attempt; the
+/// second replays the diff's fetch from the journal (not sent again), asks
+/// the model again and completes. The attempt shows on the run and in its
+/// events; a failure the policy does not name is not retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_run_keeps_its_answered_calls_and_shows_its_attempts() {
+    support::guest_dir();
+    let svc = Service::start().await;
+    let provider = support::provider::Provider::start("sk-test-key").await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = pr_review_data(
+        dir.path(),
+        &svc,
+        &provider,
+        "[retry]\nmax_attempts = 3\nbackoff = \"200ms\"\n",
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = serve(&data, port, &dir.path().join("serve.log")).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let start = || {
+        let http = http.clone();
+        let url = format!("{base}/v1/workflows/pr-review/runs");
+        async move {
+            let v: Value = http
+                .post(url)
+                .json(&delivery())
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["id"].as_str().unwrap().to_owned()
+        }
+    };
+    use support::provider::Behavior;
+    provider.script([Behavior::ServerError]);
+    let id = start().await;
+    let run = ended(&base, &id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["attempt"], 2);
+    let page0 = get(&base, &format!("/v1/runs/{id}/events?limit=1000")).await;
+    assert_eq!(
+        svc.count("/repos/acme/widgets/pulls"),
+        1,
+        "the diff is fetched once: {page0}"
+    );
+    assert_eq!(svc.count("/repos/acme/widgets/issues"), 1);
+    assert_eq!(provider.count(), 2);
+    let page = get(&base, &format!("/v1/runs/{id}/events?limit=1000")).await;
+    let retrying: Vec<&Value> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "retrying")
+        .collect();
+    assert_eq!(retrying.len(), 1, "{page}");
+    assert_eq!(retrying[0]["attempt"], 2);
+    assert_eq!(retrying[0]["code"], "PROVIDER_ERROR");
+    assert!(retrying[0]["kept"].as_u64().unwrap() >= 1, "{page}");
+
+    // Every attempt fails: the last one's failure is the run's.
+    provider.script([
+        Behavior::ServerError,
+        Behavior::ServerError,
+        Behavior::ServerError,
+    ]);
+    let id = start().await;
+    let run = ended(&base, &id).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(run["attempt"], 3);
+    assert_eq!(run["error"]["cause"], "PROVIDER_ERROR");
+    assert_eq!(provider.count(), 5);
+    assert_eq!(svc.count("/repos/acme/widgets/pulls"), 2);
+
+    // An unreadable answer is not among the default codes: not retried.
+    provider.script([Behavior::Malformed]);
+    let id = start().await;
+    let run = ended(&base, &id).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(run["attempt"], 1);
+    assert_eq!(run["error"]["cause"], "INVALID_RESPONSE");
+    server.kill().unwrap();
+    let _ = server.wait();
+}

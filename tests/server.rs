@@ -1333,6 +1333,12 @@ async fn the_auth_matrix_holds_on_every_route() {
             Scope::Execute,
             Some("hello"),
         ),
+        (
+            M::POST,
+            format!("/v1/runs/{id}/reset?to=1"),
+            Scope::Execute,
+            Some("hello"),
+        ),
     ];
     let direct = reqwest::Client::new();
     let via_proxy = reqwest::Client::builder()

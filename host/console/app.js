@@ -459,6 +459,7 @@ function summary(e) {
     case 'waiting_signal': return `signal ${e.name}`;
     case 'waiting_child': return e.run;
     case 'signal_received': return `${e.name} (#${e.signal_seq})${e.by ? ` from ${e.by}` : ''}`;
+    case 'retrying': return `attempt ${e.attempt} at ${fmtTime(new Date(e.at_ms).toISOString())} after ${e.code}: ${e.message.split('\n')[0]}`;
     case 'cancelled': return e.by ? `by ${e.by}` : '';
     case 'child_started': return `${e.workflow} ${e.run}`;
     case 'approval_requested': return `${e.name} (${e.approval}): ${e.prompt}`;
@@ -654,8 +655,12 @@ async function download(runId, name) {
 function trigger(run) {
   if (run.parent) return ['child of ', runLink(run.parent)];
   if (run.trigger) {
-    const by = run.trigger.by;
-    return [run.trigger.kind, ' ', run.trigger.kind === 'rerun' && by.startsWith('run_') ? runLink(by) : h('span', { class: 'note' }, `(${by})`)];
+    const t = run.trigger;
+    const parts = [t.kind];
+    if (t.rerun_of) parts.push(' of ', runLink(t.rerun_of));
+    if (t.reset_to !== undefined && t.reset_to !== null) parts.push(` after event ${t.reset_to}`);
+    parts.push(' ', h('span', { class: 'note' }, `(${t.by})`));
+    return parts;
   }
   const key = run.idempotency_key || '';
   if (key.startsWith('cron:')) return ['cron', key.split(':').slice(2, 3).map((i) => ` (trigger ${i})`)];
@@ -669,8 +674,12 @@ async function viewRun(main, id) {
   const head = h('div', { class: 'panel head' });
   const problem = h('div');
   const tlBox = h('div', { class: 'panel' }, h('h2', { text: 'Timeline' }), h('div', { class: 'timeline' }));
-  const detail = h('pre', { class: 'evdetail', hidden: true });
-  const list = eventList((e) => { detail.hidden = false; detail.textContent = pretty(e); });
+  const detail = h('div', { class: 'evdetail', hidden: true });
+  const list = eventList((e) => {
+    detail.hidden = false;
+    const fork = can('execute') ? startedButton(`Reset to event ${e.seq}`, `/v1/runs/${enc}/reset?to=${e.seq}`) : '';
+    detail.replaceChildren(fork, h('pre', {}, pretty(e)));
+  });
   const evCount = h('span', { class: 'note' });
   const io = h('div', { class: 'grid' });
   const artifacts = h('div', { class: 'panel' }, h('h2', { text: 'Artifacts' }), h('div', { class: 'list' }));
@@ -687,6 +696,8 @@ async function viewRun(main, id) {
       ['created', fmtTime(run.created_at)], ['started', fmtTime(run.started_at)],
       ['ended', fmtTime(run.finished_at)], ['duration', fmtDur(duration(run))],
     ];
+    if (run.attempt > 1) facts.push(['attempt', String(run.attempt)]);
+    if (run.reruns && run.reruns.length) facts.push(['reruns', h('span', {}, ...run.reruns.flatMap((r, i) => [i ? ', ' : '', runLink(r)]))]);
     const wait = run.wait;
     if (wait && !terminal(run.status)) {
       facts.push(['waits for', wait.for === 'timer' ? `timer until ${fmtTime(new Date(wait.until_ms).toISOString())}`
@@ -695,6 +706,7 @@ async function viewRun(main, id) {
     }
     const actions = h('div', { class: 'actions' });
     if (can('execute') && !terminal(run.status)) actions.append(cancelButton(), signalForm());
+    if (can('execute')) actions.append(startedButton('Rerun', `/v1/runs/${enc}/rerun`, {}));
     if (run.status === 'waiting_approval' && can('approve')) approvalForms(actions).catch(() => {});
     head.replaceChildren(
       h('div', {}, h('h1', { class: 'mono' }, run.id), h('div', { class: 'row' }, badge(run.status)),
@@ -717,6 +729,19 @@ async function viewRun(main, id) {
         ['cost', `$${m.cost_usd ?? 0} own · $${t.cost_usd ?? 0} tree`]]
         .map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])));
   };
+
+  /** A button that starts a run (rerun, reset) and opens it. */
+  function startedButton(label, path, body) {
+    const b = h('button', { 'data-action': label.toLowerCase().split(' ')[0] }, label);
+    b.addEventListener('click', async () => {
+      b.disabled = true;
+      try {
+        const r = await api(path, { method: 'POST', json: body });
+        location.hash = `#/runs/${encodeURIComponent(r.id)}`;
+      } catch (e) { banner(explain(e), true); b.disabled = false; }
+    });
+    return b;
+  }
 
   function cancelButton() {
     const b = h('button', { class: 'danger', 'data-action': 'cancel' }, 'Cancel run');

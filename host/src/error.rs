@@ -32,6 +32,8 @@ pub enum HostError {
     ApprovalDecided(RunId, String),
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    #[error("run {0} cannot be reset to event {1}: {2}")]
+    InvalidResetPoint(RunId, u64, String),
     #[error("run {0} has already ended ({1})")]
     RunEnded(RunId, crate::types::RunStatus),
     #[error("run {1} (in the tree of run {0}) has not ended: cancel it or wait for it to end")]
@@ -105,6 +107,7 @@ impl HostError {
             Self::CronNotFound(..) => ("CRON_NOT_FOUND", S::NOT_FOUND),
             Self::VerifyFailed { .. } => ("VERIFY_FAILED", S::CONFLICT),
             Self::InvalidInput(_) => ("INVALID_INPUT", S::UNPROCESSABLE_ENTITY),
+            Self::InvalidResetPoint(..) => ("INVALID_RESET_POINT", S::UNPROCESSABLE_ENTITY),
             Self::RunEnded(..) => ("RUN_ENDED", S::CONFLICT),
             Self::RunActive(..) => ("RUN_ACTIVE", S::CONFLICT),
             Self::IdempotencyConflict(_) => ("IDEMPOTENCY_CONFLICT", S::CONFLICT),

@@ -47,6 +47,77 @@ pub struct Manifest {
     /// description.
     #[serde(default)]
     pub output: Option<Contract>,
+    /// `[retry]`: a failed run is tried again (none: never).
+    #[serde(default)]
+    pub retry: Option<RetryPolicy>,
+}
+
+/// `[retry]`: how often, how soon and after which failures a failed run is
+/// tried again. An attempt keeps the journal's answered calls up to the
+/// failed call it retries (no model call or HTTP request before it is made
+/// again); a failure no call explains starts the attempt from the top.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// The wait before the second attempt; it doubles for each one after.
+    #[serde(
+        default = "RetryPolicy::default_backoff",
+        deserialize_with = "duration_required"
+    )]
+    pub backoff: Duration,
+    /// The longest wait between attempts.
+    #[serde(
+        default = "RetryPolicy::default_max_backoff",
+        deserialize_with = "duration_required"
+    )]
+    pub max_backoff: Duration,
+    /// The failures retried: a run's error code (`INTERNAL`, `TRAP`,
+    /// `PROGRAM_ERROR`) or the code of the failure the workflow returned
+    /// (`PROVIDER_TIMEOUT`, `HTTP_CONNECT`, its own).
+    #[serde(default = "RetryPolicy::default_on")]
+    pub on: Vec<String>,
+}
+
+/// Failures a retry cannot fix: never retried.
+pub const NEVER_RETRIED: [&str; 3] = ["BUDGET_EXCEEDED", "NONDETERMINISM", "CANCELLED"];
+
+impl RetryPolicy {
+    fn default_backoff() -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn default_max_backoff() -> Duration {
+        Duration::from_secs(300)
+    }
+
+    /// The host's failures and the outside's transient ones.
+    fn default_on() -> Vec<String> {
+        [
+            "INTERNAL",
+            "PROVIDER_ERROR",
+            "PROVIDER_TIMEOUT",
+            "RATE_LIMITED",
+            "HTTP_TIMEOUT",
+            "HTTP_CONNECT",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    /// Whether `code` is retried.
+    pub fn retries(&self, code: &str) -> bool {
+        !NEVER_RETRIED.contains(&code) && self.on.iter().any(|c| c == code)
+    }
+
+    /// The wait before attempt `next` (2 or more).
+    pub fn wait_before(&self, next: u32) -> Duration {
+        let doublings = next.saturating_sub(2).min(30);
+        self.backoff
+            .saturating_mul(1u32 << doublings)
+            .min(self.max_backoff)
+    }
 }
 
 /// A JSON Schema a value must follow.
@@ -216,6 +287,30 @@ impl Manifest {
             if let Some(c) = contract {
                 jsonschema::validator_for(&c.schema)
                     .map_err(|e| ManifestError(format!("{key}.schema: not a JSON Schema: {e}")))?;
+            }
+        }
+        if let Some(r) = &self.retry {
+            if !(1..=100).contains(&r.max_attempts) {
+                return Err(ManifestError(
+                    "retry.max_attempts: from 1 (the first attempt only) to 100".into(),
+                ));
+            }
+            for (i, code) in r.on.iter().enumerate() {
+                if NEVER_RETRIED.contains(&code.as_str()) {
+                    return Err(ManifestError(format!(
+                        "retry.on[{i}]: {code} is never retried (another attempt ends the same way)"
+                    )));
+                }
+                let ok = !code.is_empty()
+                    && code.len() <= 64
+                    && code
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+                if !ok {
+                    return Err(ManifestError(format!(
+                        "retry.on[{i}]: {code:?} is not a failure code (like HTTP_CONNECT)"
+                    )));
+                }
             }
         }
         if self.max_concurrent_runs == Some(0) {

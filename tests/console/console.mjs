@@ -150,6 +150,18 @@ const scenarios = {
     assert.equal(await page.locator('[data-action=cancel]').count(), 0, 'an ended run offers cancel');
     assert.equal((await api(`/v1/runs/${sleeper}`)).body.status, 'cancelled');
 
+    // Fork it from its first event, from the page: a new run, linked back.
+    await page.locator('.events .ev').first().click();
+    await page.locator('[data-action=reset]').click();
+    await page.waitForFunction((old) => !location.hash.includes(old), sleeper, { timeout: WAIT });
+    const fork = decodeURIComponent(page.url().split('#/runs/')[1]);
+    await page.locator('.head .badge[data-status=sleeping]').waitFor({ timeout: WAIT });
+    const forked = (await api(`/v1/runs/${fork}`)).body;
+    assert.equal(forked.trigger.kind, 'reset');
+    assert.equal(forked.trigger.rerun_of, sleeper);
+    await page.locator('.head a', { hasText: sleeper }).waitFor({ timeout: WAIT });
+    assert.equal((await api(`/v1/runs/${fork}/cancel`, { method: 'POST' })).status, 200);
+
     const parent = await startRun('fanout', { names: ['Ada', 'Grace'] }, 30);
     await page.goto(`${BASE}/#/runs/${parent}`);
     const kids = page.locator('[data-child]');
@@ -217,6 +229,7 @@ const scenarios = {
     await page.locator('#who [data-scope=read]').waitFor({ timeout: WAIT });
     assert.equal(await page.locator('[data-action=cancel]').count(), 0);
     assert.equal(await page.locator('form.signal').count(), 0);
+    assert.equal(await page.locator('[data-action=rerun]').count(), 0);
     await page.goto(`${BASE}/#/workflows/approval`);
     await page.locator('h1', { hasText: 'approval' }).waitFor({ timeout: WAIT });
     assert.equal(await page.locator('form.start').count(), 0);
@@ -229,9 +242,11 @@ const scenarios = {
         await call(`/v1/runs/${id}/cancel`),
         await call(`/v1/runs/${id}/signals/approve`, '{"by":"mallory"}'),
         await call('/v1/workflows/approval/runs', '{}'),
+        await call(`/v1/runs/${id}/rerun`, '{}'),
+        await call(`/v1/runs/${id}/reset?to=1`),
       ];
     }, { id: waiting, token: READ });
-    assert.deepEqual(statuses, [403, 403, 403]);
+    assert.deepEqual(statuses, [403, 403, 403, 403, 403]);
     assert.equal((await api(`/v1/runs/${waiting}`)).body.status, 'waiting_signal');
     assert.deepEqual(page.errors, []);
   },

@@ -232,8 +232,9 @@ fn diverge(ms: u64) -> Result<Value> {
 
 /// Spells the secret every way a store could miss: JSON escapes of its
 /// quote and backslash, `\u` escapes, in an event's kind, the result, an
-/// artifact's name, content type and metadata, a signal name, a child's
-/// input and key, and across stdout's 8 KiB chunk boundary.
+/// artifact's name, content type and metadata, a signal name, an
+/// approval's prompt, payload and options, a child's input and key, and
+/// across stdout's 8 KiB chunk boundary.
 fn leak_disguised() -> Result<Value> {
     use std::io::Write;
     let value = secrets::get("LEAK_ME")?;
@@ -251,6 +252,19 @@ fn leak_disguised() -> Result<Value> {
         Some(&json!({ "secret": value }).to_string()),
     );
     raw::runtime::wait_signal(&value, Some(0));
+    // An approval: its prompt and payload are stored masked; a secret in
+    // an option, which a decision must repeat, is refused.
+    use runway_sdk::approvals::{Choice, Spec, request};
+    let asked = Spec::decision(format!("ship {value}?"), ["yes", "no"])
+        .payload(&json!({ "secret": value, "note": format!("v={value}") }))?
+        .timeout(std::time::Duration::from_millis(1), Choice::option("no"));
+    request("leak", &asked)?;
+    let keyed = Spec::decision("pick one", [value.clone(), "no".to_owned()])
+        .timeout(std::time::Duration::from_millis(1), Choice::option("no"));
+    match request("leak-option", &keyed) {
+        Err(e) if e.code == "APPROVAL_INVALID" => {}
+        _ => return Err(Error::new("NOT_REFUSED", "a secret option was taken")),
+    }
     let _ = raw::workflows::start("hello", &json!({ "name": value }).to_string(), Some(&value));
     // One write with no newline: the host cuts it at 8 KiB (+ the longest
     // secret), which here falls one byte into the value.

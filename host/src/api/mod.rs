@@ -92,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}", get(runs::get).delete(runs::delete))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/v1/runs/{id}/rerun", post(runs::rerun))
+        .route("/v1/runs/{id}/reset", post(runs::reset))
         .route("/v1/runs/{id}/signals/{name}", post(runs::signal))
         .route("/v1/runs/{id}/events", get(events::page))
         .route("/v1/runs/{id}/events/stream", get(events::stream))

@@ -16,6 +16,7 @@ use utoipa::{Modify, OpenApi};
         cron::list, cron::pause, cron::resume, cron::fire,
         runs::start, runs::list, runs::counts, feed::stream, runs::get, runs::cancel, runs::signal,
         runs::rerun,
+        runs::reset,
         runs::delete, runs::purge,
         events::page, events::stream, timeline::get,
         approvals::list, approvals::decide,

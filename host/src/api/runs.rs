@@ -421,6 +421,43 @@ pub async fn rerun(
     Ok(res)
 }
 
+/// Where to fork a run.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ResetAt {
+    /// The event (its `seq`) to fork after: the new run keeps what the run
+    /// did up to it (its last commit at or before it) and does the rest
+    /// again, live.
+    to: u64,
+}
+
+/// Starts a new run that replays a run's journal up to event `to` and goes
+/// on live from there, on the same version with the same input: calls
+/// before the fork point are answered from the journal (no model call or
+/// HTTP request repeated), calls after it are made again. The new run's
+/// trigger is `reset` with `rerun_of` and `reset_to` (the event its copy
+/// ends at); the original lists it in `reruns`.
+#[utoipa::path(post, path = "/v1/runs/{id}/reset", tag = "runs",
+    params(("id" = String, Path), ResetAt),
+    responses((status = 202, body = RunView), (status = 404, body = super::error::ErrorEnvelope),
+        (status = 422, description = "`INVALID_RESET_POINT`: the run has no such event", body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn reset(
+    state: AppStateRef,
+    who: Caller,
+    Path(id): Path<String>,
+    Query(at): Query<ResetAt>,
+) -> ApiResult<Response> {
+    let original = run_for(&state, &who, &id, Scope::Execute).await?;
+    let started = state.host.reset(original.id, at.to, who.label()).await?;
+    let record = state.host.run_record(started.id).await?;
+    let mut res = (StatusCode::ACCEPTED, Json(view(&state, record)?)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/runs/{}", started.id)) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
 /// What a cancel did.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Cancelled {

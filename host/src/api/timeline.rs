@@ -135,6 +135,12 @@ impl Builder {
                     });
                 self.enter("sleeping", e.at, until.map(|u| format!("until {u}")));
             }
+            EventBody::Retrying { attempt, code, .. } => {
+                // The failed attempt is a mark; the wait for the next one a
+                // span of its own.
+                self.mark(e, format!("attempt {} failed: {code}", attempt - 1), true);
+                self.enter("retrying", e.at, Some(format!("attempt {attempt}")));
+            }
             EventBody::WaitingSignal { name, .. } => {
                 self.enter("waiting_signal", e.at, Some(format!("signal {name}")));
             }

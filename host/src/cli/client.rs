@@ -479,6 +479,33 @@ impl Client {
         Ok(StreamEnd::Closed)
     }
 
+    /// Reruns run `id` (`POST /v1/runs/{id}/rerun`): the new run.
+    pub async fn rerun(
+        &self,
+        id: RunId,
+        input: Option<serde_json::Value>,
+        latest: bool,
+    ) -> Result<RunRecord, ClientError> {
+        let mut body = serde_json::json!({ "latest": latest });
+        if let Some(i) = input {
+            body["input"] = i;
+        }
+        let path = format!("/v1/runs/{id}/rerun");
+        let res = self
+            .send(self.json_body(self.request(Method::POST, &path), &body)?)
+            .await?;
+        record_from(self.decode(res, "a rerun").await?)
+    }
+
+    /// Forks run `id` after event `to` (`POST /v1/runs/{id}/reset`): the
+    /// new run.
+    pub async fn reset(&self, id: RunId, to: u64) -> Result<RunRecord, ClientError> {
+        let path = format!("/v1/runs/{id}/reset");
+        let rb = self.request(Method::POST, &path).query(&[("to", to)]);
+        let res = self.send(rb).await?;
+        record_from(self.decode(res, "a reset").await?)
+    }
+
     /// Asks for the run (and its children) to be cancelled:
     /// `{run_id, outcome, status}`.
     pub async fn cancel(&self, id: RunId) -> Result<serde_json::Value, ClientError> {
@@ -998,6 +1025,7 @@ mod tests {
             trace: None,
             trigger: None,
             cancel_requested_by: None,
+            attempt: 1,
         };
         let mut v = serde_json::to_value(r).unwrap();
         v.as_object_mut().unwrap().remove("seed");

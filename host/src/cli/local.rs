@@ -243,6 +243,31 @@ deploy it with: runway deploy {}",
             }
             ExitCode::SUCCESS
         }
+        Command::Rerun {
+            run_id,
+            input,
+            latest,
+            detach,
+            json,
+        } => {
+            let input = input.as_deref().map(|i| read_input(Some(i))).transpose()?;
+            let by = crate::types::Trigger::local().by;
+            let started = host.rerun(*run_id, input, *latest, by).await?;
+            settle_started(&host, started.id, *detach, *json).await?
+        }
+        Command::Reset {
+            run_id,
+            to,
+            detach,
+            json,
+        } => {
+            let by = crate::types::Trigger::local().by;
+            let started = host
+                .reset(*run_id, *to, by)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
+            settle_started(&host, started.id, *detach, *json).await?
+        }
         Command::Cancel { run_id, json } => {
             let outcome = host
                 .cancel_as(*run_id, Some(crate::types::Trigger::local().by))
@@ -541,6 +566,27 @@ async fn show(host: &Host, id: RunId) -> anyhow::Result<Shown> {
         record,
         children,
     })
+}
+
+/// A run this command started: its id (`detach`), or the run once it
+/// has ended or waits for someone.
+async fn settle_started(
+    host: &Host,
+    id: RunId,
+    detach: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if detach {
+        host.flush().await?;
+        if json {
+            println!("{}", json!({ "run_id": id }));
+        } else {
+            println!("{id}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let record = until_settled(host, id).await?;
+    print_run(&record, json, None)
 }
 
 pub(super) async fn until_done_or_idle(host: &Host, id: RunId) -> anyhow::Result<RunRecord> {

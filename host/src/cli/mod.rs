@@ -198,6 +198,35 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Start a new run of a run's workflow with its stored input (or
+    /// --input), on its version (or the newest, --latest), linked to it.
+    Rerun {
+        run_id: RunId,
+        /// Input instead of the stored one: JSON, or @FILE.
+        #[arg(long)]
+        input: Option<String>,
+        /// On the workflow's newest version.
+        #[arg(long)]
+        latest: bool,
+        /// Print the new run's id and return without waiting.
+        #[arg(long)]
+        detach: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fork a run: a new run that replays it up to event SEQ (the calls
+    /// before it are not made again) and goes on live from there.
+    Reset {
+        run_id: RunId,
+        /// The event to fork after (its seq, as `runway events` shows it).
+        #[arg(long, value_name = "SEQ")]
+        to: u64,
+        /// Print the new run's id and return without waiting.
+        #[arg(long)]
+        detach: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Cancel a run and its children.
     Cancel {
         run_id: RunId,

@@ -870,6 +870,16 @@ pub(super) fn event_detail(body: &EventBody) -> String {
             Some(b) => format!("{name} (#{signal_seq}) from {b}"),
             None => format!("{name} (#{signal_seq})"),
         },
+        EventBody::Retrying {
+            attempt,
+            code,
+            message,
+            at_ms,
+            kept,
+        } => format!(
+            "attempt {attempt} at {} after {code}: {message} (replays {kept} calls)",
+            format_ms(*at_ms)
+        ),
         EventBody::ChildStarted { run, workflow } => format!("{run} ({workflow})"),
         EventBody::ModelCall {
             model,

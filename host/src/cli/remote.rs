@@ -171,6 +171,26 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
             print_downloaded(&meta, to, *json)?;
             ExitCode::SUCCESS
         }
+        Command::Rerun {
+            run_id,
+            input,
+            latest,
+            detach,
+            json,
+        } => {
+            let input = input.as_deref().map(|i| read_input(Some(i))).transpose()?;
+            let record = client.rerun(*run_id, input, *latest).await?;
+            settle_started(&client, record, *detach, *json, poll, server).await?
+        }
+        Command::Reset {
+            run_id,
+            to,
+            detach,
+            json,
+        } => {
+            let record = client.reset(*run_id, *to).await?;
+            settle_started(&client, record, *detach, *json, poll, server).await?
+        }
         Command::Cancel { run_id, json } => {
             let v = client.cancel(*run_id).await?;
             if *json {
@@ -382,4 +402,29 @@ pub(super) fn read_deploy(
         )
     })?;
     Ok((bytes, toml))
+}
+
+/// A run the server just started for this command: its id (`detach`), or
+/// the run once it has ended or waits for someone.
+async fn settle_started(
+    client: &super::client::Client,
+    record: RunRecord,
+    detach: bool,
+    json: bool,
+    poll: std::time::Duration,
+    server: &str,
+) -> anyhow::Result<ExitCode> {
+    if detach {
+        if json {
+            println!(
+                "{}",
+                json!({ "run_id": record.id, "status": record.status })
+            );
+        } else {
+            println!("{}", record.id);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let record = client.wait(record.id, poll).await?;
+    print_run(&record, json, Some(server))
 }

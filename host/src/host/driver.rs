@@ -385,6 +385,7 @@ impl Host {
                 r.error = Some(RunError {
                     code: ErrorCode::Internal,
                     message: e.to_string(),
+                    cause: None,
                 });
                 Executed::Finished(r)
             }

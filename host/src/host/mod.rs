@@ -29,6 +29,7 @@ mod driver;
 pub(crate) mod ledger;
 pub(crate) mod memory;
 mod reads;
+mod reset;
 mod retention;
 pub(crate) mod scheduler;
 pub mod secrets;
@@ -374,6 +375,13 @@ impl Host {
 
     /// Queues a run and drives it; `reserved`: a place in the queue was
     /// taken for it, which the new run takes over (or which is given back).
+    /// Drives a run this host just stored (reset).
+    fn launch_started(&self, record: RunRecord) {
+        if let Some(live) = self.registry().register(record.id) {
+            tokio::spawn(self.clone().drive(live, record));
+        }
+    }
+
     async fn start_inner(
         &self,
         slug: &str,
@@ -730,6 +738,7 @@ pub(crate) fn new_record(wf: &WorkflowVersion, input: serde_json::Value) -> RunR
         trace: crate::telemetry::current_traceparent(),
         trigger: None,
         cancel_requested_by: None,
+        attempt: 1,
     }
 }
 

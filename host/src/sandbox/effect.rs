@@ -436,8 +436,12 @@ impl Effects {
     /// Everything recorded since the last take: held-back writes, journal
     /// entries, the writes recorded beside them, then events.
     pub(super) fn take_writes(&self) -> Vec<Write> {
-        let entries = self.journal.lock().take_new();
-        let events = self.recorder.lock().take_pending();
+        // Events first: the journal's mark says where they end.
+        let (events, mark) = {
+            let mut rec = self.recorder.lock();
+            (rec.take_pending(), rec.mark())
+        };
+        let entries = self.journal.lock().take_new_marked(mark);
         let recorded = std::mem::take(&mut *self.recorded.lock());
         let mut writes = std::mem::take(&mut *self.deferred.lock());
         writes.reserve(2 + recorded.len());

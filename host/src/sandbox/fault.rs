@@ -125,6 +125,16 @@ pub(crate) enum Ending {
 }
 
 impl Ending {
+    /// The error this ending fails the run with (none if it completes or
+    /// is cancelled).
+    pub(crate) fn error(&self, mask: impl Fn(&str) -> String) -> Option<RunError> {
+        match self {
+            Ending::Completed(_) | Ending::Fault(RunFault::Cancelled) => None,
+            Ending::Failed(e) => Some(e.clone()),
+            Ending::Fault(fault) => Some(RunError::new(fault.code(), mask(&fault.to_string()))),
+        }
+    }
+
     /// Writes the end into `record` and returns the events that say so.
     /// `mask` hides secret values in a fault's message.
     pub(crate) fn apply(
@@ -147,6 +157,7 @@ impl Ending {
                 record.error = Some(RunError {
                     code: ErrorCode::Cancelled,
                     message: RunFault::Cancelled.to_string(),
+                    cause: None,
                 });
                 events.push(EventBody::Cancelled {
                     by: record.cancel_requested_by.clone(),
@@ -159,6 +170,7 @@ impl Ending {
                 RunError {
                     code: fault.code(),
                     message: mask(&fault.to_string()),
+                    cause: None,
                 }
             }
         };

@@ -42,6 +42,20 @@ pub struct JournalEntry {
     /// counted again on replay, like the events it wrote).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub parked: bool,
+    /// On the last entry of each commit: where the run's events and output
+    /// stood once that commit was stored — a state the run can resume
+    /// from, so a reset can fork the run there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<Mark>,
+}
+
+/// The run's event log and output at a commit (see [`JournalEntry::mark`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    /// The last event's sequence number.
+    pub event: u64,
+    /// Bytes of stdout and stderr recorded as events.
+    pub output: [u64; 2],
 }
 
 impl JournalEntry {
@@ -240,6 +254,7 @@ impl Journal {
             result: raw(result),
             pending: false,
             parked: true,
+            mark: None,
         });
     }
 
@@ -259,6 +274,7 @@ impl Journal {
             result: raw(result),
             pending: false,
             parked: false,
+            mark: None,
         });
     }
 
@@ -289,6 +305,16 @@ impl Journal {
     /// Entries recorded since the last call, to be committed.
     pub fn take_new(&mut self) -> Vec<JournalEntry> {
         std::mem::take(&mut self.new)
+    }
+
+    /// The entries recorded since the last call, to be committed as one
+    /// commit that leaves the run at `mark` (stamped on the last one).
+    pub fn take_new_marked(&mut self, mark: Mark) -> Vec<JournalEntry> {
+        let mut new = self.take_new();
+        if let Some(last) = new.last_mut() {
+            last.mark = Some(mark);
+        }
+        new
     }
 
     /// How many calls this execution has made.
@@ -358,6 +384,7 @@ mod tests {
             result: raw(&1),
             pending: false,
             parked: false,
+            mark: None,
         }]);
         let err = again2
             .call(Call::new("kv.get", &[b"a"]), || 1u8)

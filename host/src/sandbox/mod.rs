@@ -17,6 +17,7 @@ pub mod engine;
 pub(crate) mod fault;
 mod imports;
 pub(crate) use imports::approval_signal;
+pub(crate) mod attempt;
 pub(crate) mod ingress;
 pub mod journal;
 mod limiter;
@@ -28,7 +29,7 @@ mod state;
 use crate::host::services::HostServices;
 use crate::store::{StoreError, Write};
 use crate::types::{
-    BudgetKind, ErrorCode, EventBody, RunError, RunRecord, RunStatus, Usage, now, now_ms,
+    BudgetKind, ErrorCode, EventBody, RunError, RunRecord, RunStatus, Usage, Wait, now, now_ms,
 };
 use effect::Effects;
 use fault::{Ending, RunFault};
@@ -199,6 +200,40 @@ pub(crate) async fn execute(
         outcome = Ending::Fault(live.stop_fault());
     }
 
+    if !live.cancelled()
+        && let Some(policy) = &run_ctx.manifest.retry
+        && record.attempt < policy.max_attempts
+        && let Some(error) = outcome.error(|m| effects.recorder.lock().masker.mask(m))
+        && let Some(code) = attempt::retried(policy, &error)
+    {
+        // The failed attempt's record first: its journal decides what the
+        // next one keeps.
+        effects.submit_recorded(Vec::new()).wait().await?;
+        let journal = services.store.journal(record.id)?;
+        let kept = attempt::kept(&journal, &error, policy);
+        record.attempt += 1;
+        let at_ms = now_ms().saturating_add(policy.wait_before(record.attempt).as_millis() as u64);
+        tracing::info!(run = %record.id, attempt = record.attempt, code, kept = kept.entries, "run failed; retrying");
+        effects.system_event(EventBody::Retrying {
+            attempt: record.attempt,
+            code: code.to_owned(),
+            message: error.message,
+            at_ms,
+            kept: kept.entries,
+        });
+        let wait = Wait::Timer { until_ms: at_ms };
+        record.status = wait.status();
+        record.wait = Some(wait);
+        record.usage.active_ms = run_ctx.active_ms();
+        let mut writes = vec![Write::TruncateJournal(record.id, kept.entries)];
+        if let Some(m) = kept.mark {
+            writes.push(Write::Progress(record.id, m.output));
+        }
+        writes.push(Write::PutRun(Box::new(record.clone())));
+        effects.submit_recorded(writes).wait().await?;
+        return Ok(Executed::Parked(record));
+    }
+
     let duration = Duration::from_millis(now_ms().saturating_sub(run_ctx.first_start_ms))
         .max(started.elapsed());
     finish(&effects, &mut record, &state, outcome, fuel_used, duration);
@@ -313,6 +348,7 @@ fn returned_outcome(
                         message: rec.masker.mask(&format!(
                             "the output does not follow the manifest's [output.schema]: {problem}"
                         )),
+                        cause: None,
                     })
                 }
                 Ok(mut v) => {
@@ -322,6 +358,7 @@ fn returned_outcome(
                 Err(e) => Ending::Failed(RunError {
                     code: ErrorCode::ProgramError,
                     message: e.to_string(),
+                    cause: None,
                 }),
             }
         }
@@ -337,12 +374,14 @@ fn returned_outcome(
                 RunError {
                     code: ErrorCode::InvalidInput,
                     message,
+                    cause: None,
                 }
             } else {
                 let code = rec.masker.mask(truncated(&failure.code, MAX_FAILURE_CODE));
                 RunError {
                     code: ErrorCode::ProgramError,
                     message: format!("{code}: {message}"),
+                    cause: Some(code),
                 }
             })
         }
@@ -390,6 +429,7 @@ fn error_outcome(state: &RunState, e: &wasmtime::Error, fuel_limit: u64, fuel_us
                 "the workflow exited with status {} instead of returning a result",
                 exit.0
             ),
+            cause: None,
         });
     }
     let cause = match e.downcast_ref::<Trap>() {
@@ -416,5 +456,6 @@ fn error_outcome(state: &RunState, e: &wasmtime::Error, fuel_limit: u64, fuel_us
     Ending::Failed(RunError {
         code: ErrorCode::Trap,
         message: rec.masker.mask(&message),
+        cause: None,
     })
 }

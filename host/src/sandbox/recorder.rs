@@ -272,6 +272,18 @@ impl Recorder {
         std::mem::take(&mut self.pending)
     }
 
+    /// Where the event log and output stand once everything taken so far
+    /// is stored.
+    pub(crate) fn mark(&self) -> crate::sandbox::journal::Mark {
+        crate::sandbox::journal::Mark {
+            event: self.next_seq - 1,
+            output: [
+                self.emitted[0].max(self.recorded[0]),
+                self.emitted[1].max(self.recorded[1]),
+            ],
+        }
+    }
+
     /// How much output is recorded as events, if that changed since the
     /// last call (written beside the events, for a later resume).
     pub(crate) fn output_progress(&mut self) -> Option<[u64; 2]> {

@@ -95,6 +95,9 @@ pub enum Write {
     Audit(Box<crate::types::AuditEntry>),
     /// Stores an approval (asked, decided, timed out).
     PutApproval(Box<crate::types::Approval>),
+    /// Drops a run's journal entries after the first `keep` (a retry
+    /// makes those calls again).
+    TruncateJournal(RunId, u64),
 }
 
 /// What a write produced, in the order the writes were given.
@@ -1034,6 +1037,15 @@ impl<'t> Tables<'t> {
             Write::PutArtifact(meta) => self.put_artifact(meta),
             Write::DeleteRuns(runs) => self.delete_runs(runs),
             Write::ForgetBlob(digest) => self.forget_blob(digest),
+            Write::TruncateJournal(run, keep) => {
+                let key = run.to_string();
+                let first = keep.saturating_add(1);
+                self.journal
+                    .retain_in((key.as_str(), first)..=(key.as_str(), u64::MAX), |_, _| {
+                        false
+                    })?;
+                Ok(WriteOutcome::Done)
+            }
             Write::PutApproval(a) => {
                 let run = a.run_id.to_string();
                 self.approvals.insert(

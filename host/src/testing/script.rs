@@ -177,6 +177,7 @@ impl Script {
             Some(message) => Ending::Failed(RunError {
                 code: ErrorCode::ProgramError,
                 message: message.clone(),
+                cause: None,
             }),
             None => Ending::Completed(reply.output.clone()),
         })

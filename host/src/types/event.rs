@@ -102,6 +102,16 @@ pub enum EventBody {
         name: String,
         decision: super::Decision,
     },
+    /// An attempt failed and the manifest's `[retry]` tries the run again:
+    /// attempt `attempt` begins at `at_ms`, replaying the journal's first
+    /// `kept` calls (0: from the top).
+    Retrying {
+        attempt: u32,
+        code: String,
+        message: String,
+        at_ms: u64,
+        kept: u64,
+    },
     /// The run took a signal from its inbox.
     SignalReceived {
         name: String,
@@ -179,6 +189,7 @@ impl EventBody {
             Self::WaitingApproval { .. } => "waiting_approval",
             Self::ApprovalDecided { .. } => "approval_decided",
             Self::SignalReceived { .. } => "signal_received",
+            Self::Retrying { .. } => "retrying",
             Self::ChildStarted { .. } => "child_started",
             Self::ModelCall { .. } => "model_call",
             Self::HttpCall { .. } => "http_call",

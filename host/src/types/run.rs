@@ -85,20 +85,31 @@ pub struct RunRecord {
     /// Who asked for the run to be cancelled, if anyone did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_requested_by: Option<String>,
+    /// Which attempt this is, from 1 (the manifest's `[retry]` makes more).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 /// What started a run, and who or what for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Trigger {
-    /// `api`, `webhook`, `cron`, `child`, `cli` or `rerun`.
+    /// `api`, `webhook`, `cron`, `child`, `cli`, `rerun` or `reset`.
     pub kind: String,
     /// The principal (`token:ci`, `jwt:alice`), the webhook delivery, the
     /// cron trigger and instant, the parent run, or the local user.
     pub by: String,
-    /// The run this one reruns (kind `rerun`).
+    /// The run this one reruns (kind `rerun`) or forks (kind `reset`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub rerun_of: Option<RunId>,
+    /// A reset (kind `reset`) forked `rerun_of` after this event: the
+    /// run replayed what came up to it and went on live from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_to: Option<u64>,
 }
 
 impl Trigger {
@@ -107,6 +118,7 @@ impl Trigger {
             kind: kind.to_owned(),
             by: by.into(),
             rerun_of: None,
+            reset_to: None,
         }
     }
 

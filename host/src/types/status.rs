@@ -176,6 +176,25 @@ impl fmt::Display for ErrorCode {
 pub struct RunError {
     pub code: ErrorCode,
     pub message: String,
+    /// `PROGRAM_ERROR`: the code of the failure the workflow returned (a
+    /// host call's, like `HTTP_CONNECT`, passed on, or its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+}
+
+impl RunError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> RunError {
+        RunError {
+            code,
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// The codes a `[retry]` policy matches: the run's, and its cause's.
+    pub fn codes(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.code.as_str()).chain(self.cause.as_deref())
+    }
 }
 
 /// A failure a host call returned to the guest (which may handle it).

@@ -101,6 +101,30 @@ impl ApprovalsView<'_> {
             s.parse::<crate::config::Grants>()
                 .map_err(|e| invalid(format!("allowed scope {s:?}: {e}")))?;
         }
+        // The prompt and payload are free text, stored masked; these are
+        // keys a decision must repeat, so a secret value in one is refused
+        // rather than stored.
+        let holds_secret = |s: &str| self.effects.mask(s) != s;
+        let default = spec.default.as_ref();
+        let keys = std::iter::once(name)
+            .chain(spec.options.iter().map(String::as_str))
+            .chain(default.and_then(|d| d.option.as_deref()))
+            .chain(
+                default
+                    .and_then(|d| d.options.as_deref())
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            )
+            .chain(spec.allowed.principals.iter().map(String::as_str))
+            .chain(spec.allowed.scopes.iter().map(String::as_str));
+        for key in keys {
+            if holds_secret(key) {
+                return Err(invalid(
+                    "an approval's name, options and allowed principals may not hold a secret value",
+                ));
+            }
+        }
         Ok(spec)
     }
 }

@@ -181,6 +181,7 @@ fn own_run(w: &Write) -> Option<RunId> {
         Write::PutRun(r) => Some(r.id),
         Write::AppendEvents(run, _)
         | Write::AppendJournal(run, _)
+        | Write::TruncateJournal(run, _)
         | Write::Progress(run, _)
         | Write::SetStatus { run, .. }
         | Write::ChargeModel { run, .. } => Some(*run),
@@ -688,6 +689,13 @@ impl Apply<'_, '_> {
                 Ok(WriteOutcome::Done)
             }
             Write::AppendEvents(run, events) => self.append_events(*run, events),
+            Write::TruncateJournal(run, keep) => {
+                self.exec(
+                    "DELETE FROM journal WHERE run = $1 AND seq > $2",
+                    &[&run.to_string(), &(*keep as i64)],
+                )?;
+                Ok(WriteOutcome::Done)
+            }
             Write::AppendJournal(run, entries) => {
                 let key = run.to_string();
                 for e in entries {
