@@ -591,6 +591,507 @@ pub mod models {
         })?;
         Ok((value, response))
     }
+
+    /// A tool the model may call: a name (`[a-zA-Z0-9_-]`, at most 64), what
+    /// it does, and the JSON Schema of its arguments.
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct Tool {
+        pub name: String,
+        pub description: String,
+        pub parameters: serde_json::Value,
+    }
+
+    /// A call of a tool the model asked for.
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct ToolCall {
+        /// The provider's id of the call; its result names it.
+        pub id: String,
+        pub name: String,
+        pub arguments: serde_json::Value,
+    }
+
+    /// What a tool call came to, for the model.
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct ToolResult {
+        pub call_id: String,
+        pub content: String,
+        pub is_error: bool,
+    }
+
+    /// One turn of a conversation with tools.
+    #[derive(Clone, Debug, PartialEq)]
+    pub enum Turn {
+        User(String),
+        /// The model's earlier turn: its text and the calls it asked for.
+        Assistant {
+            text: String,
+            tool_calls: Vec<ToolCall>,
+        },
+        /// The results of the previous turn's calls.
+        ToolResults(Vec<ToolResult>),
+    }
+
+    /// Whether and which tool the model must call.
+    #[derive(Clone, Debug, PartialEq, Default)]
+    pub enum ToolChoice {
+        #[default]
+        Auto,
+        None,
+        Required,
+        Named(String),
+    }
+
+    /// A turn with tools to ask a model for ([`chat`]).
+    #[derive(Clone, Debug, PartialEq, Default)]
+    pub struct Chat {
+        pub model: String,
+        pub system: Option<String>,
+        pub messages: Vec<Turn>,
+        pub tools: Vec<Tool>,
+        pub tool_choice: ToolChoice,
+        pub max_output_tokens: Option<u32>,
+        pub temperature: Option<f32>,
+        pub stop: Vec<String>,
+    }
+
+    impl Chat {
+        pub fn new(model: impl Into<String>) -> Chat {
+            Chat {
+                model: model.into(),
+                ..Chat::default()
+            }
+        }
+        pub fn system(mut self, text: impl Into<String>) -> Chat {
+            self.system = Some(text.into());
+            self
+        }
+        /// Appends a user message.
+        pub fn user(mut self, text: impl Into<String>) -> Chat {
+            self.messages.push(Turn::User(text.into()));
+            self
+        }
+        /// Offers a tool.
+        pub fn tool(
+            mut self,
+            name: impl Into<String>,
+            description: impl Into<String>,
+            parameters: serde_json::Value,
+        ) -> Chat {
+            self.tools.push(Tool {
+                name: name.into(),
+                description: description.into(),
+                parameters,
+            });
+            self
+        }
+        pub fn tool_choice(mut self, choice: ToolChoice) -> Chat {
+            self.tool_choice = choice;
+            self
+        }
+        pub fn max_output_tokens(mut self, n: u32) -> Chat {
+            self.max_output_tokens = Some(n);
+            self
+        }
+        pub fn temperature(mut self, t: f32) -> Chat {
+            self.temperature = Some(t);
+            self
+        }
+    }
+
+    /// A model's turn: text, or calls of tools (or both).
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct ChatResponse {
+        pub text: String,
+        /// The tools it asks to call; empty when it answered.
+        pub tool_calls: Vec<ToolCall>,
+        /// As for [`Response`], and `tool-calls` when it asks for tools.
+        pub finish_reason: String,
+        pub usage: Usage,
+        pub cost_usd: f64,
+        pub model: Model,
+    }
+
+    impl ChatResponse {
+        /// This turn as the next request's history.
+        pub fn turn(&self) -> Turn {
+            Turn::Assistant {
+                text: self.text.clone(),
+                tool_calls: self.tool_calls.clone(),
+            }
+        }
+    }
+
+    fn wit_call(c: &ToolCall) -> wit::models::ToolCall {
+        wit::models::ToolCall {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            arguments: c.arguments.to_string(),
+        }
+    }
+
+    /// Asks a model for a turn with tools: journaled, charged and budgeted
+    /// like [`generate`], in the provider's own tool-calling format.
+    pub fn chat(request: &Chat) -> Result<ChatResponse> {
+        use wit::models as w;
+        let messages = request
+            .messages
+            .iter()
+            .map(|m| match m {
+                Turn::User(t) => w::ChatMessage::User(t.clone()),
+                Turn::Assistant { text, tool_calls } => {
+                    w::ChatMessage::Assistant(w::AssistantTurn {
+                        text: text.clone(),
+                        tool_calls: tool_calls.iter().map(wit_call).collect(),
+                    })
+                }
+                Turn::ToolResults(results) => w::ChatMessage::ToolResults(
+                    results
+                        .iter()
+                        .map(|r| w::ToolResult {
+                            call_id: r.call_id.clone(),
+                            content: r.content.clone(),
+                            is_error: r.is_error,
+                        })
+                        .collect(),
+                ),
+            })
+            .collect();
+        let tools = request
+            .tools
+            .iter()
+            .map(|t| w::Tool {
+                name: t.name.clone(),
+                description: t.description.clone(),
+                parameters: t.parameters.to_string(),
+            })
+            .collect();
+        let tool_choice = match &request.tool_choice {
+            ToolChoice::Auto => w::ToolChoice::Auto,
+            ToolChoice::None => w::ToolChoice::None,
+            ToolChoice::Required => w::ToolChoice::Required,
+            ToolChoice::Named(n) => w::ToolChoice::Named(n.clone()),
+        };
+        let r = w::chat(&w::ChatRequest {
+            model: request.model.clone(),
+            system: request.system.clone(),
+            messages,
+            tools,
+            tool_choice,
+            max_output_tokens: request.max_output_tokens,
+            temperature: request.temperature,
+            stop: request.stop.clone(),
+        })?;
+        let tool_calls = r
+            .tool_calls
+            .into_iter()
+            .map(|c| ToolCall {
+                arguments: serde_json::from_str(&c.arguments).unwrap_or(serde_json::Value::Null),
+                id: c.id,
+                name: c.name,
+            })
+            .collect();
+        Ok(ChatResponse {
+            text: r.text,
+            tool_calls,
+            finish_reason: r.finish_reason,
+            usage: Usage {
+                input_tokens: r.usage.input_tokens,
+                output_tokens: r.usage.output_tokens,
+                cached_tokens: r.usage.cached_tokens,
+            },
+            cost_usd: r.cost_usd,
+            model: model(r.model),
+        })
+    }
+}
+
+/// Tools of MCP servers the host's operator configured and the manifest
+/// grants (`mcp = ["tracker"]`, or `"tracker/get_issue"` for one tool).
+/// The host holds the connection and the credentials; calls are journaled
+/// (a replay never calls a tool again).
+///
+/// ```no_run
+/// # fn f() -> runway_sdk::Result<()> {
+/// let issue = runway_sdk::mcp::call_tool("tracker", "get_issue", &serde_json::json!({"number": 7}))?;
+/// println!("{}", issue.text());
+/// # Ok(()) }
+/// ```
+pub mod mcp {
+    use super::{Error, Result, wit};
+
+    /// A tool a server offers.
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct ToolInfo {
+        pub name: String,
+        pub description: String,
+        /// The JSON Schema of its arguments.
+        pub input_schema: serde_json::Value,
+    }
+
+    /// What a tool answered: MCP's content blocks and structured content.
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct CallResult {
+        pub content: Vec<serde_json::Value>,
+        pub structured_content: Option<serde_json::Value>,
+    }
+
+    impl CallResult {
+        /// The text blocks, joined by newlines.
+        pub fn text(&self) -> String {
+            self.content
+                .iter()
+                .filter_map(|c| c.get("text").and_then(serde_json::Value::as_str))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    }
+
+    /// The tools of `server` the manifest grants.
+    pub fn list_tools(server: &str) -> Result<Vec<ToolInfo>> {
+        Ok(wit::mcp::list_tools(server)?
+            .into_iter()
+            .map(|t| ToolInfo {
+                input_schema: serde_json::from_str(&t.input_schema)
+                    .unwrap_or(serde_json::Value::Null),
+                name: t.name,
+                description: t.description,
+            })
+            .collect())
+    }
+
+    /// Calls `tool` of `server` with `arguments` (a JSON object). A tool
+    /// that answers with an error is `MCP_TOOL_ERROR`.
+    pub fn call_tool<A: serde::Serialize + ?Sized>(
+        server: &str,
+        tool: &str,
+        arguments: &A,
+    ) -> Result<CallResult> {
+        let arguments = serde_json::to_string(arguments)?;
+        let text = wit::mcp::call_tool(server, tool, &arguments)?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::new("JSON_ERROR", e.to_string()))?;
+        Ok(CallResult {
+            content: v
+                .get("content")
+                .and_then(serde_json::Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            structured_content: v
+                .get("structured_content")
+                .filter(|s| !s.is_null())
+                .cloned(),
+        })
+    }
+}
+
+/// An agent: a model that calls tools, turn after turn, until it answers.
+///
+/// Every model turn goes through [`models::chat`] and every MCP tool call
+/// through [`mcp::call_tool`], so each is journaled: after a crash the run
+/// replays the conversation without asking the model or calling a tool
+/// again, and the run's token and cost budgets (its tree's too) hold across
+/// the whole loop. Tools the workflow defines are closures over serde
+/// types; they run in the workflow, deterministically on replay.
+///
+/// ```no_run
+/// use runway_sdk::agent::Agent;
+/// use serde_json::json;
+/// # fn f() -> runway_sdk::Result<()> {
+/// let outcome = Agent::new("default")
+///     .system("You triage issues.")
+///     .mcp("tracker")?
+///     .tool("word_count", "Counts words", json!({"type": "object", "properties": {"text": {"type": "string"}}}),
+///         |a: serde_json::Value| Ok(a["text"].as_str().unwrap_or("").split_whitespace().count()))
+///     .max_turns(8)
+///     .run("Triage issue #7")?;
+/// println!("{}", outcome.text);
+/// # Ok(()) }
+/// ```
+pub mod agent {
+    use super::models::{self, Chat, ToolResult, Turn};
+    use super::{Error, Result};
+    use serde::{Serialize, de::DeserializeOwned};
+
+    type Handler<'a> = Box<dyn FnMut(serde_json::Value) -> Result<String> + 'a>;
+
+    enum Tool<'a> {
+        /// The workflow's own.
+        Local(Handler<'a>),
+        /// An MCP server's: (server, its name for the tool).
+        Mcp(String, String),
+    }
+
+    /// An agent loop; see the module.
+    pub struct Agent<'a> {
+        chat: Chat,
+        tools: Vec<(String, Tool<'a>)>,
+        max_turns: u32,
+    }
+
+    /// How a loop ended: the model's answer and what it took.
+    #[derive(Clone, Debug)]
+    pub struct Outcome {
+        pub text: String,
+        /// Model turns taken.
+        pub turns: u32,
+        /// Tool calls made.
+        pub tool_calls: u32,
+        pub input_tokens: u64,
+        pub output_tokens: u64,
+        pub cost_usd: f64,
+        /// The whole conversation, the answer last.
+        pub transcript: Vec<Turn>,
+    }
+
+    /// A tool name both wire formats take: `[a-zA-Z0-9_-]`, at most 64.
+    fn model_name(server: &str, tool: &str) -> String {
+        let mut name: String = format!("{server}__{tool}")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        name.truncate(64);
+        name
+    }
+
+    impl<'a> Agent<'a> {
+        /// An agent on `model` (an alias or `provider/model` the manifest
+        /// allows), at most 10 turns.
+        pub fn new(model: impl Into<String>) -> Agent<'a> {
+            Agent {
+                chat: Chat::new(model),
+                tools: Vec::new(),
+                max_turns: 10,
+            }
+        }
+
+        pub fn system(mut self, text: impl Into<String>) -> Self {
+            self.chat = self.chat.system(text);
+            self
+        }
+
+        /// Model turns before the loop gives up (`MAX_TURNS`).
+        pub fn max_turns(mut self, n: u32) -> Self {
+            self.max_turns = n;
+            self
+        }
+
+        pub fn max_output_tokens(mut self, n: u32) -> Self {
+            self.chat = self.chat.max_output_tokens(n);
+            self
+        }
+
+        /// A tool the workflow implements: the model's arguments decoded as
+        /// `A`, `f`'s result sent back as JSON. An argument that does not
+        /// decode, or an error from `f`, goes back to the model as a failed
+        /// result (it may try again); the run goes on.
+        pub fn tool<A, R>(
+            mut self,
+            name: impl Into<String>,
+            description: impl Into<String>,
+            parameters: serde_json::Value,
+            mut f: impl FnMut(A) -> Result<R> + 'a,
+        ) -> Self
+        where
+            A: DeserializeOwned,
+            R: Serialize,
+        {
+            let name = name.into();
+            self.chat = self.chat.tool(name.clone(), description, parameters);
+            let handler: Handler<'a> = Box::new(move |args| {
+                let args: A = serde_json::from_value(args)
+                    .map_err(|e| Error::new("INVALID_ARGUMENTS", e.to_string()))?;
+                Ok(serde_json::to_string(&f(args)?)?)
+            });
+            self.tools.push((name, Tool::Local(handler)));
+            self
+        }
+
+        /// Offers the tools of MCP server `server` the manifest grants
+        /// (listed through the host, journaled), named `SERVER__TOOL` for
+        /// the model.
+        pub fn mcp(mut self, server: &str) -> Result<Self> {
+            for t in super::mcp::list_tools(server)? {
+                let name = model_name(server, &t.name);
+                self.chat = self.chat.tool(name.clone(), t.description, t.input_schema);
+                self.tools
+                    .push((name, Tool::Mcp(server.to_owned(), t.name)));
+            }
+            Ok(self)
+        }
+
+        /// Runs the loop on `prompt` until the model answers without
+        /// calling a tool.
+        pub fn run(mut self, prompt: impl Into<String>) -> Result<Outcome> {
+            self.chat = self.chat.user(prompt);
+            let mut out = Outcome {
+                text: String::new(),
+                turns: 0,
+                tool_calls: 0,
+                input_tokens: 0,
+                output_tokens: 0,
+                cost_usd: 0.0,
+                transcript: Vec::new(),
+            };
+            while out.turns < self.max_turns {
+                let r = models::chat(&self.chat)?;
+                out.turns += 1;
+                out.input_tokens += r.usage.input_tokens;
+                out.output_tokens += r.usage.output_tokens;
+                out.cost_usd += r.cost_usd;
+                self.chat.messages.push(r.turn());
+                if r.tool_calls.is_empty() {
+                    out.text = r.text;
+                    out.transcript = self.chat.messages;
+                    return Ok(out);
+                }
+                let mut results = Vec::with_capacity(r.tool_calls.len());
+                for call in &r.tool_calls {
+                    out.tool_calls += 1;
+                    let answer = match self.tools.iter_mut().find(|(n, _)| *n == call.name) {
+                        None => Err(Error::new(
+                            "UNKNOWN_TOOL",
+                            format!("there is no tool {:?}", call.name),
+                        )),
+                        Some((_, Tool::Local(f))) => f(call.arguments.clone()),
+                        Some((_, Tool::Mcp(server, tool))) => {
+                            super::mcp::call_tool(server, tool, &call.arguments).map(|r| {
+                                match r.structured_content {
+                                    Some(s) if r.content.is_empty() => s.to_string(),
+                                    _ => r.text(),
+                                }
+                            })
+                        }
+                    };
+                    results.push(match answer {
+                        Ok(content) => ToolResult {
+                            call_id: call.id.clone(),
+                            content,
+                            is_error: false,
+                        },
+                        // A budget or a cancel ends the run; a failed tool
+                        // is the model's to handle.
+                        Err(e) if e.code == "BUDGET_EXCEEDED" => return Err(e),
+                        Err(e) => ToolResult {
+                            call_id: call.id.clone(),
+                            content: format!("{}: {}", e.code, e.message),
+                            is_error: true,
+                        },
+                    });
+                }
+                self.chat.messages.push(Turn::ToolResults(results));
+            }
+            Err(Error::new(
+                "MAX_TURNS",
+                format!("the model had not answered after {} turns", self.max_turns),
+            ))
+        }
+    }
 }
 
 /// Outbound HTTP, made by the host under its egress policy (the host's

@@ -465,7 +465,8 @@ function summary(e) {
     case 'approval_requested': return `${e.name} (${e.approval}): ${e.prompt}`;
     case 'waiting_approval': return e.name;
     case 'approval_decided': return `${e.name}: ${JSON.stringify(e.decision.approved ?? e.decision.option ?? e.decision.options)}${e.decision.by ? ` by ${e.decision.by}` : ' (timed out)'}`;
-    case 'model_call': return `${e.model}: ${e.input_tokens}→${e.output_tokens} tokens, $${e.cost_usd}, ${e.latency_ms} ms${e.error ? ` ${e.error.code}` : ''}`;
+    case 'model_call': return `${e.model}: ${e.input_tokens}→${e.output_tokens} tokens, $${e.cost_usd}, ${e.latency_ms} ms${e.error ? ` ${e.error.code}` : ''}${e.tool_calls?.length ? ` → calls ${e.tool_calls.join(', ')}` : ''}`;
+    case 'tool_call': return `${e.server}/${e.tool} → ${e.error ? `${e.error.code}: ${e.error.message}` : e.outcome} (${e.duration_ms} ms)`;
     case 'http_call': return `${e.method} ${e.url} → ${e.status ?? e.error?.code ?? 'refused'} (${e.duration_ms} ms)`;
     default: return '';
   }

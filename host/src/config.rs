@@ -65,6 +65,8 @@ pub struct HostConfig {
     /// `[egress]`: what workflows' HTTP requests may reach (nothing by
     /// default).
     pub egress: crate::egress::EgressConfig,
+    /// `[mcp]`: MCP servers workflows may be granted.
+    pub mcp: crate::mcp::McpConfig,
     /// `[retention]`: which ended runs `runway serve` deletes (none by
     /// default).
     pub retention: crate::host::RetentionConfig,
@@ -354,6 +356,7 @@ impl HostConfig {
             server: ServerSettings::default(),
             models: Default::default(),
             egress: Default::default(),
+            mcp: Default::default(),
             retention: Default::default(),
             otlp_endpoint: None,
             cache_dir: None,
@@ -448,6 +451,11 @@ impl HostConfig {
             message,
         })?;
         self.egress = file.egress;
+        file.mcp.validate().map_err(|message| ConfigError {
+            path: path.display().to_string(),
+            message,
+        })?;
+        self.mcp = file.mcp;
         if let Some(age) = &file.retention.max_age {
             let age = humantime::parse_duration(age).map_err(|e| ConfigError {
                 path: path.display().to_string(),
@@ -544,6 +552,8 @@ struct ConfigFile {
     models: crate::models::ModelsConfig,
     #[serde(default)]
     egress: crate::egress::EgressConfig,
+    #[serde(default)]
+    mcp: crate::mcp::McpConfig,
     #[serde(default)]
     retention: RetentionSection,
     #[serde(default)]

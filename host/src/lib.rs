@@ -23,6 +23,7 @@ pub mod egress;
 pub mod error;
 pub mod host;
 pub mod manifest;
+pub mod mcp;
 mod metrics;
 pub mod models;
 pub mod retry;

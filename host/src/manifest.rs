@@ -23,6 +23,11 @@ pub struct Manifest {
     /// or `provider/*`. Anything else fails with `MODEL_NOT_ALLOWED`.
     #[serde(default)]
     pub models: Vec<String>,
+    /// MCP servers the host configured that this workflow may use: `NAME`
+    /// (every tool) or `NAME/TOOL` (that tool). Anything else fails with
+    /// `MCP_SERVER_NOT_ALLOWED`.
+    #[serde(default)]
+    pub mcp: Vec<String>,
     #[serde(default)]
     pub budget: BudgetSection,
     /// The guest's whole environment (WASI `environ`); never secrets.
@@ -289,6 +294,17 @@ impl Manifest {
                     .map_err(|e| ManifestError(format!("{key}.schema: not a JSON Schema: {e}")))?;
             }
         }
+        for (i, g) in self.mcp.iter().enumerate() {
+            let ok = match g.split_once('/') {
+                None => is_mcp_name(g),
+                Some((server, tool)) => is_mcp_name(server) && is_mcp_name(tool),
+            };
+            if !ok {
+                return Err(ManifestError(format!(
+                    "mcp[{i}]: {g:?} is not SERVER or SERVER/TOOL (letters, digits, _, - and ., at most 64 each)"
+                )));
+            }
+        }
         if let Some(r) = &self.retry {
             if !(1..=100).contains(&r.max_attempts) {
                 return Err(ManifestError(
@@ -433,6 +449,26 @@ pub fn validate_slug(slug: &str) -> Result<(), String> {
         Err(format!(
             "{slug:?} is not a valid slug (lower-case letters, digits and '-', not starting with '-', at most 63)"
         ))
+    }
+}
+
+/// A server or tool name in `mcp` grants: letters, digits, `_`, `-` and
+/// `.`, at most 64.
+pub(crate) fn is_mcp_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+impl Manifest {
+    /// Whether the manifest grants `tool` of MCP server `server` (`None`:
+    /// any of its tools, as listing needs).
+    pub fn grants_mcp(&self, server: &str, tool: Option<&str>) -> bool {
+        self.mcp.iter().any(|g| match g.split_once('/') {
+            None => g == server,
+            Some((s, t)) => s == server && tool.is_none_or(|tool| tool == t),
+        })
     }
 }
 

@@ -212,6 +212,16 @@ pub(crate) fn http_call(host: &str, outcome: &str) {
     }
 }
 
+/// An MCP tool call: by server and outcome (`ok` or the failure code).
+pub(crate) fn mcp_call(server: &str, outcome: &str) {
+    metrics::counter!(
+        "runway_mcp_calls_total",
+        "server" => server.to_owned(),
+        "outcome" => outcome.to_owned()
+    )
+    .increment(1);
+}
+
 /// Gauges read at scrape time.
 pub(crate) fn gauges(warm: usize, queued: usize, live: usize, run_memory: u64) {
     metrics::gauge!("runway_run_memory_bytes").set(run_memory as f64);

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod mcp;
 pub mod provider;
 pub mod service;
 
@@ -34,6 +35,7 @@ const GUESTS: &[&str] = &[
     "pr-review",
     "fetch",
     "steps-reordered",
+    "triage",
 ];
 
 /// Builds every example guest (once per process) and returns the directory

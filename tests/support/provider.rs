@@ -92,6 +92,13 @@ pub enum Behavior {
     /// `"the key is <KEY>"`, or for a structured request
     /// `{"summary":"the key is <KEY>","words":<n>}` (a hostile/buggy provider).
     EchoKeyInText,
+    /// 200 asking to call these tools (name, arguments), in the format's
+    /// shape: OpenAI `tool_calls` with `finish_reason: tool_calls`,
+    /// Anthropic `tool_use` blocks with `stop_reason: tool_use`. Call ids
+    /// are `call_<n>` / `toolu_<n>`, numbered across the provider's life.
+    ToolCalls(Vec<(String, Value)>),
+    /// Waits this long (the model thinking), then behaves as the inner one.
+    Delayed(Duration, Box<Behavior>),
 }
 
 impl Behavior {
@@ -135,6 +142,8 @@ struct Shared {
     requests: Mutex<Vec<Recorded>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Tool call ids handed out so far.
+    call_ids: AtomicUsize,
 }
 
 impl Provider {
@@ -154,6 +163,7 @@ impl Provider {
             default: Mutex::new(Behavior::initial()),
             requests: Mutex::new(Vec::new()),
             in_flight: AtomicUsize::new(0),
+            call_ids: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
         });
         let app = Router::new()
@@ -299,14 +309,33 @@ async fn handle(format: Format, shared: &Shared, headers: &HeaderMap, body: &[u8
         }
     };
 
-    let behavior = {
+    let mut behavior = {
         let mut script = shared.script.lock();
         script
             .pop_front()
             .unwrap_or_else(|| shared.default.lock().clone())
     };
+    while let Behavior::Delayed(wait, inner) = behavior {
+        tokio::time::sleep(wait).await;
+        behavior = *inner;
+    }
 
     match behavior {
+        Behavior::Delayed(..) => unreachable!("unwrapped above"),
+        Behavior::ToolCalls(calls) => {
+            let calls: Vec<(String, String, Value)> = calls
+                .into_iter()
+                .map(|(name, args)| {
+                    let n = shared.call_ids.fetch_add(1, Ordering::SeqCst) + 1;
+                    let id = match format {
+                        Format::OpenAi => format!("call_{n}"),
+                        Format::Anthropic => format!("toolu_{n}"),
+                    };
+                    (id, name, args)
+                })
+                .collect();
+            tool_calls(format, &req, &calls)
+        }
         Behavior::Success {
             text,
             input_tokens,
@@ -432,6 +461,7 @@ fn parse(format: Format, headers: &HeaderMap, body: Option<Value>) -> Result<Req
             Format::Anthropic => "messages: Field required".into(),
         });
     };
+    check_tools(format, &body)?;
     let last_user = messages
         .iter()
         .rev()
@@ -627,6 +657,157 @@ fn success(
         }
     };
     (StatusCode::OK, Json(body)).into_response()
+}
+
+fn tool_calls(format: Format, req: &Request, calls: &[(String, String, Value)]) -> Response {
+    let usage_in = 100u64;
+    let usage_out = 10u64 * calls.len() as u64;
+    let body = match format {
+        Format::OpenAi => json!({
+            "id": "chatcmpl-2",
+            "object": "chat.completion",
+            "created": 1_700_000_000u64,
+            "model": req.model,
+            "choices": [{
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": null,
+                    "tool_calls": calls.iter().map(|(id, name, args)| json!({
+                        "id": id,
+                        "type": "function",
+                        "function": {"name": name, "arguments": args.to_string()},
+                    })).collect::<Vec<_>>(),
+                },
+                "finish_reason": "tool_calls",
+            }],
+            "usage": {
+                "prompt_tokens": usage_in,
+                "completion_tokens": usage_out,
+                "total_tokens": usage_in + usage_out,
+            },
+        }),
+        Format::Anthropic => json!({
+            "id": "msg_2",
+            "type": "message",
+            "role": "assistant",
+            "model": req.model,
+            "content": calls.iter().map(|(id, name, input)| json!({
+                "type": "tool_use", "id": id, "name": name, "input": input,
+            })).collect::<Vec<_>>(),
+            "stop_reason": "tool_use",
+            "stop_sequence": null,
+            "usage": {"input_tokens": usage_in, "output_tokens": usage_out},
+        }),
+    };
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+/// Checks `tools`, `tool_choice` and the tool turns of a request as the
+/// real APIs do: each tool well formed, and each tool result answering a
+/// call an earlier assistant turn made.
+fn check_tools(format: Format, body: &serde_json::Map<String, Value>) -> Result<(), String> {
+    let names: Vec<&str> = match body.get("tools") {
+        None => Vec::new(),
+        Some(Value::Array(tools)) => tools
+            .iter()
+            .map(|t| {
+                let (name, schema) = match format {
+                    Format::OpenAi => {
+                        if t.get("type").and_then(Value::as_str) != Some("function") {
+                            return Err("tools[].type: must be 'function'".to_string());
+                        }
+                        let f = t
+                            .get("function")
+                            .ok_or("tools[].function: Field required")?;
+                        (f.get("name"), f.get("parameters"))
+                    }
+                    Format::Anthropic => (t.get("name"), t.get("input_schema")),
+                };
+                let name = name
+                    .and_then(Value::as_str)
+                    .ok_or("tools[].name: Field required")?;
+                if !schema.is_some_and(Value::is_object) {
+                    return Err(format!("tools[{name}]: the schema must be an object"));
+                }
+                Ok(name)
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err("tools: must be an array".into()),
+    };
+    let mut called: Vec<String> = Vec::new();
+    for m in body
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        match format {
+            Format::OpenAi => {
+                for c in m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let args = c.pointer("/function/arguments").and_then(Value::as_str);
+                    if args.is_none_or(|a| serde_json::from_str::<Value>(a).is_err()) {
+                        return Err("tool_calls[].function.arguments: must be a JSON string".into());
+                    }
+                    called.extend(c.get("id").and_then(Value::as_str).map(String::from));
+                }
+                if role == "tool" {
+                    let id = m.get("tool_call_id").and_then(Value::as_str).unwrap_or("");
+                    if !called.iter().any(|c| c == id) {
+                        return Err(format!(
+                            "Invalid parameter: 'tool_call_id' {id:?} answers no earlier tool call."
+                        ));
+                    }
+                }
+            }
+            Format::Anthropic => {
+                for b in m
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    match b.get("type").and_then(Value::as_str) {
+                        Some("tool_use") => {
+                            called.extend(b.get("id").and_then(Value::as_str).map(String::from));
+                        }
+                        Some("tool_result") => {
+                            let id = b.get("tool_use_id").and_then(Value::as_str).unwrap_or("");
+                            if role != "user" || !called.iter().any(|c| c == id) {
+                                return Err(format!(
+                                    "messages: tool_result block(s) provided when previous message does not have a matching tool_use block ({id:?})"
+                                ));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    if let Some(choice) = body.get("tool_choice") {
+        let named = match format {
+            Format::OpenAi => choice.pointer("/function/name").and_then(Value::as_str),
+            Format::Anthropic => match choice.get("type").and_then(Value::as_str) {
+                Some("tool") => choice.get("name").and_then(Value::as_str),
+                Some("auto" | "any" | "none") => None,
+                _ => return Err("tool_choice.type: must be auto, any, tool or none".into()),
+            },
+        };
+        if let Some(n) = named
+            && !names.contains(&n)
+            && body.get("tools").is_some()
+        {
+            return Err(format!("tool_choice: tool {n:?} not found in tools"));
+        }
+    }
+    Ok(())
 }
 
 /// The format's error JSON with `status`. `code` is OpenAI's `error.code`.

@@ -51,6 +51,24 @@ fn hostile(input: Input) -> Result<Value> {
         "artifact_escape" => artifact_escape(),
         "leak_secret" => leak_secret(),
         "panic" => panic!("the guest gave up"),
+        // MCP beyond the manifest's grants: answers what each call got.
+        "mcp_ungranted" => {
+            let code = |e: Error| json!({ "err": e.code });
+            let listed = runway_sdk::mcp::list_tools("tracker")
+                .map(|t| json!({ "ok": t.iter().map(|t| t.name.clone()).collect::<Vec<_>>() }))
+                .unwrap_or_else(code);
+            let called = runway_sdk::mcp::call_tool(
+                "tracker",
+                "add_label",
+                &json!({ "number": 7, "label": "pwned" }),
+            )
+            .map(|r| json!({ "ok": r.text() }))
+            .unwrap_or_else(code);
+            let elsewhere = runway_sdk::mcp::call_tool("nowhere", "x", &json!({}))
+                .map(|r| json!({ "ok": r.text() }))
+                .unwrap_or_else(code);
+            Ok(json!({ "list": listed, "call": called, "elsewhere": elsewhere }))
+        }
         "clock" => {
             let wall = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -184,13 +184,19 @@ fn label(body: &EventBody) -> Option<(String, bool)> {
             cost_usd,
             latency_ms,
             error,
+            tool_calls,
             ..
         } => (
             format!(
-                "{model}: {input_tokens} in / {output_tokens} out tokens, ${cost_usd}, {latency_ms} ms{}",
+                "{model}: {input_tokens} in / {output_tokens} out tokens, ${cost_usd}, {latency_ms} ms{}{}",
                 error
                     .as_ref()
-                    .map_or(String::new(), |f| format!(" ({})", f.code))
+                    .map_or(String::new(), |f| format!(" ({})", f.code)),
+                if tool_calls.is_empty() {
+                    String::new()
+                } else {
+                    format!(" → calls {}", tool_calls.join(", "))
+                }
             ),
             error.is_some(),
         ),
@@ -211,6 +217,16 @@ fn label(body: &EventBody) -> Option<(String, bool)> {
                 }
             ),
             error.is_some() || status.is_none_or(|s| s >= 400),
+        ),
+        EventBody::ToolCall {
+            server,
+            tool,
+            duration_ms,
+            outcome,
+            ..
+        } => (
+            format!("{server}/{tool} → {outcome}, {duration_ms} ms"),
+            outcome != "ok",
         ),
         EventBody::ArtifactWritten {
             name,

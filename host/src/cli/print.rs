@@ -891,6 +891,7 @@ pub(super) fn event_detail(body: &EventBody) -> String {
             latency_ms,
             finish_reason,
             error,
+            tool_calls,
             ..
         } => match error {
             Some(e) => format!(
@@ -898,9 +899,28 @@ pub(super) fn event_detail(body: &EventBody) -> String {
                 e.code, e.message
             ),
             None => format!(
-                "{model} -> {provider}/{provider_model}: {input_tokens} in, {output_tokens} out, {cost_usd}, {latency_ms} ms, {}",
-                finish_reason.as_deref().unwrap_or("")
+                "{model} -> {provider}/{provider_model}: {input_tokens} in, {output_tokens} out, {cost_usd}, {latency_ms} ms, {}{}",
+                finish_reason.as_deref().unwrap_or(""),
+                if tool_calls.is_empty() {
+                    String::new()
+                } else {
+                    format!(" -> {}", tool_calls.join(", "))
+                }
             ),
+        },
+        EventBody::ToolCall {
+            server,
+            tool,
+            duration_ms,
+            outcome,
+            error,
+            ..
+        } => match error {
+            Some(e) => format!(
+                "{server}/{tool}: {}: {} ({duration_ms} ms)",
+                e.code, e.message
+            ),
+            None => format!("{server}/{tool}: {outcome} ({duration_ms} ms)"),
         },
         EventBody::HttpCall {
             method,

@@ -228,6 +228,30 @@ impl Egress {
         }
     }
 
+    /// Why the operator's `[egress]` keeps the host from `url` (a server
+    /// the operator configured, where no manifest rule applies), if it
+    /// does: its rules, then every address its name resolves to.
+    pub async fn refuses(&self, url: &url::Url) -> Option<String> {
+        let any = ManifestRules {
+            allow: ["http://*:*", "https://*:*"]
+                .iter()
+                .filter_map(|r| Rule::parse(r).ok())
+                .collect(),
+            methods: Vec::new(),
+        };
+        if let Decision::Denied { reason } = self.decide(&any, "POST", url) {
+            return Some(reason);
+        }
+        let host = url.host_str()?.trim_matches(['[', ']']).to_owned();
+        let port = url.port_or_known_default().unwrap_or(443);
+        match tokio::net::lookup_host((host.as_str(), port)).await {
+            Ok(addrs) => addrs
+                .map(|a| self.rules.address_allowed(a.ip()))
+                .find_map(Result::err),
+            Err(e) => Some(format!("{host} does not resolve: {e}")),
+        }
+    }
+
     fn address(&self, d: Decision, ip: IpAddr) -> Decision {
         match self.rules.address_allowed(ip) {
             Ok(()) => d,

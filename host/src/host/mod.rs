@@ -136,6 +136,13 @@ impl Host {
             .map_err(|e| HostError::Internal(format!("host config: {e}")))?;
         let mut egress = crate::egress::Egress::new(config.egress.clone())
             .map_err(|e| HostError::Internal(format!("host config: {e}")))?;
+        let mcp = Arc::new(crate::mcp::Mcp::new(
+            &config.mcp,
+            secrets.clone(),
+            crate::egress::Egress::new(config.egress.clone())
+                .map_err(|e| HostError::Internal(format!("host config: {e}")))?,
+            crate::mcp::oauth::Grants::new(dir, secrets.clone()),
+        ));
         let (mut registry, mut launches) = Registry::new(
             config.max_warm_instances,
             config.max_concurrent_runs,
@@ -155,6 +162,7 @@ impl Host {
                     max_queued_runs: config.server.max_queued_runs,
                     models,
                     egress,
+                    mcp,
                     store,
                     secrets,
                     artifacts: Arc::new(artifacts),

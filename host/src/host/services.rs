@@ -23,6 +23,8 @@ pub(crate) struct HostServices {
     pub models: crate::models::Models,
     /// Outbound HTTP under the operator's `[egress]` rules.
     pub egress: crate::egress::Egress,
+    /// MCP servers under the operator's `[mcp]`.
+    pub mcp: Arc<crate::mcp::Mcp>,
     pub ledger: crate::host::ledger::Ledger,
     pub trees: TreeCounts,
     /// A test harness's scripted world (children end as it says).

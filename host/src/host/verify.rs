@@ -162,6 +162,7 @@ impl Host {
                 .map_err(HostError::Internal)?,
             egress: crate::egress::Egress::new(self.inner.config.egress.clone())
                 .map_err(HostError::Internal)?,
+            mcp: real.mcp.clone(),
             script: None,
         });
         let mut out = Vec::with_capacity(runs.len());

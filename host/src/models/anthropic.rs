@@ -3,7 +3,7 @@
 //! `tool_choice` that makes the model call it.
 
 use super::provider::Answer;
-use super::{Request, Role, Tokens};
+use super::{Request, Role, Tokens, ToolCall, ToolChoice};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -21,7 +21,30 @@ pub(super) fn body(model: &str, r: &Request, max_output: u32) -> Value {
                 Role::User => "user",
                 Role::Assistant => "assistant",
             };
-            json!({ "role": role, "content": m.content })
+            if m.tool_calls.is_empty() && m.tool_results.is_empty() {
+                return json!({ "role": role, "content": m.content });
+            }
+            // Blocks: results first (the API wants them leading), then text,
+            // then the calls.
+            let mut blocks: Vec<Value> = m
+                .tool_results
+                .iter()
+                .map(|t| {
+                    json!({
+                        "type": "tool_result",
+                        "tool_use_id": t.call_id,
+                        "content": t.content,
+                        "is_error": t.is_error,
+                    })
+                })
+                .collect();
+            if !m.content.is_empty() {
+                blocks.push(json!({ "type": "text", "text": m.content }));
+            }
+            blocks.extend(m.tool_calls.iter().map(
+                |c| json!({ "type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments }),
+            ));
+            json!({ "role": role, "content": blocks })
         })
         .collect();
     let mut body = json!({
@@ -45,6 +68,23 @@ pub(super) fn body(model: &str, r: &Request, max_output: u32) -> Value {
             "input_schema": schema,
         }]);
         body["tool_choice"] = json!({ "type": "tool", "name": TOOL });
+    } else if !r.tools.is_empty() {
+        let tools: Vec<Value> = r
+            .tools
+            .iter()
+            .map(|t| json!({ "name": t.name, "description": t.description, "input_schema": t.parameters }))
+            .collect();
+        body["tools"] = json!(tools);
+    }
+    if r.json_schema.is_none()
+        && let Some(choice) = &r.tool_choice
+    {
+        body["tool_choice"] = match choice {
+            ToolChoice::Auto => json!({ "type": "auto" }),
+            ToolChoice::None => json!({ "type": "none" }),
+            ToolChoice::Required => json!({ "type": "any" }),
+            ToolChoice::Named(n) => json!({ "type": "tool", "name": n }),
+        };
     }
     body
 }
@@ -63,6 +103,8 @@ enum Block {
         text: String,
     },
     ToolUse {
+        #[serde(default)]
+        id: String,
         name: String,
         input: Value,
     },
@@ -85,20 +127,27 @@ pub(super) fn parse(bytes: &[u8], r: &Request) -> Result<Answer, String> {
         serde_json::from_slice(bytes).map_err(|e| format!("not a Messages answer: {e}"))?;
     let mut text = String::new();
     let mut tool = None;
+    let structured = r.json_schema.is_some();
+    let mut tool_calls = Vec::new();
     for block in m.content {
         match block {
             Block::Text { text: t } => text.push_str(&t),
-            Block::ToolUse { name, input } if name == TOOL => tool = Some(input),
-            _ => {}
+            Block::ToolUse { name, input, .. } if structured && name == TOOL => tool = Some(input),
+            Block::ToolUse { id, name, input } => tool_calls.push(ToolCall {
+                id,
+                name,
+                arguments: input,
+            }),
+            Block::Other => {}
         }
     }
-    let structured = r.json_schema.is_some();
     if structured && let Some(input) = tool {
         text = input.to_string();
     }
     let finish_reason = match m.stop_reason.as_deref() {
         Some("end_turn") | None => "stop".to_owned(),
         Some("tool_use") if structured => "stop".to_owned(),
+        Some("tool_use") => "tool-calls".to_owned(),
         Some("max_tokens") => "length".to_owned(),
         Some("stop_sequence") => "stop-sequence".to_owned(),
         Some("refusal") => "content-filter".to_owned(),
@@ -108,6 +157,7 @@ pub(super) fn parse(bytes: &[u8], r: &Request) -> Result<Answer, String> {
     Ok(Answer {
         text,
         finish_reason,
+        tool_calls,
         tokens: Tokens {
             // Anthropic counts cache reads and writes apart from input.
             input: m.usage.input_tokens + cached + m.usage.cache_creation_input_tokens.unwrap_or(0),
@@ -126,10 +176,7 @@ mod tests {
     fn request_puts_system_apart_and_schema_in_a_forced_tool() {
         let r = Request {
             system: Some("sys".into()),
-            messages: vec![Message {
-                role: Role::User,
-                content: "hi".into(),
-            }],
+            messages: vec![Message::text(Role::User, "hi")],
             stop: vec!["X".into()],
             json_schema: Some(json!({"type": "object"})),
             ..Request::default()

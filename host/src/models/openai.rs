@@ -2,7 +2,7 @@
 //! LiteLLM and most local servers).
 
 use super::provider::Answer;
-use super::{Request, Role, Tokens};
+use super::{Request, Role, Tokens, ToolCall, ToolChoice};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -16,7 +16,30 @@ pub(super) fn body(model: &str, r: &Request, max_output: u32) -> Value {
             Role::User => "user",
             Role::Assistant => "assistant",
         };
-        messages.push(json!({ "role": role, "content": m.content }));
+        if !m.tool_calls.is_empty() {
+            let calls: Vec<Value> = m
+                .tool_calls
+                .iter()
+                .map(|c| {
+                    json!({
+                        "id": c.id,
+                        "type": "function",
+                        "function": { "name": c.name, "arguments": c.arguments.to_string() },
+                    })
+                })
+                .collect();
+            let content = (!m.content.is_empty()).then_some(&m.content);
+            messages.push(json!({ "role": role, "content": content, "tool_calls": calls }));
+            continue;
+        }
+        // Each result is a `tool` message; text beside them a user one.
+        for t in &m.tool_results {
+            messages
+                .push(json!({ "role": "tool", "tool_call_id": t.call_id, "content": t.content }));
+        }
+        if m.tool_results.is_empty() || !m.content.is_empty() {
+            messages.push(json!({ "role": role, "content": m.content }));
+        }
     }
     let mut body = json!({
         "model": model,
@@ -34,6 +57,27 @@ pub(super) fn body(model: &str, r: &Request, max_output: u32) -> Value {
             "type": "json_schema",
             "json_schema": { "name": "output", "schema": schema },
         });
+    }
+    if !r.tools.is_empty() {
+        let tools: Vec<Value> = r
+            .tools
+            .iter()
+            .map(|t| {
+                json!({
+                    "type": "function",
+                    "function": { "name": t.name, "description": t.description, "parameters": t.parameters },
+                })
+            })
+            .collect();
+        body["tools"] = json!(tools);
+    }
+    if let Some(choice) = &r.tool_choice {
+        body["tool_choice"] = match choice {
+            ToolChoice::Auto => json!("auto"),
+            ToolChoice::None => json!("none"),
+            ToolChoice::Required => json!("required"),
+            ToolChoice::Named(n) => json!({ "type": "function", "function": { "name": n } }),
+        };
     }
     body
 }
@@ -54,6 +98,21 @@ struct Choice {
 struct ChoiceMessage {
     content: Option<String>,
     refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<WireCall>,
+}
+
+#[derive(Deserialize)]
+struct WireCall {
+    id: String,
+    function: WireFunction,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    name: String,
+    /// JSON text, as the model wrote it.
+    arguments: String,
 }
 
 #[derive(Deserialize)]
@@ -81,8 +140,27 @@ pub(super) fn parse(bytes: &[u8], _r: &Request) -> Result<Answer, String> {
         Some("stop") | None => "stop".to_owned(),
         Some("length") => "length".to_owned(),
         Some("content_filter") => "content-filter".to_owned(),
+        Some("tool_calls") => "tool-calls".to_owned(),
         Some(other) => other.to_owned(),
     };
+    let tool_calls = choice
+        .message
+        .tool_calls
+        .into_iter()
+        .map(|c| {
+            let arguments = serde_json::from_str(&c.function.arguments).map_err(|e| {
+                format!(
+                    "the arguments of tool call {:?} are not JSON: {e}",
+                    c.function.name
+                )
+            })?;
+            Ok(ToolCall {
+                id: c.id,
+                name: c.function.name,
+                arguments,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     let (text, finish_reason) = match (choice.message.content, choice.message.refusal) {
         (Some(t), _) => (t, finish_reason),
         (None, Some(refusal)) => (refusal, "content-filter".to_owned()),
@@ -91,6 +169,7 @@ pub(super) fn parse(bytes: &[u8], _r: &Request) -> Result<Answer, String> {
     Ok(Answer {
         text,
         finish_reason,
+        tool_calls,
         tokens: Tokens {
             input: usage.prompt_tokens,
             output: usage.completion_tokens,
@@ -111,10 +190,7 @@ mod tests {
     fn request_carries_system_messages_limits_and_schema() {
         let r = Request {
             system: Some("be brief".into()),
-            messages: vec![Message {
-                role: Role::User,
-                content: "hi".into(),
-            }],
+            messages: vec![Message::text(Role::User, "hi")],
             temperature: Some(0.5),
             stop: vec!["END".into()],
             json_schema: Some(json!({"type": "object"})),

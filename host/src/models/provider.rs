@@ -25,6 +25,9 @@ pub(crate) struct Generated {
     pub attempts: u32,
     /// From the first attempt to the answer, retries and waits included.
     pub latency_ms: u64,
+    /// The tools the model asked to call (`finish_reason` `tool-calls`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<super::ToolCall>,
 }
 
 /// What the wire-format modules read out of a 2xx answer.
@@ -32,6 +35,7 @@ pub(super) struct Answer {
     pub text: String,
     pub finish_reason: String,
     pub tokens: Tokens,
+    pub tool_calls: Vec<super::ToolCall>,
 }
 
 pub(super) async fn call(
@@ -91,6 +95,22 @@ pub(super) async fn call(
                 }
                 _ => answer.text,
             };
+            // A provider that echoes the key into a call's arguments does
+            // not hand it to the guest either.
+            let tool_calls = answer
+                .tool_calls
+                .into_iter()
+                .map(|mut c| {
+                    if let Some(k) = key.filter(|k| !k.is_empty()) {
+                        let text = c.arguments.to_string();
+                        if text.contains(k) {
+                            c.arguments = serde_json::from_str(&text.replace(k, "****"))
+                                .unwrap_or(serde_json::Value::Null);
+                        }
+                    }
+                    c
+                })
+                .collect();
             Ok(Generated {
                 text,
                 finish_reason: answer.finish_reason,
@@ -99,6 +119,7 @@ pub(super) async fn call(
                 model: model.clone(),
                 attempts,
                 latency_ms: started.elapsed().as_millis() as u64,
+                tool_calls,
             })
         }
         Err((

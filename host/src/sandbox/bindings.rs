@@ -9,5 +9,5 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::runway::workflow::{
-    approvals, artifacts, http, models, runtime, secrets, types, workflows,
+    approvals, artifacts, http, mcp, models, runtime, secrets, types, workflows,
 };

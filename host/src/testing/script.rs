@@ -137,6 +137,7 @@ impl Script {
             model: model.clone(),
             attempts: 1,
             latency_ms: 0,
+            tool_calls: Vec::new(),
         })
     }
 
@@ -232,14 +233,12 @@ mod tests {
     fn ask(text: &str) -> ModelRequest {
         ModelRequest {
             system: Some("be brief".into()),
-            messages: vec![Message {
-                role: Role::User,
-                content: text.into(),
-            }],
+            messages: vec![Message::text(Role::User, text)],
             max_output_tokens: None,
             temperature: None,
             stop: Vec::new(),
             json_schema: None,
+            ..ModelRequest::default()
         }
     }
 

@@ -102,6 +102,19 @@ pub enum EventBody {
         name: String,
         decision: super::Decision,
     },
+    /// A call of an MCP server's tool (`arguments_digest`: the first 16
+    /// bytes of the sha256 of server, tool and arguments; the arguments
+    /// themselves are not kept).
+    ToolCall {
+        server: String,
+        tool: String,
+        arguments_digest: String,
+        duration_ms: u64,
+        /// `ok`, or the failure's code.
+        outcome: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<CallFailure>,
+    },
     /// An attempt failed and the manifest's `[retry]` tries the run again:
     /// attempt `attempt` begins at `at_ms`, replaying the journal's first
     /// `kept` calls (0: from the top).
@@ -146,6 +159,9 @@ pub enum EventBody {
         /// Why the call failed, if it did.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<CallFailure>,
+        /// The tools the model asked to call, by name, in order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tool_calls: Vec<String>,
     },
     /// An outbound HTTP request, and what the egress policy decided.
     HttpCall {
@@ -190,6 +206,7 @@ impl EventBody {
             Self::ApprovalDecided { .. } => "approval_decided",
             Self::SignalReceived { .. } => "signal_received",
             Self::Retrying { .. } => "retrying",
+            Self::ToolCall { .. } => "tool_call",
             Self::ChildStarted { .. } => "child_started",
             Self::ModelCall { .. } => "model_call",
             Self::HttpCall { .. } => "http_call",

@@ -262,6 +262,18 @@ pub enum FailureCode {
     /// `http.send`: the request is malformed (method, URL, header, an
     /// unknown secret placeholder).
     HttpInvalidRequest,
+    /// `mcp`: the manifest does not grant the server (or the tool), or the
+    /// host has no such server, or its `[egress]` keeps it out.
+    McpServerNotAllowed,
+    /// `mcp.call-tool`: the tool answered with an error, or the server
+    /// refused the call.
+    McpToolError,
+    /// `mcp`: the server could not be reached, timed out or broke the
+    /// protocol.
+    McpUnavailable,
+    /// `mcp`: the host holds no valid grant for the server (the operator
+    /// runs `runway mcp login NAME`).
+    McpAuthRequired,
 }
 
 impl FailureCode {
@@ -292,6 +304,10 @@ impl FailureCode {
             Self::HttpConnect => "HTTP_CONNECT",
             Self::HttpTooLarge => "HTTP_TOO_LARGE",
             Self::HttpInvalidRequest => "HTTP_INVALID_REQUEST",
+            Self::McpServerNotAllowed => "MCP_SERVER_NOT_ALLOWED",
+            Self::McpToolError => "MCP_TOOL_ERROR",
+            Self::McpUnavailable => "MCP_UNAVAILABLE",
+            Self::McpAuthRequired => "MCP_AUTH_REQUIRED",
         }
     }
 }

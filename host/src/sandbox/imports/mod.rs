@@ -10,6 +10,7 @@
 mod approvals;
 mod artifacts;
 mod http;
+mod mcp;
 mod models;
 mod runtime;
 mod secrets;
@@ -22,7 +23,7 @@ use super::bindings::types::{self as types_iface, Failure};
 use super::bindings::workflows as workflows_iface;
 use super::bindings::{
     approvals as approvals_iface, artifacts as artifacts_iface, http as http_iface,
-    models as models_iface,
+    mcp as mcp_iface, models as models_iface,
 };
 use super::bindings::{runtime as runtime_iface, secrets as secrets_iface};
 use super::state::RunState;
@@ -47,6 +48,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<(
     models_iface::add_to_linker::<RunState, models::Models>(linker, models::view)?;
     http_iface::add_to_linker::<RunState, http::Http>(linker, http::view)?;
     approvals_iface::add_to_linker::<RunState, approvals::Approvals>(linker, approvals::view)?;
+    mcp_iface::add_to_linker::<RunState, mcp::Mcp>(linker, mcp::view)?;
     Ok(())
 }
 

@@ -16,10 +16,14 @@
 use crate::host::ledger::Crossing;
 use crate::host::scheduler::LiveRun;
 use crate::host::services::HostServices;
-use crate::models::{Generated, Message, ModelError, Request, Resolved, Role};
+use crate::models::{
+    Generated, Message, ModelError, Request, Resolved, Role, ToolCall, ToolChoice, ToolDef,
+    ToolResult,
+};
 use crate::sandbox::bindings::models::{
-    GenerateRequest, GenerateResponse, Host as ModelsImport, Message as WitMessage,
-    Rates as WitRates, ResolvedModel, Role as WitRole, Usage as WitUsage,
+    ChatMessage, ChatRequest, ChatResponse, GenerateRequest, GenerateResponse,
+    Host as ModelsImport, Message as WitMessage, Rates as WitRates, ResolvedModel, Role as WitRole,
+    ToolCall as WitToolCall, ToolChoice as WitToolChoice, Usage as WitUsage,
 };
 use crate::sandbox::bindings::types::Failure;
 use crate::sandbox::effect::{Commit, Effects, OnReplay, Performed, Recorded};
@@ -32,6 +36,9 @@ use wasmtime::component::HasData;
 
 const RESOLVE: &str = "runway:workflow/models.resolve";
 const GENERATE: &str = "runway:workflow/models.generate";
+const CHAT: &str = "runway:workflow/models.chat";
+/// Tools one request may offer.
+const MAX_TOOLS: usize = 128;
 /// Largest request (messages, system prompt, schema) a guest may send.
 const MAX_REQUEST_BYTES: usize = 4 << 20;
 
@@ -120,6 +127,35 @@ impl ModelsImport for ModelsView<'_> {
             })
             .await?;
         Ok(answer.into_result(wit_response))
+    }
+
+    async fn chat(&mut self, req: ChatRequest) -> wasmtime::Result<Result<ChatResponse, Failure>> {
+        let (model, request) = match chat_from_wit(req) {
+            Ok(x) => x,
+            // Malformed tool JSON: refused like any request the host will
+            // not send, with the same event.
+            Err(message) => {
+                let call = Call::new(CHAT, &[message.as_bytes()]);
+                let replay = OnReplay::GuestEvent { output_bytes: 0 };
+                let answer: Answer<Generated> = self
+                    .effects
+                    .effect(call, replay, || async {
+                        Ok(refused("", &ModelError::InvalidRequest(message.clone())))
+                    })
+                    .await?;
+                return Ok(answer.into_result(wit_chat_response));
+            }
+        };
+        let encoded = serde_json::to_vec(&request).unwrap_or_default();
+        let call = Call::new(CHAT, &[model.as_bytes(), &encoded]);
+        let replay = OnReplay::GuestEvent { output_bytes: 0 };
+        let answer = self
+            .effects
+            .effect(call, replay, || {
+                self.generate_fresh(&model, &request, encoded.len())
+            })
+            .await?;
+        Ok(answer.into_result(wit_chat_response))
     }
 }
 
@@ -321,6 +357,7 @@ fn answered_event(model: &str, m: &Resolved, g: &Generated) -> EventBody {
         attempts: g.attempts,
         finish_reason: Some(g.finish_reason.clone()),
         error: None,
+        tool_calls: g.tool_calls.iter().map(|c| c.name.clone()).collect(),
     }
 }
 
@@ -344,6 +381,7 @@ fn failed_event(
         attempts: 0,
         finish_reason: None,
         error: Some(error),
+        tool_calls: Vec::new(),
     }
 }
 
@@ -356,20 +394,154 @@ fn from_wit(r: GenerateRequest) -> (String, Request) {
         messages: r
             .messages
             .into_iter()
-            .map(|m: WitMessage| Message {
-                role: match m.role {
+            .map(|m: WitMessage| {
+                let role = match m.role {
                     WitRole::User => Role::User,
                     WitRole::Assistant => Role::Assistant,
-                },
-                content: m.content,
+                };
+                Message::text(role, m.content)
             })
             .collect(),
         max_output_tokens: r.max_output_tokens,
         temperature: r.temperature,
         stop: r.stop,
         json_schema,
+        ..Request::default()
     };
     (r.model, request)
+}
+
+/// A JSON value the guest passed as text (`what` says where, for the
+/// message), at most `ingress` deep.
+fn guest_json(what: &str, text: &str) -> Result<serde_json::Value, String> {
+    crate::sandbox::ingress::json("a tool's JSON", text, MAX_REQUEST_BYTES)
+        .map_err(|e| format!("{what}: {e}"))
+}
+
+/// A tool's name as both formats take it.
+fn tool_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The host's request for a `chat`, or why it is not one.
+fn chat_from_wit(r: ChatRequest) -> Result<(String, Request), String> {
+    if r.tools.len() > MAX_TOOLS {
+        return Err(format!(
+            "{} tools; at most {MAX_TOOLS} are offered",
+            r.tools.len()
+        ));
+    }
+    let mut tools = Vec::with_capacity(r.tools.len());
+    for t in r.tools {
+        if !tool_name_ok(&t.name) {
+            return Err(format!(
+                "tool name {:?}: letters, digits, _ and -, at most 64",
+                t.name
+            ));
+        }
+        if tools.iter().any(|d: &ToolDef| d.name == t.name) {
+            return Err(format!("tool {:?} is offered twice", t.name));
+        }
+        let parameters = guest_json(&format!("tool {}'s parameters", t.name), &t.parameters)?;
+        if !parameters.is_object() {
+            return Err(format!(
+                "tool {}'s parameters are not a JSON Schema object",
+                t.name
+            ));
+        }
+        tools.push(ToolDef {
+            name: t.name,
+            description: t.description,
+            parameters,
+        });
+    }
+    let calls = |calls: Vec<WitToolCall>| {
+        calls
+            .into_iter()
+            .map(|c| {
+                Ok(ToolCall {
+                    arguments: guest_json(&format!("call {}'s arguments", c.id), &c.arguments)?,
+                    id: c.id,
+                    name: c.name,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()
+    };
+    let mut messages = Vec::with_capacity(r.messages.len());
+    for m in r.messages {
+        messages.push(match m {
+            ChatMessage::User(text) => Message::text(Role::User, text),
+            ChatMessage::Assistant(turn) => Message {
+                tool_calls: calls(turn.tool_calls)?,
+                ..Message::text(Role::Assistant, turn.text)
+            },
+            ChatMessage::ToolResults(results) => Message {
+                tool_results: results
+                    .into_iter()
+                    .map(|t| ToolResult {
+                        call_id: t.call_id,
+                        content: t.content,
+                        is_error: t.is_error,
+                    })
+                    .collect(),
+                ..Message::text(Role::User, "")
+            },
+        });
+    }
+    let tool_choice = match r.tool_choice {
+        WitToolChoice::Auto => ToolChoice::Auto,
+        WitToolChoice::None => ToolChoice::None,
+        WitToolChoice::Required => ToolChoice::Required,
+        WitToolChoice::Named(n) => {
+            if !tools.iter().any(|t| t.name == n) {
+                return Err(format!("tool-choice names {n:?}, which is not offered"));
+            }
+            ToolChoice::Named(n)
+        }
+    };
+    if tools.is_empty() && matches!(tool_choice, ToolChoice::Required) {
+        return Err("tool-choice `required` with no tools offered".into());
+    }
+    Ok((
+        r.model,
+        Request {
+            system: r.system,
+            messages,
+            max_output_tokens: r.max_output_tokens,
+            temperature: r.temperature,
+            stop: r.stop,
+            json_schema: None,
+            tool_choice: (!tools.is_empty()).then_some(tool_choice),
+            tools,
+        },
+    ))
+}
+
+fn wit_chat_response(g: Generated) -> ChatResponse {
+    ChatResponse {
+        tool_calls: g
+            .tool_calls
+            .iter()
+            .map(|c| WitToolCall {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                arguments: c.arguments.to_string(),
+            })
+            .collect(),
+        text: g.text,
+        finish_reason: g.finish_reason,
+        usage: WitUsage {
+            input_tokens: g.tokens.input,
+            output_tokens: g.tokens.output,
+            cached_tokens: g.tokens.cached,
+        },
+        cost_usd: Usd(g.cost_nanos).dollars(),
+        model: wit_resolved(g.model),
+    }
 }
 
 fn wit_resolved(r: Resolved) -> ResolvedModel {
