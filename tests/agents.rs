@@ -502,3 +502,168 @@ async fn sigkill_while_the_model_thinks_repeats_nothing_answered() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains(TRACKER_TOKEN) && !text.contains(KEY));
 }
+
+/// OAuth: `runway mcp login` runs the code flow with PKCE against a loopback
+/// authorization server; the host signs its MCP requests with the grant,
+/// refreshes once when the access token expires, persists the rotated
+/// refresh token and uses it after a restart; a revoked grant is
+/// `MCP_AUTH_REQUIRED`; no token is anywhere but the grant store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oauth_grant_is_refreshed_rotated_kept_and_refused_once_revoked() {
+    use support::oauth::AuthServer;
+    support::guest_dir();
+    let auth = AuthServer::start("runway-test", Duration::from_secs(3)).await;
+    let mcp = McpServer::start(McpOptions {
+        check: Some(auth.check()),
+        ..McpOptions::default()
+    })
+    .await;
+    let provider = Provider::start(KEY).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let toml = host_toml(Format::OpenAi, &provider, &mcp).replace(
+        "bearer_secret = \"TRACKER_TOKEN\"",
+        &format!(
+            "oauth = {{ client_id = \"runway-test\", authorization_url = \"{0}/authorize\", token_url = \"{0}/token\", scopes = [\"issues\"] }}",
+            auth.base
+        ),
+    );
+    write_data(data, &toml);
+
+    // Before a login: typed, and the command to run is named.
+    let listed = support::ok(runway(data).args(["mcp", "list"]).output().unwrap());
+    assert!(
+        listed.contains("tracker") && listed.contains("none (runway mcp login)"),
+        "{listed}"
+    );
+
+    // The login: the URL it prints is opened (the authorization server
+    // redirects back to the command's loopback listener at once).
+    let mut login = runway(data)
+        .args(["mcp", "login", "tracker", "--wait", "30"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = login.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let url = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the login's URL");
+        if line.starts_with("http") {
+            break line;
+        }
+    };
+    assert!(
+        url.contains("code_challenge=") && url.contains("code_challenge_method=S256"),
+        "{url}"
+    );
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let back = browser.get(&url).send().await.unwrap();
+    assert_eq!(back.status(), reqwest::StatusCode::FOUND);
+    let callback = back.headers()["location"].to_str().unwrap().to_owned();
+    let done = browser.get(&callback).send().await.unwrap();
+    assert_eq!(done.status(), reqwest::StatusCode::OK);
+    let status = login.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut login.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{err}");
+    let said: Vec<String> = rx.try_iter().collect();
+    assert!(
+        said.iter().any(|l| l.starts_with("signed in to tracker")),
+        "{said:?}"
+    );
+    let grant = data.join("mcp-grants").join("tracker.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&grant).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the grant is its owner's only");
+    }
+
+    let manifest = "slug = \"hostile\"\nmcp = [\"tracker\"]\n[budget]\nmax_duration = \"20s\"\n";
+    let probe = |host: Host| async move {
+        let r = host
+            .run("hostile", json!({ "attack": "mcp_ungranted" }))
+            .await
+            .unwrap();
+        assert_eq!(r.status, RunStatus::Completed, "{r:?}");
+        (r.output.clone().unwrap()["call"].clone(), r)
+    };
+    let open = || async {
+        let config = HostConfig::new(data)
+            .apply_file(&data.join("runway-host.toml"))
+            .unwrap();
+        Host::open(config).await.unwrap()
+    };
+    let host = open().await;
+    host.deploy(support::wasm_bytes("hostile"), manifest)
+        .await
+        .unwrap();
+    let (call, _) = probe(host.clone()).await;
+    assert_eq!(call, json!({ "ok": "labelled #7 with pwned" }));
+    assert_eq!(auth.refreshes(), 0);
+
+    // Past the access token's life: one refresh, and the new refresh token
+    // is in the grant store (the old one is spent).
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let (call, _) = probe(host.clone()).await;
+    assert_eq!(call, json!({ "ok": "labelled #7 with pwned" }));
+    assert_eq!(auth.refreshes(), 1, "one refresh");
+    let stored = std::fs::read_to_string(&grant).unwrap();
+    assert!(stored.contains(&auth.refresh_token().unwrap()));
+    host.shutdown().await.unwrap();
+    drop(host);
+
+    // After a restart, past the life again: the stored (rotated) refresh
+    // token works.
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let host = open().await;
+    let (call, _) = probe(host.clone()).await;
+    assert_eq!(call, json!({ "ok": "labelled #7 with pwned" }));
+    assert_eq!((auth.refreshes(), auth.refused()), (2, 0));
+
+    // Revoked: typed, naming the command.
+    auth.revoke();
+    let (call, run) = probe(host.clone()).await;
+    assert_eq!(call, json!({ "err": "MCP_AUTH_REQUIRED" }));
+    let text = serde_json::to_string(&host.events(run.id, 0, usize::MAX).unwrap()).unwrap();
+    assert!(text.contains("runway mcp login tracker"), "{text}");
+    let listed = support::ok(runway(data).args(["mcp", "list"]).output().unwrap());
+    assert!(listed.contains("tracker"), "{listed}");
+    host.shutdown().await.unwrap();
+    drop(host);
+
+    // No token anywhere but the grant store (and the login's own output).
+    let issued = auth.issued();
+    assert!(issued.len() >= 6);
+    for f in support::files(data) {
+        if f.starts_with(data.join("mcp-grants")) {
+            continue;
+        }
+        let bytes = std::fs::read(&f).unwrap();
+        for t in &issued {
+            assert!(
+                !bytes.windows(t.len()).any(|w| w == t.as_bytes()),
+                "a token in {}",
+                f.display()
+            );
+        }
+    }
+    for t in &issued {
+        assert!(!err.contains(t.as_str()) && !said.iter().any(|l| l.contains(t.as_str())));
+    }
+}

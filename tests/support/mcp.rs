@@ -80,11 +80,17 @@ pub fn similar_issues() -> Value {
     ])
 }
 
+/// Decides whether a bearer token is good (an OAuth server's current
+/// access token, say).
+pub type Check = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// How the server behaves.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct McpOptions {
     /// When set, requests to `/mcp` need `Authorization: Bearer <this>`.
     pub bearer: Option<String>,
+    /// When set, requests to `/mcp` need a bearer this accepts.
+    pub check: Option<Check>,
     /// rmcp's stateless mode (no `Mcp-Session-Id`, one request per POST);
     /// otherwise rmcp's default: sessions for clients on protocol versions
     /// that have them.
@@ -97,6 +103,7 @@ pub struct McpOptions {
 #[derive(Default)]
 struct Shared {
     bearer: Mutex<Option<String>>,
+    check: Option<Check>,
     calls: Mutex<Vec<(String, Value)>>,
     lists: Mutex<usize>,
     requests: Mutex<usize>,
@@ -120,6 +127,7 @@ impl McpServer {
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             bearer: Mutex::new(opts.bearer.clone()),
+            check: opts.check.clone(),
             ..Shared::default()
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -209,22 +217,25 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
         *shared.requests.lock() += 1;
     }
     let expected = shared.bearer.lock().clone();
-    if let Some(token) = expected {
-        let sent = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim());
-        if sent != Some(token.as_str()) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                "missing or wrong bearer token",
-            )
-                .into_response();
-        }
+    let sent = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_owned());
+    let refused = match (&expected, &shared.check) {
+        (Some(token), _) => sent.as_deref() != Some(token.as_str()),
+        (None, Some(check)) => !sent.as_deref().is_some_and(|t| check(t)),
+        (None, None) => false,
+    };
+    if refused {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "missing or wrong bearer token",
+        )
+            .into_response();
     }
     next.run(req).await
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mcp;
+pub mod oauth;
 pub mod provider;
 pub mod service;
 

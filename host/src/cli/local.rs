@@ -86,6 +86,9 @@ deploy it with: runway deploy {}",
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Mcp { action } = &cli.command {
+        return super::mcp::mcp(&cli, action).await;
+    }
     if let Some(server) = &cli.server {
         return remote(&cli, server).await;
     }
@@ -223,6 +226,7 @@ deploy it with: runway deploy {}",
         | Command::TestRunner { .. }
         | Command::Ready
         | Command::Audit { .. }
+        | Command::Mcp { .. }
         | Command::Migrate { .. }
         | Command::Dev { .. } => unreachable!("handled above"),
         Command::Resume { json } => {

@@ -9,6 +9,7 @@ pub mod author;
 pub mod client;
 mod dev;
 mod local;
+mod mcp;
 mod print;
 mod remote;
 mod serve;
@@ -444,12 +445,40 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// MCP servers of the host's config: list them with their tools and
+    /// grants, sign in to one with OAuth, forget a grant.
+    Mcp {
+        #[command(subcommand)]
+        action: McpAction,
+    },
     /// List the configured models (--config's [models], or the server's):
     /// each alias and what it resolves to.
     Models {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What `runway mcp` does.
+#[derive(Subcommand)]
+pub enum McpAction {
+    /// The configured servers: how each is reached, its grant, the tools
+    /// it lists.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Authorizes the host with server NAME (OAuth 2.1, authorization code
+    /// with PKCE): prints the URL to open, takes the code on a loopback
+    /// redirect, stores the grant in the data directory.
+    Login {
+        name: String,
+        /// Seconds to wait for the redirect.
+        #[arg(long, default_value_t = 300)]
+        wait: u64,
+    },
+    /// Forgets server NAME's grant.
+    Logout { name: String },
 }
 
 #[derive(Args)]

@@ -312,7 +312,8 @@ pub(super) async fn remote(cli: &Cli, server: &str) -> anyhow::Result<ExitCode> 
             print_backup(path, &report, *json)?;
             ExitCode::SUCCESS
         }
-        Command::New { .. }
+        Command::Mcp { .. }
+        | Command::New { .. }
         | Command::Build { .. }
         | Command::Completions { .. }
         | Command::Dev { .. }
