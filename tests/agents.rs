@@ -367,6 +367,47 @@ async fn an_agent_loop_stops_at_the_call_that_crosses_its_budget() {
     let budget: Vec<Value> = kinds(&host, &r, "budget_exceeded");
     assert_eq!(budget.len(), 1);
     assert_eq!(budget[0]["budget"], "max_tokens");
+
+    // In a child run: the parent's budget binds the tree; the agent stops
+    // at the crossing call and the parent fails with it.
+    provider.script(script());
+    let before = (provider.count(), mcp.calls().len());
+    host.deploy(support::wasm_bytes("triage"), &support::manifest("triage"))
+        .await
+        .unwrap();
+    host.deploy(
+        support::wasm_bytes("hostile"),
+        "slug = \"hostile\"\n[budget]\nmax_duration = \"20s\"\nmax_tokens = 150\n",
+    )
+    .await
+    .unwrap();
+    let parent = host
+        .run(
+            "hostile",
+            json!({ "attack": "child", "workflow": "triage", "args": { "issue": 7 } }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(parent.status, RunStatus::Failed, "{parent:?}");
+    assert_eq!(
+        parent.error.as_ref().unwrap().code.as_str(),
+        "BUDGET_EXCEEDED",
+        "{parent:?}"
+    );
+    let child = host.store().children(parent.id).unwrap();
+    assert_eq!(child.len(), 1);
+    let child = host.run_record(child[0]).await.unwrap();
+    assert_eq!(child.status, RunStatus::Failed, "{child:?}");
+    assert_eq!(
+        child.error.as_ref().unwrap().code.as_str(),
+        "BUDGET_EXCEEDED"
+    );
+    assert_eq!(
+        provider.count() - before.0,
+        2,
+        "the crossing call is the last"
+    );
+    assert_eq!(mcp.calls().len() - before.1, 1);
 }
 
 fn runway(dir: &Path) -> std::process::Command {
@@ -666,4 +707,42 @@ async fn an_oauth_grant_is_refreshed_rotated_kept_and_refused_once_revoked() {
     for t in &issued {
         assert!(!err.contains(t.as_str()) && !said.iter().any(|l| l.contains(t.as_str())));
     }
+}
+
+/// A server the operator runs as a command, over stdio: listed and called
+/// like any other, each call once; a command that is not there is
+/// `MCP_UNAVAILABLE`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdio_server_the_operator_names_is_called_once_per_call() {
+    support::guest_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("echo.log");
+    let script = support::root().join("tests/fixtures/mcp/stdio_server.py");
+    let toml = format!(
+        "[mcp.servers.echo]\ncommand = \"python3\"\nargs = [{:?}]\nenv = {{ ECHO_LOG = {:?} }}\n\
+         [mcp.servers.gone]\ncommand = \"/nonexistent/mcp-server\"\n",
+        script.display().to_string(),
+        log.display().to_string()
+    );
+    let host = host(dir.path(), &toml).await;
+    host.deploy(
+        support::wasm_bytes("hostile"),
+        "slug = \"hostile\"\nmcp = [\"echo\", \"gone\"]\n[budget]\nmax_duration = \"20s\"\n",
+    )
+    .await
+    .unwrap();
+    let call = |server: &str, text: &str| {
+        let input = json!({ "attack": "mcp_call", "server": server, "tool": "echo", "args": { "text": text } });
+        let host = host.clone();
+        async move {
+            let r = host.run("hostile", input).await.unwrap();
+            assert_eq!(r.status, RunStatus::Completed, "{r:?}");
+            r.output.unwrap()
+        }
+    };
+    assert_eq!(call("echo", "stressed").await, json!({ "ok": "desserts" }));
+    assert_eq!(call("echo", "drawer").await, json!({ "ok": "reward" }));
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "stressed\ndrawer\n");
+    let gone = call("gone", "x").await;
+    assert_eq!(gone["err"], "MCP_UNAVAILABLE", "{gone}");
 }

@@ -31,6 +31,10 @@
 //! 21. identities and approvals: the cost of verifying an RS256 JWT (keys
 //!     cached) against a named token per request, and listing pending
 //!     approvals with 10,000 of them among 100,000 runs
+//! 22. agents: host overhead per MCP tool call (an rmcp server on loopback
+//!     answering at once) against the same call from a plain rmcp client,
+//!     and a 10-turn agent (`triage`, one tool call a turn) end to end
+//!     against instant loopback services
 //!
 //! 1 and 2 run once per instance allocator (pooling, on-demand) to show
 //! which pays. `RUNWAY_BENCH_QUICK=1` shrinks every sample count.
@@ -1769,6 +1773,10 @@ fn main() {
             println!("\n21. identities and approvals: JWT verification per request, pending approvals among 100,000 runs");
             identity_figures().await;
         }
+        if wanted(22) {
+            println!("\n22. agents: host overhead per MCP tool call, a 10-turn agent end to end");
+            agent_figures().await;
+        }
         if wanted(7) {
             println!("\n7. wake-to-resume (timer due -> guest runs again; includes the 1 ms timer granularity)");
             let evicted = wake_to_resume(0).await;
@@ -2264,4 +2272,144 @@ async fn identity_figures() {
         ms(mine),
         ms(deep)
     );
+}
+
+/// A plain rmcp client's `get_issue` round trip to `url`, `n` times: p50.
+async fn bare_mcp_round_trip(url: &str, n: usize) -> Duration {
+    use rmcp::ServiceExt;
+    use rmcp::model::{CallToolRequestParams, ClientConfig};
+    use rmcp::transport::StreamableHttpClientTransport;
+    let client = ClientConfig::default()
+        .serve(StreamableHttpClientTransport::from_uri(url.to_owned()))
+        .await
+        .unwrap();
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        let args = json!({ "number": i }).as_object().cloned().unwrap();
+        let t = Instant::now();
+        client
+            .call_tool(CallToolRequestParams::new("get_issue").with_arguments(args))
+            .await
+            .unwrap();
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    let _ = client.cancel().await;
+    pct(&lat, 0.5)
+}
+
+/// Figure 22.
+async fn agent_figures() {
+    use support::mcp::{McpOptions, McpServer};
+    use support::provider::Behavior;
+    let mcp = McpServer::start(McpOptions::default()).await;
+    let provider = support::provider::Provider::start(MODEL_KEY).await;
+    bare_mcp_round_trip(&mcp.url, 50).await;
+    let n = scale(1_000);
+    let bare = bare_mcp_round_trip(&mcp.url, n).await;
+    println!(
+        "  a plain rmcp client's tool call round trip: p50 {}",
+        us(bare)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("secrets.toml"),
+        format!("KEY = \"{MODEL_KEY}\"\n"),
+    )
+    .unwrap();
+    let config = dir.path().join("runway-host.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[models.aliases]\ndefault = \"bench/gpt-bench\"\n[models.providers.bench]\nkind = \"openai\"\nbase_url = \"{}\"\nkey_secret = \"KEY\"\n\
+             [egress]\nallow = [\"http://127.0.0.1:*\"]\nallow_private = [\"127.0.0.0/8\"]\n[mcp.servers.tracker]\nurl = \"{}\"\n",
+            provider.openai_url(),
+            mcp.url
+        ),
+    )
+    .unwrap();
+    let host = Host::open(HostConfig::new(dir.path()).apply_file(&config).unwrap())
+        .await
+        .unwrap();
+    host.deploy(
+        support::wasm_bytes("hostile"),
+        "slug = \"hostile\"\nmcp = [\"tracker\"]\n[budget]\nmax_duration = \"10m\"\nmax_events = 1000000\n",
+    )
+    .await
+    .unwrap();
+    let flood = |n: usize| {
+        let host = host.clone();
+        async move {
+            let r = host
+                .run("hostile", json!({ "attack": "mcp_flood", "n": n }))
+                .await
+                .unwrap();
+            assert_eq!(r.status, RunStatus::Completed, "{r:?}");
+            let at: Vec<time::OffsetDateTime> = host
+                .store()
+                .events(r.id, 0, usize::MAX)
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.body.kind() == "tool_call")
+                .map(|e| e.at)
+                .collect();
+            let mut gaps: Vec<Duration> = at.windows(2).map(|w| between(w[0], w[1])).collect();
+            gaps.sort();
+            gaps
+        }
+    };
+    flood(50).await;
+    let gaps = flood(n).await;
+    let p50 = pct(&gaps, 0.5);
+    println!(
+        "  through a workflow ({n} calls, each journaled and durable before the next): call to call p50 {} p99 {}; host overhead p50 {}",
+        us(p50),
+        us(pct(&gaps, 0.99)),
+        us(p50.saturating_sub(bare))
+    );
+
+    host.deploy(support::wasm_bytes("triage"), &support::manifest("triage"))
+        .await
+        .unwrap();
+    let agent = || {
+        let host = host.clone();
+        let provider = &provider;
+        async move {
+            let mut turns: Vec<Behavior> = (0..9)
+                .map(|i| {
+                    Behavior::ToolCalls(vec![("tracker__get_issue".into(), json!({ "number": i }))])
+                })
+                .collect();
+            turns.push(Behavior::Success {
+                text: Some("done".into()),
+                input_tokens: 100,
+                output_tokens: 20,
+                cached_tokens: 0,
+            });
+            provider.script(turns);
+            let t = Instant::now();
+            let r = host
+                .run("triage", json!({ "issue": 7, "max_turns": 10 }))
+                .await
+                .unwrap();
+            let took = t.elapsed();
+            assert_eq!(r.status, RunStatus::Completed, "{r:?}");
+            assert_eq!(r.output.unwrap()["turns"], 10);
+            took
+        }
+    };
+    agent().await;
+    let runs = scale(30);
+    let mut lat = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        lat.push(agent().await);
+    }
+    lat.sort();
+    println!(
+        "  a 10-turn agent (10 model calls, 9 MCP tool calls, a tools/list, an artifact), end to end: p50 {} p99 {} over {runs} runs",
+        ms(pct(&lat, 0.5)),
+        ms(pct(&lat, 0.99))
+    );
+    host.shutdown().await.unwrap();
 }

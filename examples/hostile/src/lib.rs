@@ -16,6 +16,16 @@ struct Input {
     ms: Option<u64>,
     /// A size or depth for the containment attacks.
     n: Option<u64>,
+    /// `mcp_call`: which server's tool, with what arguments.
+    #[serde(default)]
+    server: Option<String>,
+    #[serde(default)]
+    tool: Option<String>,
+    #[serde(default)]
+    args: Option<Value>,
+    /// `child`: the workflow to call as a child, with `args`.
+    #[serde(default)]
+    workflow: Option<String>,
 }
 
 /// The raw WIT imports, to send the host exactly the bytes an attacker would.
@@ -51,6 +61,29 @@ fn hostile(input: Input) -> Result<Value> {
         "artifact_escape" => artifact_escape(),
         "leak_secret" => leak_secret(),
         "panic" => panic!("the guest gave up"),
+        // A child of any workflow; its failure is passed on.
+        "child" => {
+            let workflow = input.workflow.unwrap_or_default();
+            runway_sdk::call::<Value, Value>(&workflow, &input.args.unwrap_or_else(|| json!({})))
+        }
+        // One MCP call, whatever it gets.
+        "mcp_call" => {
+            let server = input.server.unwrap_or_default();
+            let tool = input.tool.unwrap_or_default();
+            let args = input.args.unwrap_or_else(|| json!({}));
+            Ok(match runway_sdk::mcp::call_tool(&server, &tool, &args) {
+                Ok(r) => json!({ "ok": r.text() }),
+                Err(e) => json!({ "err": e.code, "message": e.message }),
+            })
+        }
+        // MCP calls back to back (a flood, and the benchmark's loop).
+        "mcp_flood" => {
+            let n = input.n.unwrap_or(100);
+            for i in 0..n {
+                runway_sdk::mcp::call_tool("tracker", "get_issue", &json!({ "number": i }))?;
+            }
+            Ok(json!({ "calls": n }))
+        }
         // MCP beyond the manifest's grants: answers what each call got.
         "mcp_ungranted" => {
             let code = |e: Error| json!({ "err": e.code });

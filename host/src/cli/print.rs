@@ -284,7 +284,15 @@ fn print_show_text(s: &Shown, server: Option<&str>) -> anyhow::Result<()> {
     };
     field("status", status);
     if let Some(t) = &r.trigger {
-        field("trigger", format!("{} ({})", t.kind, t.by));
+        let of = match (t.rerun_of, t.reset_to) {
+            (Some(o), Some(at)) => format!(" of {o} after event {at}"),
+            (Some(o), None) => format!(" of {o}"),
+            _ => String::new(),
+        };
+        field("trigger", format!("{}{of} ({})", t.kind, t.by));
+    }
+    if r.attempt > 1 {
+        field("attempt", r.attempt.to_string());
     }
     if let Some(by) = &r.cancel_requested_by {
         field("cancel", format!("requested by {by}"));
