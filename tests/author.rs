@@ -344,7 +344,7 @@ fn the_harness_runs_a_crate_s_tests_on_the_engine_in_a_scripted_world() {
     std::fs::write(&cargo_toml, text).unwrap();
 
     let out = ok(runway(&crate_dir).arg("test").output().unwrap());
-    assert_eq!(passed_tests(&out), 5, "{out}");
+    assert_eq!(passed_tests(&out), 6, "{out}");
     let took = |test: &str| -> u64 {
         let line = out
             .lines()

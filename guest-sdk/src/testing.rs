@@ -53,6 +53,7 @@ pub struct World {
     http: Vec<Value>,
     signals: Vec<Value>,
     children: Vec<Value>,
+    mcp: Vec<Value>,
     rates: Option<Value>,
     timeout: Option<Duration>,
 }
@@ -81,6 +82,14 @@ impl World {
     /// [`HttpReply::repeat`].
     pub fn http(mut self, reply: HttpReply) -> World {
         self.http.push(reply.0);
+        self
+    }
+
+    /// An answer of an MCP server's tool to the calls it matches; a
+    /// scripted server offers the tools its replies name. Tried in order,
+    /// each used once unless [`McpReply::repeat`].
+    pub fn mcp(mut self, reply: McpReply) -> World {
+        self.mcp.push(reply.0);
         self
     }
 
@@ -158,6 +167,7 @@ impl World {
             "http": self.http,
             "signals": self.signals,
             "children": self.children,
+            "mcp": self.mcp,
             "rates": self.rates,
             "timeout_ms": self.timeout.map(|t| t.as_millis() as u64),
         });
@@ -218,6 +228,56 @@ impl ModelReply {
 
     /// Answers every matching call, not only the first.
     pub fn repeat(mut self) -> ModelReply {
+        self.0["repeat"] = true.into();
+        self
+    }
+
+    /// Asks for a call of tool `name` with `arguments` (to `models::chat`,
+    /// as an agent loop makes); several make one turn with several calls.
+    pub fn tool_call<T: Serialize + ?Sized>(mut self, name: &str, arguments: &T) -> ModelReply {
+        let call = json!({ "name": name, "arguments": to_value(arguments) });
+        match self.0["tool_calls"].as_array_mut() {
+            Some(calls) => calls.push(call),
+            None => self.0["tool_calls"] = json!([call]),
+        }
+        self
+    }
+
+    /// A turn that only calls tools (start with [`ModelReply::tool_call`]).
+    pub fn calls() -> ModelReply {
+        ModelReply(json!({ "text": "" }))
+    }
+}
+
+/// An answer of an MCP server's tool.
+#[derive(Clone, Debug)]
+pub struct McpReply(Value);
+
+impl McpReply {
+    /// `tool` of `server` answers `text`.
+    pub fn text(server: &str, tool: &str, text: &str) -> McpReply {
+        McpReply(json!({ "server": server, "tool": tool, "text": text }))
+    }
+
+    /// `tool` of `server` answers `value` as JSON text.
+    pub fn json<T: Serialize + ?Sized>(server: &str, tool: &str, value: &T) -> McpReply {
+        McpReply::text(server, tool, &to_value(value).to_string())
+    }
+
+    /// The tool fails (`MCP_TOOL_ERROR` with `message`).
+    pub fn error(mut self) -> McpReply {
+        self.0["is_error"] = true.into();
+        self
+    }
+
+    /// Only for calls whose arguments (as JSON text) contain `text`.
+    pub fn when_contains(mut self, text: &str) -> McpReply {
+        self.0["contains"] = text.into();
+        self
+    }
+
+    /// Answers every matching call, not only the first.
+    pub fn repeat(mut self) -> McpReply {
         self.0["repeat"] = true.into();
         self
     }

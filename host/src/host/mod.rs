@@ -136,13 +136,15 @@ impl Host {
             .map_err(|e| HostError::Internal(format!("host config: {e}")))?;
         let mut egress = crate::egress::Egress::new(config.egress.clone())
             .map_err(|e| HostError::Internal(format!("host config: {e}")))?;
-        let mcp = Arc::new(crate::mcp::Mcp::new(
+        let mut mcp = crate::mcp::Mcp::new(
             &config.mcp,
             secrets.clone(),
             crate::egress::Egress::new(config.egress.clone())
                 .map_err(|e| HostError::Internal(format!("host config: {e}")))?,
             crate::mcp::oauth::Grants::new(dir, secrets.clone()),
-        ));
+        );
+        mcp.script = config.script.clone();
+        let mcp = Arc::new(mcp);
         let (mut registry, mut launches) = Registry::new(
             config.max_warm_instances,
             config.max_concurrent_runs,

@@ -178,6 +178,8 @@ struct Server {
 /// The host's MCP clients, one per configured server.
 pub struct Mcp {
     servers: HashMap<String, Arc<Server>>,
+    /// A test harness's scripted servers, asked instead of the network.
+    pub(crate) script: Option<Arc<crate::testing::Script>>,
     secrets: crate::host::secrets::SecretSource,
     egress: crate::egress::Egress,
     grants: oauth::Grants,
@@ -204,6 +206,7 @@ impl Mcp {
             .collect();
         Mcp {
             servers,
+            script: None,
             secrets,
             egress,
             grants,
@@ -235,6 +238,11 @@ impl Mcp {
 
     /// The server's tools.
     pub async fn list_tools(&self, name: &str) -> Result<Vec<ToolInfo>, McpError> {
+        if let Some(script) = &self.script {
+            return script
+                .mcp_tools(name)
+                .ok_or_else(|| McpError::NotConfigured(name.to_owned()));
+        }
         let server = self.server(name)?;
         let timeout = server.config.timeout;
         self.with_session(server, |s| async move {
@@ -261,6 +269,14 @@ impl Mcp {
         tool: &str,
         arguments: serde_json::Map<String, serde_json::Value>,
     ) -> Result<CallOutcome, McpError> {
+        if let Some(script) = &self.script {
+            return script
+                .mcp_call(name, tool, &arguments)
+                .ok_or_else(|| McpError::Unavailable {
+                    server: name.to_owned(),
+                    message: format!("unscripted call of {tool}"),
+                });
+        }
         let server = self.server(name)?;
         let timeout = server.config.timeout;
         self.with_session(server, |s| {

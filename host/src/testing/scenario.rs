@@ -29,6 +29,10 @@ pub struct Scenario {
     /// How child runs of other workflows end, by workflow.
     #[serde(default)]
     pub children: Vec<ChildReply>,
+    /// Answers of MCP servers' tools, tried in order; a server's tools are
+    /// those named here.
+    #[serde(default)]
+    pub mcp: Vec<McpReply>,
     /// What the scripted models cost, per million tokens.
     #[serde(default)]
     pub rates: Option<Rates>,
@@ -60,6 +64,38 @@ pub struct ModelReply {
     pub input_tokens: Option<u64>,
     #[serde(default)]
     pub output_tokens: Option<u64>,
+    /// Answer every matching call, not just the first.
+    #[serde(default)]
+    pub repeat: bool,
+    /// Ask for these tool calls (`models.chat`) instead of answering.
+    #[serde(default)]
+    pub tool_calls: Vec<ToolCallScript>,
+}
+
+/// A tool call a scripted model asks for.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolCallScript {
+    pub name: String,
+    #[serde(default)]
+    pub arguments: Value,
+}
+
+/// What a scripted MCP server's tool answers.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpReply {
+    pub server: String,
+    pub tool: String,
+    /// Matches a call whose arguments (as JSON text) hold this text.
+    #[serde(default)]
+    pub contains: Option<String>,
+    /// The result's text.
+    #[serde(default)]
+    pub text: String,
+    /// The tool answers with an error (`MCP_TOOL_ERROR`).
+    #[serde(default)]
+    pub is_error: bool,
     /// Answer every matching call, not just the first.
     #[serde(default)]
     pub repeat: bool,

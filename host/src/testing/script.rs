@@ -3,7 +3,9 @@
 //! child workflow — and it answers from the scenario, noting every call
 //! nothing in the scenario answers.
 
-use super::scenario::{ChildReply, HttpFailure, HttpReply, ModelFailure, ModelReply, Scenario};
+use super::scenario::{
+    ChildReply, HttpFailure, HttpReply, McpReply, ModelFailure, ModelReply, Scenario,
+};
 use crate::egress::{HttpError, Request as HttpRequest, Response as HttpResponse};
 use crate::models::{Generated, ModelError, Request as ModelRequest, Resolved, Tokens};
 use crate::sandbox::fault::Ending;
@@ -19,6 +21,9 @@ const PROVIDER: &str = "runway-test";
 pub(crate) struct Script {
     models: Mutex<Vec<(ModelReply, bool)>>,
     http: Mutex<Vec<(HttpReply, bool)>>,
+    mcp: Mutex<Vec<(McpReply, bool)>>,
+    /// Tool calls asked for so far (their ids).
+    tool_calls: std::sync::atomic::AtomicU64,
     children: Vec<ChildReply>,
     secrets: HashMap<String, String>,
     unscripted: Mutex<Vec<String>>,
@@ -40,6 +45,8 @@ impl Script {
         Script {
             models: Mutex::new(scenario.models.iter().map(|r| (r.clone(), false)).collect()),
             http: Mutex::new(scenario.http.iter().map(|r| (r.clone(), false)).collect()),
+            mcp: Mutex::new(scenario.mcp.iter().map(|r| (r.clone(), false)).collect()),
+            tool_calls: std::sync::atomic::AtomicU64::new(0),
             children: scenario.children.clone(),
             secrets: scenario.secrets.clone().into_iter().collect(),
             unscripted: Mutex::new(Vec::new()),
@@ -73,6 +80,12 @@ impl Script {
                 .iter()
                 .map(String::as_str)
                 .chain(request.messages.iter().map(|m| m.content.as_str()))
+                .chain(
+                    request
+                        .messages
+                        .iter()
+                        .flat_map(|m| m.tool_results.iter().map(|t| t.content.as_str())),
+                )
         };
         let matches = |r: &ModelReply| {
             r.model
@@ -129,15 +142,88 @@ impl Script {
                 .unwrap_or(reply.text.len().div_ceil(4) as u64),
             cached: 0,
         };
+        let tool_calls: Vec<crate::models::ToolCall> = reply
+            .tool_calls
+            .iter()
+            .map(|c| {
+                let n = self
+                    .tool_calls
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    + 1;
+                crate::models::ToolCall {
+                    id: format!("call_{n}"),
+                    name: c.name.clone(),
+                    arguments: c.arguments.clone(),
+                }
+            })
+            .collect();
         Ok(Generated {
             text: reply.text,
-            finish_reason: "stop".into(),
+            finish_reason: if tool_calls.is_empty() {
+                "stop".into()
+            } else {
+                "tool-calls".into()
+            },
             cost_nanos: model.rates.cost_nanos(tokens),
             tokens,
             model: model.clone(),
             attempts: 1,
             latency_ms: 0,
-            tool_calls: Vec::new(),
+            tool_calls,
+        })
+    }
+
+    /// A scripted MCP server's tools: those its replies name.
+    pub(crate) fn mcp_tools(&self, server: &str) -> Option<Vec<crate::mcp::ToolInfo>> {
+        let mut names: Vec<String> = self
+            .mcp
+            .lock()
+            .iter()
+            .filter(|(r, _)| r.server == server)
+            .map(|(r, _)| r.tool.clone())
+            .collect();
+        if names.is_empty() {
+            return None;
+        }
+        names.dedup();
+        Some(
+            names
+                .into_iter()
+                .map(|name| crate::mcp::ToolInfo {
+                    name,
+                    description: String::new(),
+                    input_schema: serde_json::json!({ "type": "object" }),
+                })
+                .collect(),
+        )
+    }
+
+    /// A scripted MCP tool's answer, if the scenario has one.
+    pub(crate) fn mcp_call(
+        &self,
+        server: &str,
+        tool: &str,
+        arguments: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<crate::mcp::CallOutcome> {
+        let text = serde_json::Value::Object(arguments.clone()).to_string();
+        let matches = |r: &McpReply| {
+            r.server == server
+                && r.tool == tool
+                && r.contains
+                    .as_ref()
+                    .is_none_or(|c| text.contains(c.as_str()))
+        };
+        let Some(reply) = take(&self.mcp, matches, |r| r.repeat) else {
+            self.note_unscripted(format!(
+                "MCP call {server}/{tool} {}: script it with World::mcp",
+                excerpt(&text)
+            ));
+            return None;
+        };
+        Some(crate::mcp::CallOutcome {
+            content: vec![serde_json::json!({ "type": "text", "text": reply.text })],
+            structured_content: None,
+            is_error: reply.is_error,
         })
     }
 

@@ -1,7 +1,8 @@
 //! Everything a world can script, by `mode`: `patient` sleeps a day and
 //! waits for a signal; `worldly` reads a secret, asks a model, calls an
 //! API and a child workflow; `escape` calls a host its manifest does not
-//! allow; `forgetful` asks a model nobody scripted.
+//! allow; `forgetful` asks a model nobody scripted; `agent` runs an agent
+//! loop over a tracker's MCP tools and one of its own.
 
 use runway_sdk::models::{Request, generate};
 use runway_sdk::{Error, Result, call, http, secrets, sleep, wait_signal};
@@ -45,6 +46,18 @@ fn demo(input: Input) -> Result<Value> {
         "forgetful" => {
             let answer = generate(&Request::new("default").user("Say something."))?;
             Ok(json!({ "said": answer.text }))
+        }
+        "agent" => {
+            let outcome = runway_sdk::agent::Agent::new("default")
+                .mcp("tracker")?
+                .tool(
+                    "shout",
+                    "Upper-cases a text.",
+                    json!({ "type": "object", "properties": { "text": { "type": "string" } } }),
+                    |a: Value| Ok(a["text"].as_str().unwrap_or("").to_uppercase()),
+                )
+                .run("Label issue 7.")?;
+            Ok(json!({ "text": outcome.text, "turns": outcome.turns, "tool_calls": outcome.tool_calls }))
         }
         other => Err(Error::new("BAD_MODE", format!("no mode {other:?}"))),
     }

@@ -1,4 +1,4 @@
-use runway_sdk::testing::{HttpReply, ModelReply, World};
+use runway_sdk::testing::{HttpReply, McpReply, ModelReply, World};
 use serde_json::json;
 
 #[test]
@@ -72,4 +72,25 @@ fn the_manifest_s_egress_rules_still_hold() {
 #[ignore]
 fn unscripted_model_call() {
     World::new().run(&json!({ "mode": "forgetful" }));
+}
+
+#[test]
+fn an_agent_loop_meets_scripted_tools() {
+    let run = World::new()
+        .model(ModelReply::calls().tool_call("tracker__get_issue", &json!({ "number": 7 })))
+        .model(
+            ModelReply::calls()
+                .tool_call("shout", &json!({ "text": "bug" }))
+                .tool_call("tracker__add_label", &json!({ "number": 7, "label": "bug" }))
+                .when_contains("emoji"),
+        )
+        .model(ModelReply::text("Labelled #7 bug.").when_contains("labelled"))
+        .mcp(McpReply::json("tracker", "get_issue", &json!({ "title": "emoji crash" })))
+        .mcp(McpReply::text("tracker", "add_label", "labelled #7 with bug").when_contains("bug"))
+        .run(&json!({ "mode": "agent" }));
+    assert_eq!(run.output()["text"], "Labelled #7 bug.");
+    assert_eq!(run.output()["turns"], 3);
+    assert_eq!(run.output()["tool_calls"], 3);
+    assert_eq!(run.events_of("tool_call").count(), 2);
+    assert_eq!(run.events_of("model_call").count(), 3);
 }
