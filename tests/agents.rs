@@ -32,6 +32,15 @@ fn host_toml(format: Format, provider: &Provider, mcp: &McpServer) -> String {
     )
 }
 
+/// The loopback tracker, wanting [`TRACKER_TOKEN`].
+async fn tracker() -> McpServer {
+    McpServer::start(McpOptions {
+        bearer: Some(TRACKER_TOKEN.into()),
+        ..McpOptions::default()
+    })
+    .await
+}
+
 fn write_data(dir: &Path, toml: &str) {
     std::fs::write(
         dir.join("secrets.toml"),
@@ -125,11 +134,7 @@ fn results(format: Format, body: &Value) -> Vec<(String, String)> {
 async fn triage_calls_each_tool_once_in_both_wire_formats() {
     support::guest_dir();
     for format in [Format::OpenAi, Format::Anthropic] {
-        let mcp = McpServer::start(McpOptions {
-            bearer: Some(TRACKER_TOKEN.into()),
-            ..McpOptions::default()
-        })
-        .await;
+        let mcp = tracker().await;
         let provider = Provider::start(KEY).await;
         provider.script(script());
         let dir = tempfile::tempdir().unwrap();
@@ -286,11 +291,7 @@ async fn triage_calls_each_tool_once_in_both_wire_formats() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grants_keep_a_workflow_to_its_servers_and_tools() {
     support::guest_dir();
-    let mcp = McpServer::start(McpOptions {
-        bearer: Some(TRACKER_TOKEN.into()),
-        ..McpOptions::default()
-    })
-    .await;
+    let mcp = tracker().await;
     let provider = Provider::start(KEY).await;
     let dir = tempfile::tempdir().unwrap();
     let host = host(dir.path(), &host_toml(Format::OpenAi, &provider, &mcp)).await;
@@ -345,11 +346,7 @@ async fn grants_keep_a_workflow_to_its_servers_and_tools() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_loop_stops_at_the_call_that_crosses_its_budget() {
     support::guest_dir();
-    let mcp = McpServer::start(McpOptions {
-        bearer: Some(TRACKER_TOKEN.into()),
-        ..McpOptions::default()
-    })
-    .await;
+    let mcp = tracker().await;
     let provider = Provider::start(KEY).await;
     provider.script(script());
     let dir = tempfile::tempdir().unwrap();
@@ -410,44 +407,6 @@ async fn an_agent_loop_stops_at_the_call_that_crosses_its_budget() {
     assert_eq!(mcp.calls().len() - before.1, 1);
 }
 
-fn runway(dir: &Path) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_runway"));
-    cmd.arg("--data-dir")
-        .arg(dir)
-        .arg("--config")
-        .arg(dir.join("runway-host.toml"))
-        .env("NO_COLOR", "1")
-        .env("RUNWAY_LOG", "info")
-        .env_remove("RUNWAY_DATA_DIR");
-    cmd
-}
-
-async fn serve(dir: &Path, port: u16, log: &Path) -> std::process::Child {
-    let err = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let child = runway(dir)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(err)
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
-        .await
-        .is_err()
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "the server never came up"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    child
-}
-
 /// SIGKILL of `runway serve` while the model thinks about its second
 /// turn: after a restart the run completes as an undisturbed one does;
 /// each answered model call and each tool call happened exactly once (the
@@ -455,11 +414,7 @@ async fn serve(dir: &Path, port: u16, log: &Path) -> std::process::Child {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_the_model_thinks_repeats_nothing_answered() {
     support::guest_dir();
-    let mcp = McpServer::start(McpOptions {
-        bearer: Some(TRACKER_TOKEN.into()),
-        ..McpOptions::default()
-    })
-    .await;
+    let mcp = tracker().await;
     let provider = Provider::start(KEY).await;
     let mut turns = script();
     // The second turn thinks long enough to be killed; asked again after
@@ -477,7 +432,7 @@ async fn sigkill_while_the_model_thinks_repeats_nothing_answered() {
     let manifest = dir.path().join("triage.toml");
     std::fs::write(&manifest, support::manifest("triage")).unwrap();
     support::ok(
-        runway(&data)
+        support::runway_on(&data)
             .arg("deploy")
             .arg(support::wasm("triage"))
             .arg("--manifest")
@@ -485,14 +440,10 @@ async fn sigkill_while_the_model_thinks_repeats_nothing_answered() {
             .output()
             .unwrap(),
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let log = dir.path().join("serve.log");
     let base = format!("http://127.0.0.1:{port}");
-    let mut server = serve(&data, port, &log).await;
+    let mut server = support::serve_on(&data, port, &log).await;
     let http = reqwest::Client::new();
     let started: Value = http
         .post(format!("{base}/v1/workflows/triage/runs"))
@@ -513,7 +464,7 @@ async fn sigkill_while_the_model_thinks_repeats_nothing_answered() {
     let _ = server.wait();
     assert_eq!(mcp.calls().len(), 1, "only get_issue before the kill");
 
-    let mut server = serve(&data, port, &log).await;
+    let mut server = support::serve_on(&data, port, &log).await;
     let t0 = Instant::now();
     let run = loop {
         let r: Value = http
@@ -572,7 +523,12 @@ async fn an_oauth_grant_is_refreshed_rotated_kept_and_refused_once_revoked() {
     write_data(data, &toml);
 
     // Before a login: typed, and the command to run is named.
-    let listed = support::ok(runway(data).args(["mcp", "list"]).output().unwrap());
+    let listed = support::ok(
+        support::runway_on(data)
+            .args(["mcp", "list"])
+            .output()
+            .unwrap(),
+    );
     assert!(
         listed.contains("tracker") && listed.contains("none (runway mcp login)"),
         "{listed}"
@@ -580,7 +536,7 @@ async fn an_oauth_grant_is_refreshed_rotated_kept_and_refused_once_revoked() {
 
     // The login: the URL it prints is opened (the authorization server
     // redirects back to the command's loopback listener at once).
-    let mut login = runway(data)
+    let mut login = support::runway_on(data)
         .args(["mcp", "login", "tracker", "--wait", "30"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -683,7 +639,12 @@ async fn an_oauth_grant_is_refreshed_rotated_kept_and_refused_once_revoked() {
     assert_eq!(call, json!({ "err": "MCP_AUTH_REQUIRED" }));
     let text = serde_json::to_string(&host.events(run.id, 0, usize::MAX).unwrap()).unwrap();
     assert!(text.contains("runway mcp login tracker"), "{text}");
-    let listed = support::ok(runway(data).args(["mcp", "list"]).output().unwrap());
+    let listed = support::ok(
+        support::runway_on(data)
+            .args(["mcp", "list"])
+            .output()
+            .unwrap(),
+    );
     assert!(listed.contains("tracker"), "{listed}");
     host.shutdown().await.unwrap();
     drop(host);

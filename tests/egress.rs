@@ -285,11 +285,7 @@ async fn limits_and_retries_are_typed_and_counted() {
     deploy_fetch(&host, "allow = [\"http://127.0.0.1:*\"]").await;
     let b = &svc.base;
     // A port nothing listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = support::free_port();
     let t0 = Instant::now();
     let (_, responses) = fetch(
         &host,
@@ -424,45 +420,6 @@ async fn pr_review_fetches_the_diff_asks_a_model_and_comments() {
     assert!(asked[0].body.to_string().contains("fn b()"));
 }
 
-fn runway(dir: &Path) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_runway"));
-    cmd.arg("--data-dir")
-        .arg(dir)
-        .arg("--config")
-        .arg(dir.join("runway-host.toml"))
-        .env("NO_COLOR", "1")
-        .env("RUNWAY_LOG", "info");
-    cmd.env_remove("RUNWAY_DATA_DIR");
-    cmd
-}
-
-/// `runway serve` on `port`, its stderr appended to `log`.
-async fn serve(dir: &Path, port: u16, log: &Path) -> std::process::Child {
-    let err = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let child = runway(dir)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(err)
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
-        .await
-        .is_err()
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "the server never came up"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    child
-}
-
 async fn until(what: &str, mut ok: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !ok() {
@@ -498,7 +455,7 @@ async fn sigkill_between_and_during_requests_sends_each_once_and_repeats_with_th
         "slug = \"fetch\"\nsecrets = [\"GITHUB_TOKEN\"]\n[http]\nallow = [\"http://127.0.0.1:*\"]\n",
     )
     .unwrap();
-    let out = runway(&data)
+    let out = support::runway_on(&data)
         .arg("deploy")
         .arg(support::wasm("fetch"))
         .arg("--manifest")
@@ -511,12 +468,8 @@ async fn sigkill_between_and_during_requests_sends_each_once_and_repeats_with_th
         String::from_utf8_lossy(&out.stderr)
     );
     let log = dir.path().join("serve.log");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = serve(&data, port, &log).await;
+    let port = support::free_port();
+    let mut server = support::serve_on(&data, port, &log).await;
     let b = &svc.base;
     let auth = [["authorization", "Bearer {{secret:GITHUB_TOKEN}}"]];
     let input = json!({
@@ -559,14 +512,14 @@ async fn sigkill_between_and_during_requests_sends_each_once_and_repeats_with_th
     }
     server.kill().unwrap();
     server.wait().unwrap();
-    server = serve(&data, port, &log).await;
+    server = support::serve_on(&data, port, &log).await;
 
     // During the slow second request.
     until("the slow request", || svc.count("/slow") == 1).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     server.kill().unwrap();
     server.wait().unwrap();
-    server = serve(&data, port, &log).await;
+    server = support::serve_on(&data, port, &log).await;
 
     let t0 = Instant::now();
     let run = loop {
@@ -688,7 +641,7 @@ fn pr_review_data(
     let path = dir.join("pr-review.toml");
     std::fs::write(&path, format!("{manifest}\n{extra}\n")).unwrap();
     support::ok(
-        runway(&data)
+        support::runway_on(&data)
             .arg("deploy")
             .arg(support::wasm("pr-review"))
             .arg("--manifest")
@@ -755,12 +708,8 @@ async fn a_reset_re_executes_only_what_comes_after_its_event() {
     let provider = support::provider::Provider::start("sk-test-key").await;
     let dir = tempfile::tempdir().unwrap();
     let data = pr_review_data(dir.path(), &svc, &provider, "");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = serve(&data, port, &dir.path().join("serve.log")).await;
+    let port = support::free_port();
+    let mut server = support::serve_on(&data, port, &dir.path().join("serve.log")).await;
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let started: Value = http
@@ -826,7 +775,7 @@ async fn a_reset_re_executes_only_what_comes_after_its_event() {
     // After the diff's fetch, by the CLI: the model is asked again.
     let fetched = seq_of(&base, &id, "http_call").await;
     let out = support::ok(
-        runway(&data)
+        support::runway_on(&data)
             .args([
                 "--server",
                 &base,
@@ -889,12 +838,8 @@ async fn a_retried_run_keeps_its_answered_calls_and_shows_its_attempts() {
         &provider,
         "[retry]\nmax_attempts = 3\nbackoff = \"200ms\"\n",
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = serve(&data, port, &dir.path().join("serve.log")).await;
+    let port = support::free_port();
+    let mut server = support::serve_on(&data, port, &dir.path().join("serve.log")).await;
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let start = || {

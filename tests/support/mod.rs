@@ -231,6 +231,55 @@ pub fn runway_cmd(args: &[&str]) -> Command {
     cmd
 }
 
+/// `runway` on data directory `dir` with its `runway-host.toml`, logging
+/// at `info` (stderr).
+pub fn runway_on(dir: &Path) -> Command {
+    let mut cmd = runway_cmd(&[]);
+    cmd.arg("--data-dir")
+        .arg(dir)
+        .arg("--config")
+        .arg(dir.join("runway-host.toml"))
+        .env("RUNWAY_LOG", "info");
+    cmd
+}
+
+/// A loopback port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `runway serve` on data directory `dir` at `127.0.0.1:port`, its stderr
+/// appended to `log`; returns once `/healthz` answers.
+pub async fn serve_on(dir: &Path, port: u16, log: &Path) -> std::process::Child {
+    let err = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let child = runway_on(dir)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .is_err()
+    {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "the server never came up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child
+}
+
 /// A temporary data directory, driven by the `runway` binary in embedded
 /// mode.
 pub struct DataDir {
